@@ -1,0 +1,43 @@
+# nginx-cache-guard: build, test, demo.
+
+NGX_SRC   ?= /usr/share/nginx/src
+SHELL     := /bin/bash
+BUILD     ?= build/nginx
+MODULE    := $(BUILD)/objs/ngx_http_cache_guard_module.so
+SRCS      := $(wildcard ngx_module/*.c ngx_module/*.h) config
+
+DEB_BUILD := gcc make nginx nginx-dev libhiredis-dev libluajit2-5.1-dev \
+             libmaxminddb-dev
+DEB_TEST  := redis-server libtest-base-perl curl
+
+export TEST_NGINX_MODULE ?= $(CURDIR)/$(MODULE)
+
+.PHONY: all deps deps-test test unit demo demo-stop clean
+
+all: $(MODULE)
+
+# Install what is missing from Debian's archive (needs root).
+deps:
+	@sh .ci/deps.sh $(DEB_BUILD)
+
+deps-test: deps
+	@sh .ci/deps.sh $(DEB_TEST)
+
+$(BUILD)/objs/Makefile: config
+	rm -rf $(BUILD) && mkdir -p $(dir $(BUILD))
+	cp -r $(NGX_SRC) $(BUILD)
+	cd $(BUILD) && . ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="-Wall -Werror -O2 -g" \
+	        --add-dynamic-module=$(CURDIR) >configure.log 2>&1 \
+	    || { cat configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/objs/Makefile $(SRCS)
+	$(MAKE) -C $(BUILD) -f objs/Makefile modules
+
+test: deps-test $(MODULE)
+	t/lib/redis-ctl start
+	prove -r t/; rc=$$?; t/lib/redis-ctl stop; exit $$rc
+
+clean:
+	rm -rf build t/servroot t/servroot2 t/servroot-redis

@@ -1,0 +1,401 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The entry codec: a versioned binary format with a CRC32C checksum.
+ * Everything here is pure code (no nginx calls), so the unit tests link
+ * this file alone.
+ *
+ *   0  "CGE" + version (1 byte)
+ *   4  crc32c of bytes 8 .. end
+ *   8  flags (2), status (2)
+ *  12  number of headers (4)
+ *  16  created, fresh until, stale until (8 each, ms since the epoch)
+ *  40  fill time (4, ms)
+ *  44  headers length (4), body length (4)
+ *  52  headers: name length (2), value length (2), name, value
+ *      body
+ *
+ * Integers are little-endian whatever the host.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+static void ngx_http_cache_guard_put16(u_char *p, uint32_t v);
+static void ngx_http_cache_guard_put32(u_char *p, uint32_t v);
+static void ngx_http_cache_guard_put64(u_char *p, uint64_t v);
+static uint32_t ngx_http_cache_guard_get16(u_char *p);
+static uint32_t ngx_http_cache_guard_get32(u_char *p);
+static uint64_t ngx_http_cache_guard_get64(u_char *p);
+
+
+static uint32_t  ngx_http_cache_guard_crc32c_table[256];
+static ngx_uint_t  ngx_http_cache_guard_crc32c_ready;
+
+
+size_t
+ngx_http_cache_guard_entry_size(ngx_http_cache_guard_entry_t *e)
+{
+    size_t      len;
+    ngx_uint_t  i;
+
+    len = NGX_HTTP_CACHE_GUARD_ENTRY_FIXED + e->body.len;
+
+    for (i = 0; i < e->nheaders; i++) {
+        len += 4 + e->headers[i].key.len + e->headers[i].value.len;
+    }
+
+    return len;
+}
+
+
+u_char *
+ngx_http_cache_guard_entry_encode(u_char *buf, ngx_http_cache_guard_entry_t *e)
+{
+    u_char      *p, *hdr;
+    ngx_uint_t   i;
+
+    p = buf + NGX_HTTP_CACHE_GUARD_ENTRY_FIXED;
+    hdr = p;
+
+    for (i = 0; i < e->nheaders; i++) {
+        ngx_http_cache_guard_put16(p, e->headers[i].key.len);
+        ngx_http_cache_guard_put16(p + 2, e->headers[i].value.len);
+        p = ngx_cpymem(p + 4, e->headers[i].key.data, e->headers[i].key.len);
+        p = ngx_cpymem(p, e->headers[i].value.data, e->headers[i].value.len);
+    }
+
+    buf[0] = 'C';
+    buf[1] = 'G';
+    buf[2] = 'E';
+    buf[3] = NGX_HTTP_CACHE_GUARD_ENTRY_VERSION;
+    ngx_http_cache_guard_put16(buf + 8, e->flags);
+    ngx_http_cache_guard_put16(buf + 10, e->status);
+    ngx_http_cache_guard_put32(buf + 12, e->nheaders);
+    ngx_http_cache_guard_put64(buf + 16, e->created);
+    ngx_http_cache_guard_put64(buf + 24, e->fresh_until);
+    ngx_http_cache_guard_put64(buf + 32, e->stale_until);
+    ngx_http_cache_guard_put32(buf + 40, e->fill_ms);
+    ngx_http_cache_guard_put32(buf + 44, p - hdr);
+    ngx_http_cache_guard_put32(buf + 48, e->body.len);
+
+    p = ngx_cpymem(p, e->body.data, e->body.len);
+
+    ngx_http_cache_guard_put32(buf + 4,
+                          ngx_http_cache_guard_crc32c(0, buf + 8, p - buf - 8));
+
+    return p;
+}
+
+
+/*
+ * Anything that does not parse exactly is NGX_DECLINED: values in Redis are
+ * untrusted.  verify = 0 skips the checksum for entries that never left
+ * our own shared memory.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_entry_decode(u_char *buf, size_t len,
+    ngx_http_cache_guard_entry_t *e, ngx_uint_t verify)
+{
+    u_char      *p, *end;
+    size_t       hlen, blen;
+    ngx_uint_t   i, n;
+
+    if (len < NGX_HTTP_CACHE_GUARD_ENTRY_FIXED
+        || buf[0] != 'C' || buf[1] != 'G' || buf[2] != 'E'
+        || buf[3] != NGX_HTTP_CACHE_GUARD_ENTRY_VERSION)
+    {
+        return NGX_DECLINED;
+    }
+
+    hlen = ngx_http_cache_guard_get32(buf + 44);
+    blen = ngx_http_cache_guard_get32(buf + 48);
+    n = ngx_http_cache_guard_get32(buf + 12);
+
+    if (hlen > len || blen > len
+        || NGX_HTTP_CACHE_GUARD_ENTRY_FIXED + hlen + blen != len
+        || n > NGX_HTTP_CACHE_GUARD_ENTRY_MAX_HDRS)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (verify
+        && ngx_http_cache_guard_get32(buf + 4)
+           != ngx_http_cache_guard_crc32c(0, buf + 8, len - 8))
+    {
+        return NGX_DECLINED;
+    }
+
+    e->flags = ngx_http_cache_guard_get16(buf + 8);
+    e->status = ngx_http_cache_guard_get16(buf + 10);
+    e->nheaders = n;
+    e->created = ngx_http_cache_guard_get64(buf + 16);
+    e->fresh_until = ngx_http_cache_guard_get64(buf + 24);
+    e->stale_until = ngx_http_cache_guard_get64(buf + 32);
+    e->fill_ms = ngx_http_cache_guard_get32(buf + 40);
+    e->headers = NULL;
+    e->hdr_pos = buf + NGX_HTTP_CACHE_GUARD_ENTRY_FIXED;
+    e->hdr_end = e->hdr_pos + hlen;
+    e->body.data = e->hdr_end;
+    e->body.len = blen;
+
+    if (e->status < 100 || e->status > 599) {
+        return NGX_DECLINED;
+    }
+
+    /* walk the headers once so that serving never meets a bad length */
+
+    p = e->hdr_pos;
+    end = e->hdr_end;
+
+    for (i = 0; i < n; i++) {
+        if (end - p < 4) {
+            return NGX_DECLINED;
+        }
+
+        hlen = 4 + ngx_http_cache_guard_get16(p)
+               + ngx_http_cache_guard_get16(p + 2);
+
+        if ((size_t) (end - p) < hlen) {
+            return NGX_DECLINED;
+        }
+
+        p += hlen;
+    }
+
+    return (p == end) ? NGX_OK : NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_http_cache_guard_entry_next_header(ngx_http_cache_guard_entry_t *e,
+    ngx_str_t *name, ngx_str_t *value)
+{
+    u_char  *p;
+
+    p = e->hdr_pos;
+
+    if (p >= e->hdr_end) {
+        return NGX_DONE;
+    }
+
+    name->len = ngx_http_cache_guard_get16(p);
+    value->len = ngx_http_cache_guard_get16(p + 2);
+    name->data = p + 4;
+    value->data = name->data + name->len;
+
+    e->hdr_pos = value->data + value->len;
+
+    return NGX_OK;
+}
+
+
+/* CRC32C (Castagnoli), reflected, as in iSCSI and ext4 */
+
+#if (defined __x86_64__ && defined __GNUC__)
+
+__attribute__((target("sse4.2")))
+static uint32_t
+ngx_http_cache_guard_crc32c_hw(uint32_t crc, const u_char *p, size_t len)
+{
+    uint64_t  c, w;
+
+    c = crc;
+
+    while (len >= 8) {
+        ngx_memcpy(&w, p, 8);
+        c = __builtin_ia32_crc32di(c, w);
+        p += 8;
+        len -= 8;
+    }
+
+    crc = (uint32_t) c;
+
+    while (len--) {
+        crc = __builtin_ia32_crc32qi(crc, *p++);
+    }
+
+    return crc;
+}
+
+#endif
+
+
+uint32_t
+ngx_http_cache_guard_crc32c(uint32_t crc, const u_char *p, size_t len)
+{
+    uint32_t    c;
+    ngx_uint_t  i, k;
+
+    crc = ~crc;
+
+#if (defined __x86_64__ && defined __GNUC__)
+
+    if (__builtin_cpu_supports("sse4.2")) {
+        return ~ngx_http_cache_guard_crc32c_hw(crc, p, len);
+    }
+
+#endif
+
+    if (!ngx_http_cache_guard_crc32c_ready) {
+        for (i = 0; i < 256; i++) {
+            c = i;
+
+            for (k = 0; k < 8; k++) {
+                c = (c & 1) ? (c >> 1) ^ 0x82f63b78 : (c >> 1);
+            }
+
+            ngx_http_cache_guard_crc32c_table[i] = c;
+        }
+
+        ngx_http_cache_guard_crc32c_ready = 1;
+    }
+
+    while (len--) {
+        crc = ngx_http_cache_guard_crc32c_table[(crc ^ *p++) & 0xff]
+              ^ (crc >> 8);
+    }
+
+    return ~crc;
+}
+
+
+/* stored TTL = ttl * (1 + U(-jitter, +jitter)); rnd is uniform in [0, 1) */
+
+uint64_t
+ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter, double rnd)
+{
+    double  f;
+
+    if (jitter <= 0) {
+        return ttl_ms;
+    }
+
+    f = 1.0 + jitter * (2.0 * rnd - 1.0);
+    ttl_ms = (uint64_t) ((double) ttl_ms * f);
+
+    return ttl_ms ? ttl_ms : 1;
+}
+
+
+/*
+ * Whether an Accept-Encoding value accepts gzip: a "gzip" or "x-gzip"
+ * coding (or "*") whose q is not 0.  Only two classes exist, so clients
+ * that differ in irrelevant ways share one cache entry.
+ */
+
+ngx_uint_t
+ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len)
+{
+    u_char  *end, *tok, *tend, *q;
+
+    end = p + len;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        tok = p;
+
+        while (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        tend = p;
+
+        /* parameters: look for q=0, q=0.0, q=0.00, q=0.000 */
+
+        q = NULL;
+
+        while (p < end && *p != ',') {
+            if ((*p == 'q' || *p == 'Q') && p + 1 < end && p[1] == '=') {
+                q = p + 2;
+            }
+
+            p++;
+        }
+
+        if (tend - tok >= 2 && (tok[0] | 0x20) == 'x' && tok[1] == '-') {
+            tok += 2;
+        }
+
+        if (!((tend - tok == 4
+               && (tok[0] | 0x20) == 'g' && (tok[1] | 0x20) == 'z'
+               && (tok[2] | 0x20) == 'i' && (tok[3] | 0x20) == 'p')
+              || (tend - tok == 1 && *tok == '*')))
+        {
+            continue;
+        }
+
+        if (q == NULL) {
+            return 1;
+        }
+
+        if (*q != '0') {
+            return 1;
+        }
+
+        for (q++; q < p && (*q == '.' || *q == '0'); q++) {
+            /* void */
+        }
+
+        if (q < p && *q >= '1' && *q <= '9') {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_cache_guard_put16(u_char *p, uint32_t v)
+{
+    p[0] = (u_char) v;
+    p[1] = (u_char) (v >> 8);
+}
+
+
+static void
+ngx_http_cache_guard_put32(u_char *p, uint32_t v)
+{
+    p[0] = (u_char) v;
+    p[1] = (u_char) (v >> 8);
+    p[2] = (u_char) (v >> 16);
+    p[3] = (u_char) (v >> 24);
+}
+
+
+static void
+ngx_http_cache_guard_put64(u_char *p, uint64_t v)
+{
+    ngx_http_cache_guard_put32(p, (uint32_t) v);
+    ngx_http_cache_guard_put32(p + 4, (uint32_t) (v >> 32));
+}
+
+
+static uint32_t
+ngx_http_cache_guard_get16(u_char *p)
+{
+    return p[0] | (p[1] << 8);
+}
+
+
+static uint32_t
+ngx_http_cache_guard_get32(u_char *p)
+{
+    return (uint32_t) p[0] | ((uint32_t) p[1] << 8)
+           | ((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
+}
+
+
+static uint64_t
+ngx_http_cache_guard_get64(u_char *p)
+{
+    return ngx_http_cache_guard_get32(p)
+           | ((uint64_t) ngx_http_cache_guard_get32(p + 4) << 32);
+}

@@ -1,0 +1,264 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ */
+
+
+#ifndef _NGX_HTTP_CACHE_GUARD_MODULE_H_INCLUDED_
+#define _NGX_HTTP_CACHE_GUARD_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+
+/* entry codec (pure code, unit tested without nginx running) */
+
+#define NGX_HTTP_CACHE_GUARD_ENTRY_VERSION    1
+#define NGX_HTTP_CACHE_GUARD_ENTRY_FIXED      52
+#define NGX_HTTP_CACHE_GUARD_ENTRY_MAX_HDRS   100
+
+#define NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE   0x0001
+
+
+typedef struct {
+    ngx_uint_t                      status;
+    ngx_uint_t                      flags;
+    uint64_t                        created;       /* ms since the epoch */
+    uint64_t                        fresh_until;   /* ms */
+    uint64_t                        stale_until;   /* ms */
+    uint32_t                        fill_ms;       /* measured fill time */
+    ngx_uint_t                      nheaders;
+    ngx_keyval_t                   *headers;       /* encode: input */
+    u_char                         *hdr_pos;       /* decode: packed */
+    u_char                         *hdr_end;
+    ngx_str_t                       body;
+} ngx_http_cache_guard_entry_t;
+
+
+size_t ngx_http_cache_guard_entry_size(ngx_http_cache_guard_entry_t *e);
+u_char *ngx_http_cache_guard_entry_encode(u_char *buf,
+    ngx_http_cache_guard_entry_t *e);
+ngx_int_t ngx_http_cache_guard_entry_decode(u_char *buf, size_t len,
+    ngx_http_cache_guard_entry_t *e, ngx_uint_t verify);
+ngx_int_t ngx_http_cache_guard_entry_next_header(
+    ngx_http_cache_guard_entry_t *e, ngx_str_t *name, ngx_str_t *value);
+uint32_t ngx_http_cache_guard_crc32c(uint32_t crc, const u_char *p,
+    size_t len);
+uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
+    double rnd);
+ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
+
+
+/* Redis client */
+
+typedef struct ngx_http_cache_guard_redis_s      ngx_http_cache_guard_redis_t;
+typedef struct ngx_http_cache_guard_redis_cmd_s  ngx_http_cache_guard_redis_cmd_t;
+
+/*
+ * Called from an event handler, never from inside
+ * ngx_http_cache_guard_redis_command(); reply is NULL on a connect error,
+ * a time-out or a lost connection and is valid only during the call.
+ */
+typedef void (*ngx_http_cache_guard_redis_pt)(redisReply *reply, void *data);
+
+
+struct ngx_http_cache_guard_redis_cmd_s {
+    ngx_event_t                     timer;
+    ngx_http_cache_guard_redis_pt   handler;     /* NULL: cancelled */
+    void                           *data;
+    ngx_http_cache_guard_redis_t   *redis;
+    ngx_http_cache_guard_redis_cmd_t  *next;     /* free list */
+};
+
+
+struct ngx_http_cache_guard_redis_s {
+    /* configuration */
+    ngx_str_t                       addr_text;   /* as written */
+    ngx_str_t                       host;        /* numeric, NUL-ended */
+    in_port_t                       port;
+    ngx_str_t                       unix_path;   /* NUL-ended, or empty */
+    ngx_msec_t                      timeout;
+    ngx_msec_t                      connect_timeout;
+    ngx_str_t                       password;
+    ngx_str_t                       user;
+    ngx_int_t                       db;
+    ngx_str_t                       prefix;
+
+    /* per worker state */
+    redisAsyncContext              *ac;
+    ngx_connection_t               *conn;
+    ngx_uint_t                      connected;   /* unsigned:1 */
+    ngx_event_t                     connect_timer;
+    ngx_event_t                     backoff_timer;
+    ngx_msec_t                      backoff;
+    ngx_msec_t                      retry_at;    /* ngx_current_msec */
+    ngx_uint_t                      pending;
+    ngx_http_cache_guard_redis_cmd_t  *free;
+    time_t                          last_error_log;
+    ngx_log_t                      *log;
+};
+
+
+char *ngx_http_cache_guard_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_cache_guard_redis_init_worker(
+    ngx_http_cache_guard_redis_t *rd, ngx_cycle_t *cycle);
+void ngx_http_cache_guard_redis_exit_worker(ngx_http_cache_guard_redis_t *rd);
+ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_command(
+    ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt handler,
+    void *data, int argc, const char **argv, const size_t *argvlen);
+void ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd);
+
+
+/* shared memory zone: L1 entries */
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     lru;
+    ngx_uint_t                      layout;       /* reuse on reload */
+    ngx_atomic_t                    entries;
+    ngx_atomic_t                    bytes;
+    ngx_atomic_t                    evictions;
+} ngx_http_cache_guard_shctx_t;
+
+
+typedef struct {
+    ngx_http_cache_guard_shctx_t   *sh;
+    ngx_slab_pool_t                *shpool;
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_str_t                       name;
+    size_t                          size;
+    ngx_uint_t                      full_logged;  /* per worker */
+} ngx_http_cache_guard_zone_t;
+
+
+/* policy */
+
+#define NGX_HTTP_CACHE_GUARD_MAX_STATUSES  16
+
+typedef struct {
+    ngx_str_t                       name;
+    ngx_str_t                       file;
+    ngx_http_complex_value_t       *key;
+    ngx_msec_t                      ttl;
+    double                          jitter;
+    ngx_msec_t                      negative_ttl;
+    ngx_uint_t                      negative_statuses[NGX_HTTP_CACHE_GUARD_MAX_STATUSES];
+    ngx_uint_t                      nnegative;
+    ngx_uint_t                      cache_statuses[NGX_HTTP_CACHE_GUARD_MAX_STATUSES];
+    ngx_uint_t                      ncache;
+    size_t                          max_entry_size;
+    ngx_flag_t                      l1;           /* false: skip L1 */
+    ngx_msec_t                      l1_ttl;       /* NGX_CONF_UNSET_MSEC: auto */
+} ngx_http_cache_guard_policy_t;
+
+
+ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_load(
+    ngx_conf_t *cf, ngx_str_t *path);
+ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_default(
+    ngx_conf_t *cf);
+ngx_int_t ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl, ngx_str_t *value);
+ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
+    ngx_uint_t n, ngx_uint_t status);
+
+
+/* configuration */
+
+typedef struct {
+    ngx_http_cache_guard_redis_t   *redis;
+    ngx_array_t                     policies;     /* policy_t * */
+    ngx_http_cache_guard_policy_t  *default_policy;
+} ngx_http_cache_guard_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                      enable;
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_cache_guard_policy_t  *policy;
+} ngx_http_cache_guard_loc_conf_t;
+
+
+/* request state */
+
+typedef enum {
+    NGX_HTTP_CACHE_GUARD_NONE = 0,
+    NGX_HTTP_CACHE_GUARD_HIT,
+    NGX_HTTP_CACHE_GUARD_MISS,
+    NGX_HTTP_CACHE_GUARD_STALE,
+    NGX_HTTP_CACHE_GUARD_UPDATING,
+    NGX_HTTP_CACHE_GUARD_NEGATIVE,
+    NGX_HTTP_CACHE_GUARD_BLOOM_REJECT,
+    NGX_HTTP_CACHE_GUARD_INVALID,
+    NGX_HTTP_CACHE_GUARD_BYPASS,
+    NGX_HTTP_CACHE_GUARD_LOCK_TIMEOUT,
+    NGX_HTTP_CACHE_GUARD_FALLBACK
+} ngx_http_cache_guard_status_e;
+
+
+typedef enum {
+    NGX_HTTP_CACHE_GUARD_LEVEL_NONE = 0,
+    NGX_HTTP_CACHE_GUARD_LEVEL_L1,
+    NGX_HTTP_CACHE_GUARD_LEVEL_L2
+} ngx_http_cache_guard_level_e;
+
+
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_cache_guard_zone_t    *zone;
+    ngx_http_cache_guard_policy_t  *policy;
+    ngx_str_t                       key;          /* as stored, no prefix */
+    ngx_str_t                       rkey;         /* prefix + key */
+    ngx_uint_t                      status;       /* status_e */
+    ngx_uint_t                      level;        /* level_e */
+
+    ngx_http_cache_guard_entry_t    entry;        /* the hit to serve */
+    ngx_str_t                       blob;
+
+    ngx_http_cache_guard_redis_cmd_t  *cmd;       /* pending GET */
+    ngx_event_t                     wake;
+    ngx_str_t                       l2_value;
+    ngx_int_t                       l2_rc;        /* NGX_OK, DECLINED, ERROR */
+
+    uint64_t                        fill_start;
+    ngx_buf_t                      *body;         /* captured */
+    ngx_array_t                     headers;      /* ngx_keyval_t */
+
+    unsigned                        done:1;       /* lookup finished */
+    unsigned                        waiting:1;
+    unsigned                        fill:1;       /* may store the reply */
+    unsigned                        capture:1;    /* capturing the body */
+    unsigned                        stored:1;
+} ngx_http_cache_guard_ctx_t;
+
+
+/* store: L1 and the write path */
+
+ngx_int_t ngx_http_cache_guard_zone_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+ngx_int_t ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *blob, uint64_t now);
+void ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log);
+uint64_t ngx_http_cache_guard_now(void);
+
+
+/* handler and filter */
+
+ngx_int_t ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_cache_guard_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_cache_guard_add_variables(ngx_conf_t *cf);
+void ngx_http_cache_guard_store(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+
+
+extern ngx_module_t  ngx_http_cache_guard_module;
+
+
+#endif /* _NGX_HTTP_CACHE_GUARD_MODULE_H_INCLUDED_ */

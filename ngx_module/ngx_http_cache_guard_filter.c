@@ -1,0 +1,480 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * Capture: the header filter decides whether the filler's response may be
+ * stored and keeps its headers; the body filter copies the body and, at
+ * the last buffer, hands the response to the store.  They run before
+ * gzip, range and the other output filters, so what is stored is the
+ * origin's response, and hits go through those filters again.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+static ngx_int_t ngx_http_cache_guard_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_cache_guard_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_append(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, u_char *p, size_t len);
+static ngx_uint_t ngx_http_cache_guard_has_token(ngx_str_t *value,
+    const char *token);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+/* not stored: hop-by-hop, recomputed on a hit, or per response */
+
+static ngx_str_t  ngx_http_cache_guard_skip_headers[] = {
+    ngx_string("Connection"),
+    ngx_string("Keep-Alive"),
+    ngx_string("Proxy-Authenticate"),
+    ngx_string("Proxy-Connection"),
+    ngx_string("Trailer"),
+    ngx_string("Transfer-Encoding"),
+    ngx_string("Upgrade"),
+    ngx_string("Content-Length"),
+    ngx_string("Date"),
+    ngx_string("Server"),
+    ngx_string("Age"),
+    ngx_string("X-Accel-Redirect"),
+    ngx_string("X-Accel-Expires"),
+    ngx_string("X-Accel-Buffering"),
+    ngx_string("X-Accel-Charset"),
+    ngx_string("X-Accel-Limit-Rate"),
+    ngx_null_string
+};
+
+
+ngx_int_t
+ngx_http_cache_guard_filter_init(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_cache_guard_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_cache_guard_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
+{
+    off_t                        len;
+    ngx_int_t                    rc;
+    ngx_http_cache_guard_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    if (ctx == NULL || !ctx->fill) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->fill = 0;
+
+    if (ngx_http_cache_guard_cacheable(r, ctx) != NGX_OK) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    rc = ngx_http_cache_guard_keep_headers(r, ctx);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    len = r->headers_out.content_length_n;
+
+    ctx->body = ngx_create_temp_buf(r->pool, len > 0 ? (size_t) len : 4096);
+    if (ctx->body == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->capture = 1;
+
+    /* the copy filter reads file buffers into memory for us */
+    r->filter_need_in_memory = 1;
+
+    /* the whole body is stored; a range is cut from it on hits */
+    r->allow_ranges = 0;
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_http_cache_guard_ctx_t  *ctx;
+
+    if (r != r->main || in == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    if (ctx == NULL || !ctx->capture) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file && !ngx_buf_in_memory(b)) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "cache guard: body in a file, not stored");
+            ctx->capture = 0;
+            break;
+        }
+
+        if (ngx_buf_in_memory(b) && b->last > b->pos
+            && ngx_http_cache_guard_append(r, ctx, b->pos, b->last - b->pos)
+               != NGX_OK)
+        {
+            ctx->capture = 0;
+            break;
+        }
+
+        if (b->last_buf) {
+            ctx->capture = 0;
+            ngx_http_cache_guard_store(r, ctx);
+            break;
+        }
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_append(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, u_char *p, size_t len)
+{
+    size_t      size, used;
+    ngx_buf_t  *b;
+
+    b = ctx->body;
+    used = b->last - b->pos;
+
+    if (used + len > ctx->policy->max_entry_size) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "cache guard: body over max_entry_size %uz, "
+                       "not stored", ctx->policy->max_entry_size);
+        return NGX_DECLINED;
+    }
+
+    if ((size_t) (b->end - b->last) < len) {
+        size = ngx_max(2 * (size_t) (b->end - b->start), used + len);
+        size = ngx_min(size, ctx->policy->max_entry_size);
+
+        b = ngx_create_temp_buf(r->pool, size);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last = ngx_cpymem(b->pos, ctx->body->pos, used);
+        ngx_pfree(r->pool, ctx->body->start);
+        ctx->body = b;
+    }
+
+    b->last = ngx_cpymem(b->last, p, len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_str_t                       *name;
+    ngx_uint_t                       i;
+    const char                      *why;
+    ngx_list_part_t                 *part;
+    ngx_table_elt_t                 *h;
+    ngx_http_cache_guard_policy_t   *pl;
+
+    pl = ctx->policy;
+    why = NULL;
+
+    if (r->method != NGX_HTTP_GET || r->headers_in.authorization) {
+        why = "method or authorization";
+        goto no;
+    }
+
+    if (!ngx_http_cache_guard_policy_has_status(pl->cache_statuses,
+                                                pl->ncache,
+                                                r->headers_out.status))
+    {
+        why = "status";
+        goto no;
+    }
+
+    if (r->headers_out.content_length_n > (off_t) pl->max_entry_size) {
+        why = "content length over max_entry_size";
+        goto no;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        name = &h[i].key;
+
+        if (name->len == sizeof("Set-Cookie") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Set-Cookie", name->len)
+               == 0)
+        {
+            why = "Set-Cookie";
+            goto no;
+        }
+
+        if (name->len == sizeof("Cache-Control") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Cache-Control",
+                               name->len) == 0
+            && (ngx_http_cache_guard_has_token(&h[i].value, "private")
+                || ngx_http_cache_guard_has_token(&h[i].value, "no-store")
+                || ngx_http_cache_guard_has_token(&h[i].value, "no-cache")))
+        {
+            why = "Cache-Control";
+            goto no;
+        }
+
+        /* the key varies on Accept-Encoding only */
+
+        if (name->len == sizeof("Vary") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Vary", name->len) == 0)
+        {
+            u_char  *p, *end;
+
+            p = h[i].value.data;
+            end = p + h[i].value.len;
+
+            while (p < end) {
+                u_char  *tok;
+
+                while (p < end && (*p == ' ' || *p == ',' || *p == '\t')) {
+                    p++;
+                }
+
+                tok = p;
+
+                while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
+                    p++;
+                }
+
+                if (p > tok
+                    && !(p - tok == sizeof("Accept-Encoding") - 1
+                         && ngx_strncasecmp(tok, (u_char *) "Accept-Encoding",
+                                            p - tok) == 0))
+                {
+                    why = "Vary";
+                    goto no;
+                }
+            }
+        }
+
+        /* an encoding the client's variant of the key may not accept */
+
+        if (name->len == sizeof("Content-Encoding") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Content-Encoding",
+                               name->len) == 0
+            && !(h[i].value.len == 8
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity", 8)
+                    == 0)
+            && !(h[i].value.len == 4
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "gzip", 4)
+                    == 0
+                 && ctx->key.len > 5
+                 && ngx_strncmp(ctx->key.data + ctx->key.len - 5, "#gzip", 5)
+                    == 0))
+        {
+            why = "Content-Encoding";
+            goto no;
+        }
+    }
+
+    return NGX_OK;
+
+no:
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "cache guard: status %ui response not stored: %s",
+                   r->headers_out.status, why);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    u_char           *p;
+    ngx_str_t        *skip;
+    ngx_uint_t        i;
+    ngx_keyval_t     *kv;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (ngx_array_init(&ctx->headers, r->pool, 8, sizeof(ngx_keyval_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (r->headers_out.content_type.len) {
+        kv = ngx_array_push(&ctx->headers);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_str_set(&kv->key, "Content-Type");
+        kv->value = r->headers_out.content_type;
+
+        if (r->headers_out.content_type_len == r->headers_out.content_type.len
+            && r->headers_out.charset.len)
+        {
+            kv->value.len = r->headers_out.content_type.len
+                            + sizeof("; charset=") - 1
+                            + r->headers_out.charset.len;
+
+            p = ngx_pnalloc(r->pool, kv->value.len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            kv->value.data = p;
+            p = ngx_cpymem(p, r->headers_out.content_type.data,
+                           r->headers_out.content_type.len);
+            p = ngx_cpymem(p, "; charset=", sizeof("; charset=") - 1);
+            ngx_memcpy(p, r->headers_out.charset.data,
+                       r->headers_out.charset.len);
+        }
+    }
+
+    if (r->headers_out.last_modified == NULL
+        && r->headers_out.last_modified_time != -1)
+    {
+        kv = ngx_array_push(&ctx->headers);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_pnalloc(r->pool, sizeof("Mon, 28 Sep 1970 06:00:00 GMT") - 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_str_set(&kv->key, "Last-Modified");
+        kv->value.data = p;
+        kv->value.len = ngx_http_time(p, r->headers_out.last_modified_time)
+                        - p;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0 || h[i].key.len > 0xffff || h[i].value.len > 0xffff)
+        {
+            continue;
+        }
+
+        for (skip = ngx_http_cache_guard_skip_headers; skip->len; skip++) {
+            if (skip->len == h[i].key.len
+                && ngx_strncasecmp(skip->data, h[i].key.data, skip->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (skip->len) {
+            continue;
+        }
+
+        if (ctx->headers.nelts >= NGX_HTTP_CACHE_GUARD_ENTRY_MAX_HDRS) {
+            return NGX_DECLINED;
+        }
+
+        kv = ngx_array_push(&ctx->headers);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        kv->key = h[i].key;
+        kv->value = h[i].value;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_cache_guard_has_token(ngx_str_t *value, const char *token)
+{
+    size_t   len;
+    u_char  *p, *end;
+
+    len = ngx_strlen(token);
+    p = value->data;
+    end = p + value->len;
+
+    while (p + len <= end) {
+        if (ngx_strncasecmp(p, (u_char *) token, len) == 0
+            && (p == value->data || p[-1] == ' ' || p[-1] == ',')
+            && (p + len == end || p[len] == ' ' || p[len] == ','
+                || p[len] == '='))
+        {
+            return 1;
+        }
+
+        p++;
+    }
+
+    return 0;
+}

@@ -1,0 +1,351 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The module: directives, configuration and the hooks into nginx.  The
+ * work itself lives in the other ngx_http_cache_guard_*.c files.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+static ngx_int_t ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf);
+static void *ngx_http_cache_guard_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_cache_guard_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_cache_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_cache_guard_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_cache_guard(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_cache_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_cache_guard_init_process(ngx_cycle_t *cycle);
+static void ngx_http_cache_guard_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_cache_guard_commands[] = {
+
+    { ngx_string("cache_guard_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_cache_guard_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cache_guard_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_cache_guard_redis_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cache_guard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_cache_guard,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cache_guard_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_cache_guard_policy,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_cache_guard_module_ctx = {
+    ngx_http_cache_guard_preconfiguration, /* preconfiguration */
+    ngx_http_cache_guard_postconfiguration, /* postconfiguration */
+
+    ngx_http_cache_guard_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_cache_guard_create_loc_conf,  /* create location configuration */
+    ngx_http_cache_guard_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_cache_guard_module = {
+    NGX_MODULE_V1,
+    &ngx_http_cache_guard_module_ctx,      /* module context */
+    ngx_http_cache_guard_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_cache_guard_init_process,     /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_cache_guard_exit_process,     /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_cache_guard_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_cache_guard_precontent_handler;
+
+    return ngx_http_cache_guard_filter_init(cf);
+}
+
+
+static void *
+ngx_http_cache_guard_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_cache_guard_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     mcf->redis = NULL;
+     *     mcf->default_policy = NULL;
+     */
+
+    if (ngx_array_init(&mcf->policies, cf->pool, 4,
+                       sizeof(ngx_http_cache_guard_policy_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static void *
+ngx_http_cache_guard_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_cache_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_cache_guard_loc_conf_t));
+    if (lcf == NULL) {
+        return NULL;
+    }
+
+    lcf->enable = NGX_CONF_UNSET;
+    lcf->shm_zone = NGX_CONF_UNSET_PTR;
+    lcf->policy = NGX_CONF_UNSET_PTR;
+
+    return lcf;
+}
+
+
+static char *
+ngx_http_cache_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_cache_guard_loc_conf_t  *prev = parent;
+    ngx_http_cache_guard_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_ptr_value(conf->shm_zone, prev->shm_zone, NULL);
+    ngx_conf_merge_ptr_value(conf->policy, prev->policy, NULL);
+
+    if (conf->enable && conf->policy == NULL) {
+        conf->policy = ngx_http_cache_guard_policy_default(cf);
+        if (conf->policy == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* cache_guard_zone NAME size=SIZE; */
+
+static char *
+ngx_http_cache_guard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ssize_t                       size;
+    ngx_str_t                    *value, s;
+    ngx_shm_zone_t               *shm_zone;
+    ngx_http_cache_guard_zone_t  *zone;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: empty zone name");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strncmp(value[2].data, "size=", 5) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: invalid parameter \"%V\", "
+                           "expected size=SIZE", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    s.data = value[2].data + 5;
+    s.len = value[2].len - 5;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (64 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: zone \"%V\" is too small, "
+                           "%uzk at least", &value[1],
+                           64 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &value[1], size,
+                                     &ngx_http_cache_guard_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: duplicate zone \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_cache_guard_zone_t));
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->name = value[1];
+    zone->size = size;
+    zone->shm_zone = shm_zone;
+
+    shm_zone->init = ngx_http_cache_guard_zone_init;
+    shm_zone->data = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+/* cache_guard ZONE | off; */
+
+static char *
+ngx_http_cache_guard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cache_guard_loc_conf_t  *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->enable = 0;
+        lcf->shm_zone = NULL;
+        return NGX_CONF_OK;
+    }
+
+    /* the zone may be declared further down: nginx checks it has a size */
+
+    lcf->shm_zone = ngx_shared_memory_add(cf, &value[1], 0,
+                                          &ngx_http_cache_guard_module);
+    if (lcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->enable = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* cache_guard_policy PATH; */
+
+static char *
+ngx_http_cache_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_cache_guard_loc_conf_t  *lcf = conf;
+
+    ngx_str_t  *value;
+
+    if (lcf->policy != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->policy = ngx_http_cache_guard_policy_load(cf, &value[1]);
+    if (lcf->policy == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_cache_guard_module);
+
+    if (mcf == NULL || mcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_cache_guard_redis_init_worker(mcf->redis, cycle);
+}
+
+
+static void
+ngx_http_cache_guard_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_cache_guard_module);
+
+    if (mcf && mcf->redis) {
+        ngx_http_cache_guard_redis_exit_worker(mcf->redis);
+    }
+}

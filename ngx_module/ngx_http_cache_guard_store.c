@@ -1,0 +1,465 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The store: L1 entries in the shared memory zone (an rbtree for lookup, a
+ * queue for LRU eviction) and the write path that sends a captured
+ * response to L1 and Redis.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+/* bump when the layout of the zone changes: a reload then starts afresh */
+#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470001
+
+
+typedef struct {
+    u_char                          color;
+    u_char                          dummy;
+    u_short                         key_len;
+    uint32_t                        blob_len;
+    ngx_queue_t                     queue;
+    uint64_t                        expires;
+    u_char                          data[1];      /* key, then blob */
+} ngx_http_cache_guard_l1_node_t;
+
+
+static void ngx_http_cache_guard_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_cache_guard_l1_node_t *ngx_http_cache_guard_l1_lookup(
+    ngx_http_cache_guard_zone_t *zone, ngx_str_t *key, uint32_t hash);
+static void ngx_http_cache_guard_l1_free(ngx_http_cache_guard_zone_t *zone,
+    ngx_http_cache_guard_l1_node_t *ln);
+static void ngx_http_cache_guard_set_done(redisReply *reply, void *data);
+
+
+#define ngx_http_cache_guard_l1_node(n)                                       \
+    ((ngx_http_cache_guard_l1_node_t *) &(n)->color)
+
+#define ngx_http_cache_guard_rb_node(ln)                                      \
+    ((ngx_rbtree_node_t *)                                                    \
+        ((u_char *) (ln) - offsetof(ngx_rbtree_node_t, color)))
+
+
+uint64_t
+ngx_http_cache_guard_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+ngx_int_t
+ngx_http_cache_guard_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_cache_guard_zone_t  *ozone = data;
+
+    size_t                        len;
+    ngx_http_cache_guard_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+
+        if (zone->sh->layout == NGX_HTTP_CACHE_GUARD_LAYOUT) {
+            return NGX_OK;
+        }
+
+        /* a segment left by another version of the module */
+
+        ngx_slab_init(zone->shpool);
+        goto create;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+create:
+
+    zone->sh = ngx_slab_alloc(zone->shpool,
+                              sizeof(ngx_http_cache_guard_shctx_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(zone->sh, sizeof(ngx_http_cache_guard_shctx_t));
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_http_cache_guard_rbtree_insert);
+    ngx_queue_init(&zone->sh->lru);
+
+    len = sizeof(" in cache_guard_zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in cache_guard_zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone evicts, so the slab allocator's own message is noise */
+    zone->shpool->log_nomem = 0;
+
+    zone->sh->layout = NGX_HTTP_CACHE_GUARD_LAYOUT;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Copies a live entry into the pool: the shared copy may be evicted by
+ * another worker while this request is still sending it.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *blob, uint64_t now)
+{
+    uint32_t                         hash;
+    ngx_int_t                        rc;
+    ngx_http_cache_guard_l1_node_t  *ln;
+
+    hash = ngx_crc32_short(key->data, key->len);
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    ln = ngx_http_cache_guard_l1_lookup(zone, key, hash);
+
+    if (ln == NULL) {
+        goto done;
+    }
+
+    if (ln->expires <= now) {
+        ngx_http_cache_guard_l1_free(zone, ln);
+        goto done;
+    }
+
+    blob->data = ngx_pnalloc(pool, ln->blob_len);
+    if (blob->data == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    blob->len = ln->blob_len;
+    ngx_memcpy(blob->data, ln->data + ln->key_len, ln->blob_len);
+
+    ngx_queue_remove(&ln->queue);
+    ngx_queue_insert_head(&zone->sh->lru, &ln->queue);
+
+    rc = NGX_OK;
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log)
+{
+    size_t                           size;
+    uint32_t                         hash;
+    ngx_uint_t                       evicted;
+    ngx_queue_t                     *q;
+    ngx_rbtree_node_t               *node;
+    ngx_http_cache_guard_l1_node_t  *ln;
+
+    size = offsetof(ngx_rbtree_node_t, color)
+           + offsetof(ngx_http_cache_guard_l1_node_t, data)
+           + key->len + blob->len;
+
+    /* one entry may not take more than a quarter of the zone */
+
+    if (key->len > 0xffff || size > zone->size / 4) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "cache guard: entry of %uz bytes too large for l1 "
+                       "zone \"%V\"", size, &zone->name);
+        return;
+    }
+
+    hash = ngx_crc32_short(key->data, key->len);
+    evicted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    ln = ngx_http_cache_guard_l1_lookup(zone, key, hash);
+    if (ln) {
+        ngx_http_cache_guard_l1_free(zone, ln);
+    }
+
+    for ( ;; ) {
+        node = ngx_slab_alloc_locked(zone->shpool, size);
+        if (node) {
+            break;
+        }
+
+        if (ngx_queue_empty(&zone->sh->lru)) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return;
+        }
+
+        q = ngx_queue_last(&zone->sh->lru);
+        ln = ngx_queue_data(q, ngx_http_cache_guard_l1_node_t, queue);
+        ngx_http_cache_guard_l1_free(zone, ln);
+        zone->sh->evictions++;
+        evicted++;
+    }
+
+    node->key = hash;
+    ln = ngx_http_cache_guard_l1_node(node);
+    ln->key_len = (u_short) key->len;
+    ln->blob_len = (uint32_t) blob->len;
+    ln->expires = expires;
+    ngx_memcpy(ln->data, key->data, key->len);
+    ngx_memcpy(ln->data + key->len, blob->data, blob->len);
+
+    ngx_rbtree_insert(&zone->sh->rbtree, node);
+    ngx_queue_insert_head(&zone->sh->lru, &ln->queue);
+    zone->sh->entries++;
+    zone->sh->bytes += size;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (evicted && !zone->full_logged) {
+        zone->full_logged = 1;
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "cache guard: zone \"%V\" is full, evicting least "
+                      "recently used entries", &zone->name);
+    }
+}
+
+
+/*
+ * The write path, at the end of a captured response: encode, then L1 and
+ * Redis (SET PX with the jittered TTL).  The Redis write is fire and
+ * forget: the request does not wait for it.
+ */
+
+void
+ngx_http_cache_guard_store(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    u_char                            *p, px[NGX_INT64_LEN];
+    size_t                             argvlen[5];
+    uint64_t                           now, ttl, l1_expires;
+    ngx_str_t                          blob;
+    const char                        *argv[5];
+    ngx_http_cache_guard_entry_t       e;
+    ngx_http_cache_guard_redis_t      *rd;
+    ngx_http_cache_guard_policy_t     *pl;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    pl = ctx->policy;
+    now = ngx_http_cache_guard_now();
+
+    ngx_memzero(&e, sizeof(ngx_http_cache_guard_entry_t));
+
+    e.status = r->headers_out.status;
+
+    if (ngx_http_cache_guard_policy_has_status(pl->negative_statuses,
+                                               pl->nnegative, e.status))
+    {
+        e.flags = NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE;
+        ttl = pl->negative_ttl;
+
+    } else {
+        ttl = pl->ttl;
+    }
+
+    if (ttl == 0) {
+        return;
+    }
+
+    ttl = ngx_http_cache_guard_jitter_ttl(ttl, pl->jitter,
+                                          (double) ngx_random() / 2147483648.0);
+
+    e.created = now;
+    e.fresh_until = now + ttl;
+    e.stale_until = e.fresh_until;
+    e.fill_ms = (uint32_t) (now - ctx->fill_start);
+    e.nheaders = ctx->headers.nelts;
+    e.headers = ctx->headers.elts;
+    e.body.data = ctx->body->pos;
+    e.body.len = ctx->body->last - ctx->body->pos;
+
+    blob.len = ngx_http_cache_guard_entry_size(&e);
+    blob.data = ngx_pnalloc(r->pool, blob.len);
+    if (blob.data == NULL) {
+        return;
+    }
+
+    ngx_http_cache_guard_entry_encode(blob.data, &e);
+
+    ctx->stored = 1;
+
+    if (pl->l1) {
+        l1_expires = e.stale_until;
+
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+
+        if (pl->l1_ttl != NGX_CONF_UNSET_MSEC) {
+            l1_expires = ngx_min(l1_expires, now + pl->l1_ttl);
+
+        } else if (mcf->redis) {
+            /* a short default: other nodes may change the key in Redis */
+            l1_expires = ngx_min(l1_expires, now + 5000);
+        }
+
+        ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, &blob, l1_expires,
+                                    r->connection->log);
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+    rd = mcf->redis;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(px, "%uL", e.stale_until - now);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) ctx->rkey.data;
+    argvlen[1] = ctx->rkey.len;
+    argv[2] = (const char *) blob.data;
+    argvlen[2] = blob.len;
+    argv[3] = "PX";
+    argvlen[3] = 2;
+    argv[4] = (const char *) px;
+    argvlen[4] = p - px;
+
+    (void) ngx_http_cache_guard_redis_command(rd,
+                                              ngx_http_cache_guard_set_done,
+                                              rd, 5, argv, argvlen);
+}
+
+
+static void
+ngx_http_cache_guard_set_done(redisReply *reply, void *data)
+{
+    ngx_http_cache_guard_redis_t  *rd = data;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "cache guard: redis \"%V\" SET failed: %*s",
+                      &rd->addr_text, (size_t) ngx_min(reply->len, 256),
+                      reply->str);
+    }
+}
+
+
+static ngx_http_cache_guard_l1_node_t *
+ngx_http_cache_guard_l1_lookup(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, uint32_t hash)
+{
+    ngx_int_t                        rc;
+    ngx_rbtree_node_t               *node, *sentinel;
+    ngx_http_cache_guard_l1_node_t  *ln;
+
+    node = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        ln = ngx_http_cache_guard_l1_node(node);
+
+        rc = ngx_memn2cmp(key->data, ln->data, key->len,
+                          (size_t) ln->key_len);
+
+        if (rc == 0) {
+            return ln;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_cache_guard_l1_free(ngx_http_cache_guard_zone_t *zone,
+    ngx_http_cache_guard_l1_node_t *ln)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = ngx_http_cache_guard_rb_node(ln);
+
+    ngx_queue_remove(&ln->queue);
+    ngx_rbtree_delete(&zone->sh->rbtree, node);
+
+    zone->sh->entries--;
+    zone->sh->bytes -= offsetof(ngx_rbtree_node_t, color)
+                       + offsetof(ngx_http_cache_guard_l1_node_t, data)
+                       + ln->key_len + ln->blob_len;
+
+    ngx_slab_free_locked(zone->shpool, node);
+}
+
+
+static void
+ngx_http_cache_guard_rbtree_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t               **p;
+    ngx_http_cache_guard_l1_node_t   *ln, *lnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            ln = ngx_http_cache_guard_l1_node(node);
+            lnt = ngx_http_cache_guard_l1_node(temp);
+
+            p = (ngx_memn2cmp(ln->data, lnt->data, ln->key_len,
+                              lnt->key_len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

@@ -8,7 +8,7 @@ SRCS      := $(wildcard ngx_module/*.c ngx_module/*.h) config
 
 DEB_BUILD := gcc make nginx nginx-dev libhiredis-dev libluajit2-5.1-dev \
              libmaxminddb-dev
-DEB_TEST  := redis-server libtest-base-perl curl
+DEB_TEST  := redis-server libtest-base-perl curl valgrind
 
 export TEST_NGINX_MODULE ?= $(CURDIR)/$(MODULE)
 
@@ -35,9 +35,19 @@ $(BUILD)/objs/Makefile: config
 $(MODULE): $(BUILD)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(BUILD) -f objs/Makefile modules
 
+# The whole suite: redis-server on a test port (TEST_NGINX_REDIS_PORT,
+# default 6390); each test file starts its own nginx and test origin.
 test: deps-test $(MODULE)
 	t/lib/redis-ctl start
 	prove -r t/; rc=$$?; t/lib/redis-ctl stop; exit $$rc
+
+# redis-server, the demo API and nginx on loopback; FOREGROUND=1 stays in
+# the foreground until Ctrl-C.
+demo: deps-test $(MODULE)
+	@docs/demo/demo.sh $(if $(FOREGROUND),run,start)
+
+demo-stop:
+	@docs/demo/demo.sh stop
 
 clean:
 	rm -rf build t/servroot t/servroot2 t/servroot-redis

@@ -12,9 +12,6 @@
 #include "ngx_http_cache_guard_module.h"
 
 
-#define NGX_HTTP_CACHE_GUARD_MAX_KEY  4096
-
-
 static ngx_int_t ngx_http_cache_guard_start(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_http_cache_guard_loc_conf_t *lcf);
 static ngx_int_t ngx_http_cache_guard_make_key(ngx_http_request_t *r,
@@ -33,6 +30,8 @@ static ngx_int_t ngx_http_cache_guard_miss(ngx_http_request_t *r,
 static ngx_int_t ngx_http_cache_guard_send_hit(ngx_http_request_t *r);
 static ngx_int_t ngx_http_cache_guard_hit_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_http_cache_guard_variable(ngx_http_variable_value_t *v,
+    ngx_str_t *s);
 static ngx_int_t ngx_http_cache_guard_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_cache_guard_level_variable(ngx_http_request_t *r,
@@ -188,55 +187,31 @@ static ngx_int_t
 ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    u_char                             *p;
-    size_t                              len;
-    ngx_str_t                           val;
-    ngx_uint_t                          gzip;
+    ngx_int_t                           rc;
+    ngx_str_t                          *prefix;
     ngx_table_elt_t                    *ae;
     ngx_http_cache_guard_main_conf_t   *mcf;
 
-    if (ngx_http_complex_value(r, ctx->policy->key, &val) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (val.len == 0 || val.len > NGX_HTTP_CACHE_GUARD_MAX_KEY) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "cache guard: key of %uz bytes, bypass", val.len);
-        return NGX_DECLINED;
-    }
-
-    ae = r->headers_in.accept_encoding;
-    gzip = ae && ngx_http_cache_guard_accepts_gzip(ae->value.data,
-                                                   ae->value.len);
+    static ngx_str_t  none = ngx_null_string;
+    static ngx_str_t  gzip = ngx_string("#gzip");
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+    prefix = mcf->redis ? &mcf->redis->prefix : &none;
 
-    len = val.len + (gzip ? sizeof("#gzip") - 1 : 0);
+    ae = r->headers_in.accept_encoding;
 
-    if (mcf->redis) {
-        len += mcf->redis->prefix.len;
+    rc = ngx_http_cache_guard_policy_eval_key(r, ctx->policy, prefix,
+             (ae && ngx_http_cache_guard_accepts_gzip(ae->value.data,
+                                                      ae->value.len))
+             ? &gzip : &none,
+             &ctx->rkey);
+
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->rkey.data = p;
-    ctx->rkey.len = len;
-
-    if (mcf->redis) {
-        p = ngx_cpymem(p, mcf->redis->prefix.data, mcf->redis->prefix.len);
-    }
-
-    ctx->key.data = p;
-    ctx->key.len = ctx->rkey.data + len - p;
-
-    p = ngx_cpymem(p, val.data, val.len);
-
-    if (gzip) {
-        ngx_memcpy(p, "#gzip", sizeof("#gzip") - 1);
-    }
+    ctx->key.data = ctx->rkey.data + prefix->len;
+    ctx->key.len = ctx->rkey.len - prefix->len;
 
     return NGX_OK;
 }
@@ -368,8 +343,6 @@ static ngx_int_t
 ngx_http_cache_guard_l2_result(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    uint64_t  now, expires;
-
     if (ctx->l2_rc != NGX_OK) {
         return ngx_http_cache_guard_miss(r, ctx);
     }
@@ -380,15 +353,8 @@ ngx_http_cache_guard_l2_result(ngx_http_request_t *r,
         return ngx_http_cache_guard_miss(r, ctx);
     }
 
-    if (ctx->policy->l1) {
-        now = ngx_http_cache_guard_now();
-        expires = ngx_min(ctx->entry.stale_until,
-                          now + (ctx->policy->l1_ttl != NGX_CONF_UNSET_MSEC
-                                 ? ctx->policy->l1_ttl : 5000));
-
-        ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, &ctx->l2_value,
-                                    expires, r->connection->log);
-    }
+    ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
+                                 ctx->entry.stale_until);
 
     return NGX_DECLINED;
 }
@@ -453,6 +419,7 @@ ngx_http_cache_guard_miss(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_cache_guard_send_hit(ngx_http_request_t *r)
 {
+    u_char                        *p;
     time_t                         age;
     ngx_int_t                      rc;
     ngx_str_t                      name, value;
@@ -489,15 +456,30 @@ ngx_http_cache_guard_send_hit(ngx_http_request_t *r)
 
     age = ngx_time() - (time_t) (e->created / 1000);
 
-    h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-    if (h->value.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     h->hash = 1;
     ngx_str_set(&h->key, "Age");
-    h->value.len = ngx_sprintf(h->value.data, "%T", age > 0 ? age : 0)
-                   - h->value.data;
+
+    /* ngx_sprintf() costs more than the rest of this header's work */
+
+    if (age <= 0) {
+        ngx_str_set(&h->value, "0");
+
+    } else {
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = h->value.data + NGX_TIME_T_LEN;
+
+        do {
+            *--p = (u_char) ('0' + age % 10);
+            age /= 10;
+        } while (age);
+
+        h->value.len = h->value.data + NGX_TIME_T_LEN - p;
+        h->value.data = p;
+    }
 
     if (e->status == NGX_HTTP_OK) {
         r->allow_ranges = 1;

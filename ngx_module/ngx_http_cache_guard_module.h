@@ -57,7 +57,8 @@ ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
 /* Redis client */
 
 typedef struct ngx_http_cache_guard_redis_s      ngx_http_cache_guard_redis_t;
-typedef struct ngx_http_cache_guard_redis_cmd_s  ngx_http_cache_guard_redis_cmd_t;
+typedef struct ngx_http_cache_guard_redis_cmd_s
+    ngx_http_cache_guard_redis_cmd_t;
 
 /*
  * Called from an event handler, never from inside
@@ -100,6 +101,8 @@ struct ngx_http_cache_guard_redis_s {
     ngx_uint_t                      pending;
     ngx_http_cache_guard_redis_cmd_t  *free;
     time_t                          last_error_log;
+    ngx_uint_t                      errors_suppressed;
+    ngx_uint_t                      exiting;     /* unsigned:1 */
     ngx_log_t                      *log;
 };
 
@@ -113,6 +116,8 @@ ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_command(
     ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen);
 void ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd);
+void ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
+    const char *fmt, ...);
 
 
 /* shared memory zone: L1 entries */
@@ -141,21 +146,34 @@ typedef struct {
 /* policy */
 
 #define NGX_HTTP_CACHE_GUARD_MAX_STATUSES  16
+#define NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS 32
+#define NGX_HTTP_CACHE_GUARD_MAX_KEY       4096
+
+
+/* a key template part: a literal, a variable, or a regex capture */
+
+typedef struct {
+    ngx_str_t                       text;
+    ngx_int_t                       index;        /* variable, or -1 */
+    ngx_int_t                       capture;      /* $N, or -1 */
+} ngx_http_cache_guard_key_part_t;
 
 typedef struct {
     ngx_str_t                       name;
     ngx_str_t                       file;
-    ngx_http_complex_value_t       *key;
+    ngx_array_t                    *key;          /* key_part_t */
     ngx_msec_t                      ttl;
     double                          jitter;
     ngx_msec_t                      negative_ttl;
-    ngx_uint_t                      negative_statuses[NGX_HTTP_CACHE_GUARD_MAX_STATUSES];
+    ngx_uint_t                      negative_statuses[
+                                        NGX_HTTP_CACHE_GUARD_MAX_STATUSES];
     ngx_uint_t                      nnegative;
-    ngx_uint_t                      cache_statuses[NGX_HTTP_CACHE_GUARD_MAX_STATUSES];
+    ngx_uint_t                      cache_statuses[
+                                        NGX_HTTP_CACHE_GUARD_MAX_STATUSES];
     ngx_uint_t                      ncache;
     size_t                          max_entry_size;
     ngx_flag_t                      l1;           /* false: skip L1 */
-    ngx_msec_t                      l1_ttl;       /* NGX_CONF_UNSET_MSEC: auto */
+    ngx_msec_t                      l1_ttl;       /* UNSET: automatic */
 } ngx_http_cache_guard_policy_t;
 
 
@@ -165,6 +183,9 @@ ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_default(
     ngx_conf_t *cf);
 ngx_int_t ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, ngx_str_t *value);
+ngx_int_t ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
+    ngx_http_cache_guard_policy_t *pl, ngx_str_t *prefix, ngx_str_t *suffix,
+    ngx_str_t *out);
 ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
     ngx_uint_t n, ngx_uint_t status);
 
@@ -246,6 +267,8 @@ ngx_int_t ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *blob, uint64_t now);
 void ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log);
+void ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, uint64_t stale_until);
 uint64_t ngx_http_cache_guard_now(void);
 
 

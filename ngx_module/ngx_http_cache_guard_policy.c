@@ -328,24 +328,175 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
 }
 
 
+/*
+ * Key templates are compiled into literals, variable indexes and regex
+ * captures, and evaluated in one pass into one allocation: cheaper than a
+ * complex value, which runs its script twice and copies the result again.
+ */
+
 ngx_int_t
 ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, ngx_str_t *value)
 {
-    ngx_http_compile_complex_value_t   ccv;
+    u_char                           *p, *end, *start;
+    ngx_str_t                         name;
+    ngx_uint_t                        braces;
+    ngx_http_cache_guard_key_part_t  *part;
 
-    pl->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (value == NULL) {
+        value = &ngx_http_cache_guard_default_key;
+    }
+
+    pl->key = ngx_array_create(cf->pool, 4,
+                               sizeof(ngx_http_cache_guard_key_part_t));
     if (pl->key == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    p = value->data;
+    end = p + value->len;
 
-    ccv.cf = cf;
-    ccv.value = value ? value : &ngx_http_cache_guard_default_key;
-    ccv.complex_value = pl->key;
+    while (p < end) {
 
-    return ngx_http_compile_complex_value(&ccv);
+        if (pl->key->nelts == NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "cache guard: key \"%V\" has more than %d "
+                               "parts", value,
+                               NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS);
+            return NGX_ERROR;
+        }
+
+        part = ngx_array_push(pl->key);
+        if (part == NULL) {
+            return NGX_ERROR;
+        }
+
+        part->index = -1;
+        part->capture = -1;
+        ngx_str_null(&part->text);
+
+        if (*p != '$' || p + 1 == end) {
+            start = p;
+
+            for (p++; p < end && *p != '$'; p++) { /* void */ }
+
+            part->text.data = start;
+            part->text.len = p - start;
+            continue;
+        }
+
+        p++;
+        braces = (*p == '{');
+
+        if (braces) {
+            p++;
+        }
+
+        start = p;
+
+        if (p < end && *p >= '1' && *p <= '9') {
+            part->capture = *p++ - '0';
+
+        } else {
+            while (p < end && (isalnum(*p) || *p == '_')) {
+                p++;
+            }
+        }
+
+        name.data = start;
+        name.len = p - start;
+
+        if (name.len == 0 || (braces && (p == end || *p != '}'))) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "cache guard: invalid variable name in key "
+                               "\"%V\"", value);
+            return NGX_ERROR;
+        }
+
+        if (braces) {
+            p++;
+        }
+
+        if (part->capture == -1) {
+            part->index = ngx_http_get_variable_index(cf, &name);
+            if (part->index == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
+    ngx_http_cache_guard_policy_t *pl, ngx_str_t *prefix, ngx_str_t *suffix,
+    ngx_str_t *out)
+{
+    u_char                           *p;
+    size_t                            len;
+    ngx_uint_t                        i, n;
+    ngx_str_t                         vals[NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS];
+    ngx_http_variable_value_t        *vv;
+    ngx_http_cache_guard_key_part_t  *part;
+
+    part = pl->key->elts;
+    n = pl->key->nelts;
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (part[i].index != -1) {
+            vv = ngx_http_get_indexed_variable(r, part[i].index);
+
+            if (vv == NULL || vv->not_found) {
+                ngx_str_null(&vals[i]);
+
+            } else {
+                vals[i].data = vv->data;
+                vals[i].len = vv->len;
+            }
+
+        } else if (part[i].capture != -1) {
+            if ((ngx_uint_t) part[i].capture < r->ncaptures / 2
+                && r->captures_data)
+            {
+                vals[i].data = r->captures_data
+                               + r->captures[2 * part[i].capture];
+                vals[i].len = r->captures[2 * part[i].capture + 1]
+                              - r->captures[2 * part[i].capture];
+
+            } else {
+                ngx_str_null(&vals[i]);
+            }
+
+        } else {
+            vals[i] = part[i].text;
+        }
+
+        len += vals[i].len;
+    }
+
+    if (len == 0 || len > NGX_HTTP_CACHE_GUARD_MAX_KEY) {
+        return NGX_DECLINED;
+    }
+
+    out->len = prefix->len + len + suffix->len;
+    out->data = ngx_pnalloc(r->pool, out->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(out->data, prefix->data, prefix->len);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, vals[i].data, vals[i].len);
+    }
+
+    ngx_memcpy(p, suffix->data, suffix->len);
+
+    return NGX_OK;
 }
 
 

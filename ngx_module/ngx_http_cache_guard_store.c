@@ -133,7 +133,7 @@ ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
     ngx_int_t                        rc;
     ngx_http_cache_guard_l1_node_t  *ln;
 
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_http_cache_guard_crc32c(0, key->data, key->len);
     rc = NGX_DECLINED;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -195,7 +195,7 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
         return;
     }
 
-    hash = ngx_crc32_short(key->data, key->len);
+    hash = ngx_http_cache_guard_crc32c(0, key->data, key->len);
     evicted = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -259,7 +259,7 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 {
     u_char                            *p, px[NGX_INT64_LEN];
     size_t                             argvlen[5];
-    uint64_t                           now, ttl, l1_expires;
+    uint64_t                           now, ttl;
     ngx_str_t                          blob;
     const char                        *argv[5];
     ngx_http_cache_guard_entry_t       e;
@@ -310,22 +310,7 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 
     ctx->stored = 1;
 
-    if (pl->l1) {
-        l1_expires = e.stale_until;
-
-        mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
-
-        if (pl->l1_ttl != NGX_CONF_UNSET_MSEC) {
-            l1_expires = ngx_min(l1_expires, now + pl->l1_ttl);
-
-        } else if (mcf->redis) {
-            /* a short default: other nodes may change the key in Redis */
-            l1_expires = ngx_min(l1_expires, now + 5000);
-        }
-
-        ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, &blob, l1_expires,
-                                    r->connection->log);
-    }
+    ngx_http_cache_guard_l1_keep(r, ctx, &blob, e.stale_until);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
     rd = mcf->redis;
@@ -353,16 +338,57 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 }
 
 
+/*
+ * A node keeps its L1 copy for at most l1.ttl; with Redis the default is
+ * short, because other nodes may change the key there.
+ */
+
+void
+ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, uint64_t stale_until)
+{
+    uint64_t                           expires, now;
+    ngx_http_cache_guard_policy_t     *pl;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    pl = ctx->policy;
+
+    if (!pl->l1) {
+        return;
+    }
+
+    now = ngx_http_cache_guard_now();
+    expires = stale_until;
+
+    if (pl->l1_ttl != NGX_CONF_UNSET_MSEC) {
+        expires = ngx_min(expires, now + pl->l1_ttl);
+
+    } else {
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+
+        if (mcf->redis) {
+            expires = ngx_min(expires, now + 5000);
+        }
+    }
+
+    ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, blob, expires,
+                                r->connection->log);
+}
+
+
 static void
 ngx_http_cache_guard_set_done(redisReply *reply, void *data)
 {
     ngx_http_cache_guard_redis_t  *rd = data;
 
+    /* rate-limited: a full or read-only Redis fails every SET */
+
     if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                      "cache guard: redis \"%V\" SET failed: %*s",
-                      &rd->addr_text, (size_t) ngx_min(reply->len, 256),
-                      reply->str);
+        ngx_http_cache_guard_redis_error(rd,
+                                         "cache guard: redis \"%V\" SET "
+                                         "failed: %*s", &rd->addr_text,
+                                         (size_t) ngx_min(reply->len, 256),
+                                         reply->str);
     }
 }
 

@@ -1,0 +1,83 @@
+#!/bin/bash
+# The demo: redis-server, a demo API (the test suite's counting origin) and
+# nginx with the module, all on loopback.  Usage: demo.sh start|stop|run
+# ("run" stays in the foreground until Ctrl-C).
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir=$root/build/demo
+module=${TEST_NGINX_MODULE:-$root/build/nginx/objs/ngx_http_cache_guard_module.so}
+
+stop() {
+    [ -f "$dir/logs/nginx.pid" ] && nginx -p "$dir" -c conf/nginx.conf -s quit 2>/dev/null
+    [ -f "$dir/origin.pid" ] && kill "$(cat "$dir/origin.pid")" 2>/dev/null
+    [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null
+    rm -f "$dir/origin.pid"
+    echo "demo stopped"
+}
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "demo: nothing listens on port $1; see $dir" >&2
+    return 1
+}
+
+start() {
+    [ -f "$module" ] || { echo "demo: build the module first (make)" >&2; exit 1; }
+    stop >/dev/null 2>&1
+    mkdir -p "$dir/conf" "$dir/logs" "$dir/tmp"
+    sed -e "s#@ROOT@#$root#g" -e "s#@MODULE@#$module#g" \
+        "$root/docs/demo/nginx.conf.in" > "$dir/conf/nginx.conf"
+
+    redis-server --port 6391 --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize yes --pidfile "$dir/redis.pid" \
+        --logfile "$dir/logs/redis.log" --dir "$dir" || exit 1
+    perl "$root/t/lib/origin.pl" --port 8081 --quiet \
+        > "$dir/logs/origin.log" 2>&1 &
+    echo $! > "$dir/origin.pid"
+    wait_port 6391 && wait_port 8081 || { stop; exit 1; }
+    nginx -p "$dir" -c conf/nginx.conf || { stop; exit 1; }
+    wait_port 8080 || { stop; exit 1; }
+
+    cat <<MSG
+
+nginx-cache-guard demo is running:
+  nginx      http://127.0.0.1:8080  (conf: $dir/conf/nginx.conf)
+  demo API   http://127.0.0.1:8081  (counts its requests: /_origin/total)
+  redis      127.0.0.1:6391         (keys under demo:)
+
+A miss, then a hit of the same user:
+MSG
+    for i in 1 2; do
+        printf '  curl -i http://127.0.0.1:8080/api/users/42 -> '
+        curl -s -D - -o /dev/null http://127.0.0.1:8080/api/users/42 \
+            | tr -d '\r' | grep -i '^x-cache-guard' || echo "(no answer)"
+    done
+    printf '  requests that reached the demo API: '
+    curl -s http://127.0.0.1:8081/_origin/total; echo
+    cat <<MSG
+
+Try:
+  curl -i http://127.0.0.1:8080/api/users/7          (MISS, then HIT)
+  curl -i 'http://127.0.0.1:8080/api/users/9?status=404'  (NEGATIVE the 2nd time)
+  curl -i 'http://127.0.0.1:8080/api/catalog?page=2&delay=1'  (a slow origin, once)
+  redis-cli -p 6391 --scan --pattern 'demo:*'
+  tail -f $dir/logs/access.log
+
+Stop it with: make demo-stop
+MSG
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+run)
+    start
+    trap 'echo; stop; exit 0' INT TERM
+    echo "(running in the foreground: Ctrl-C stops the demo)"
+    while sleep 1; do :; done
+    ;;
+*) echo "usage: $0 start|stop|run" >&2; exit 2 ;;
+esac

@@ -1,0 +1,997 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The Redis client: one hiredis asynchronous context per worker, driven by
+ * nginx's event loop, with per-command time-outs and a reconnect backoff.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+#define NGX_HTTP_CACHE_GUARD_REDIS_PORT          6379
+#define NGX_HTTP_CACHE_GUARD_REDIS_TIMEOUT       500
+#define NGX_HTTP_CACHE_GUARD_REDIS_PREFIX_MAX    64
+#define NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN   100
+#define NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MAX   5000
+#define NGX_HTTP_CACHE_GUARD_REDIS_LOG_INTERVAL  10
+
+
+static char *ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
+    ngx_http_cache_guard_redis_t *rd, ngx_str_t *addr);
+static char *ngx_http_cache_guard_redis_parse_time(ngx_conf_t *cf,
+    ngx_str_t *value, size_t skip, ngx_msec_t *msec);
+static ngx_int_t ngx_http_cache_guard_redis_connect(
+    ngx_http_cache_guard_redis_t *rd);
+static ngx_int_t ngx_http_cache_guard_redis_handshake(
+    ngx_http_cache_guard_redis_t *rd, redisAsyncContext *ac);
+static void ngx_http_cache_guard_redis_close(ngx_http_cache_guard_redis_t *rd);
+static void ngx_http_cache_guard_redis_backoff(
+    ngx_http_cache_guard_redis_t *rd);
+static void ngx_http_cache_guard_redis_lost(ngx_http_cache_guard_redis_t *rd,
+    redisAsyncContext *ac);
+static void ngx_http_cache_guard_redis_ready(ngx_http_cache_guard_redis_t *rd);
+static void ngx_http_cache_guard_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_cache_guard_redis_handshake_done(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+static void ngx_http_cache_guard_redis_cmd_timeout(ngx_event_t *ev);
+static void ngx_http_cache_guard_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev);
+static void ngx_http_cache_guard_redis_read_handler(ngx_event_t *rev);
+static void ngx_http_cache_guard_redis_write_handler(ngx_event_t *wev);
+static void ngx_http_cache_guard_redis_event(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t add);
+static void ngx_http_cache_guard_redis_add_read(void *privdata);
+static void ngx_http_cache_guard_redis_del_read(void *privdata);
+static void ngx_http_cache_guard_redis_add_write(void *privdata);
+static void ngx_http_cache_guard_redis_del_write(void *privdata);
+static void ngx_http_cache_guard_redis_cleanup(void *privdata);
+
+
+static const char  ngx_http_cache_guard_redis_auth[] = "AUTH";
+static const char  ngx_http_cache_guard_redis_select[] = "SELECT";
+
+
+char *
+ngx_http_cache_guard_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_cache_guard_main_conf_t *mcf = conf;
+
+    ngx_int_t                      db;
+    ngx_str_t                     *value, s;
+    ngx_uint_t                     i;
+    ngx_http_cache_guard_redis_t  *rd;
+
+    if (mcf->redis) {
+        return "is duplicate";
+    }
+
+    rd = ngx_pcalloc(cf->pool, sizeof(ngx_http_cache_guard_redis_t));
+    if (rd == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rd->timeout = NGX_HTTP_CACHE_GUARD_REDIS_TIMEOUT;
+    rd->connect_timeout = NGX_HTTP_CACHE_GUARD_REDIS_TIMEOUT;
+    ngx_str_set(&rd->prefix, "cg:");
+
+    value = cf->args->elts;
+
+    if (ngx_http_cache_guard_redis_parse_addr(cf, rd, &value[1])
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+
+            if (ngx_http_cache_guard_redis_parse_time(cf, &value[i], 8,
+                                                      &rd->timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+
+            if (ngx_http_cache_guard_redis_parse_time(cf, &value[i], 16,
+                                                      &rd->connect_timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rd->password.len = value[i].len - 9;
+            rd->password.data = value[i].data + 9;
+
+            if (rd->password.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
+            rd->user.len = value[i].len - 5;
+            rd->user.data = value[i].data + 5;
+
+            if (rd->user.len == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+
+            if (db == NGX_ERROR) {
+                goto invalid;
+            }
+
+            rd->db = db;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            rd->prefix.len = value[i].len - 7;
+            rd->prefix.data = value[i].data + 7;
+
+            if (rd->prefix.len == 0
+                || rd->prefix.len > NGX_HTTP_CACHE_GUARD_REDIS_PREFIX_MAX)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cache guard: redis key prefix in "
+                                   "\"%V\" must be "
+                                   "1 to %d bytes long", &value[i],
+                                   NGX_HTTP_CACHE_GUARD_REDIS_PREFIX_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "mode=", 5) == 0) {
+            s.len = value[i].len - 5;
+            s.data = value[i].data + 5;
+
+            if (s.len == 10 && ngx_strncmp(s.data, "standalone", 10) == 0) {
+                continue;
+            }
+
+            if ((s.len == 7 && ngx_strncmp(s.data, "cluster", 7) == 0)
+                || (s.len == 8 && ngx_strncmp(s.data, "sentinel", 8) == 0))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cache guard: redis \"%V\" is not "
+                                   "supported yet, "
+                                   "only \"mode=standalone\" is",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            goto invalid;
+        }
+
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "cache guard: redis sentinel \"%V\" is not "
+                               "supported yet",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
+            == NULL)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "cache guard: several redis addresses are "
+                               "not supported "
+                               "yet, \"%V\" follows \"%V\"",
+                               &value[i], &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        goto invalid;
+    }
+
+    if (rd->user.len && rd->password.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: redis \"user=%V\" requires "
+                           "\"password=\"",
+                           &rd->user);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->redis = rd;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "cache guard: invalid redis parameter \"%V\"",
+                       &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
+    ngx_http_cache_guard_redis_t *rd, ngx_str_t *addr)
+{
+    size_t               len;
+    ngx_url_t            u;
+    struct sockaddr_un  *saun;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = *addr;
+    u.default_port = NGX_HTTP_CACHE_GUARD_REDIS_PORT;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "cache guard: %s in redis address \"%V\"",
+                               u.err, addr);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    rd->addr_text = *addr;
+
+    if (u.family == AF_UNIX) {
+        /* sun_path is NUL-terminated and lives as long as the cycle */
+        saun = (struct sockaddr_un *) u.addrs[0].sockaddr;
+        rd->unix_path.data = (u_char *) saun->sun_path;
+        rd->unix_path.len = ngx_strlen(saun->sun_path);
+
+        return NGX_CONF_OK;
+    }
+
+    /* hiredis resolves names synchronously: give it a numeric address */
+
+    rd->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (rd->host.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
+                        rd->host.data, NGX_SOCKADDR_STRLEN, 0);
+    rd->host.data[len] = '\0';
+    rd->host.len = len;
+    rd->port = u.port;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_cache_guard_redis_parse_time(ngx_conf_t *cf, ngx_str_t *value,
+    size_t skip, ngx_msec_t *msec)
+{
+    ngx_int_t  n;
+    ngx_str_t  s;
+
+    s.len = value->len - skip;
+    s.data = value->data + skip;
+
+    n = ngx_parse_time(&s, 0);
+
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: invalid redis time-out \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    *msec = (ngx_msec_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_cache_guard_redis_init_worker(ngx_http_cache_guard_redis_t *rd,
+    ngx_cycle_t *cycle)
+{
+    rd->log = cycle->log;
+    rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
+
+    /* neither timer holds a request: a graceful shutdown need not wait */
+
+    rd->connect_timer.handler = ngx_http_cache_guard_redis_connect_timeout;
+    rd->connect_timer.data = rd;
+    rd->connect_timer.log = rd->log;
+    rd->connect_timer.cancelable = 1;
+
+    rd->backoff_timer.handler = ngx_http_cache_guard_redis_backoff_expired;
+    rd->backoff_timer.data = rd;
+    rd->backoff_timer.log = rd->log;
+    rd->backoff_timer.cancelable = 1;
+
+    /* a failure here only starts the backoff; the worker runs without L2 */
+
+    (void) ngx_http_cache_guard_redis_connect(rd);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_cache_guard_redis_exit_worker(ngx_http_cache_guard_redis_t *rd)
+{
+    ngx_http_cache_guard_redis_cmd_t  *cmd;
+
+    /* handlers that get their NULL reply now must not reconnect */
+
+    rd->exiting = 1;
+
+    if (rd->ac) {
+        ngx_http_cache_guard_redis_close(rd);
+    }
+
+    if (rd->backoff_timer.timer_set) {
+        ngx_del_timer(&rd->backoff_timer);
+    }
+
+    while (rd->free) {
+        cmd = rd->free;
+        rd->free = cmd->next;
+        ngx_free(cmd);
+    }
+}
+
+
+ngx_http_cache_guard_redis_cmd_t *
+ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
+    ngx_http_cache_guard_redis_pt handler, void *data, int argc,
+    const char **argv, const size_t *argvlen)
+{
+    ngx_http_cache_guard_redis_cmd_t  *cmd;
+
+    if (rd->exiting) {
+        return NULL;
+    }
+
+    if (rd->ac == NULL) {
+
+        if ((ngx_msec_int_t) (rd->retry_at - ngx_current_msec) > 0) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                           "cache guard: redis \"%V\" in backoff, "
+                           "command failed", &rd->addr_text);
+            return NULL;
+        }
+
+        if (ngx_http_cache_guard_redis_connect(rd) != NGX_OK) {
+            return NULL;
+        }
+    }
+
+    cmd = rd->free;
+
+    if (cmd) {
+        rd->free = cmd->next;
+
+    } else {
+        cmd = ngx_calloc(sizeof(ngx_http_cache_guard_redis_cmd_t), rd->log);
+        if (cmd == NULL) {
+            return NULL;
+        }
+
+        /*
+         * the timer is not cancelable: a request waiting for the reply may
+         * have no timer of its own, and a graceful shutdown must not drop
+         * it; the wait is bounded by the time-out
+         */
+
+        cmd->redis = rd;
+        cmd->timer.handler = ngx_http_cache_guard_redis_cmd_timeout;
+        cmd->timer.data = cmd;
+        cmd->timer.log = rd->log;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_cache_guard_redis_reply, cmd,
+                              argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "cache guard: redis \"%V\" refused a command",
+                       &rd->addr_text);
+
+        cmd->handler = NULL;
+        cmd->data = NULL;
+        cmd->next = rd->free;
+        rd->free = cmd;
+
+        return NULL;
+    }
+
+    ngx_add_timer(&cmd->timer, rd->timeout);
+
+    rd->pending++;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" queued %*s, pending:%ui",
+                   &rd->addr_text, argvlen[0], argv[0], rd->pending);
+
+    return cmd;
+}
+
+
+void
+ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd)
+{
+    /* the struct goes back to the free list when hiredis is done with it */
+
+    cmd->handler = NULL;
+    cmd->data = NULL;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac;
+
+    if (rd->unix_path.len) {
+        ac = redisAsyncConnectUnix((const char *) rd->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect((const char *) rd->host.data, rd->port);
+    }
+
+    if (ac == NULL) {
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" connect failed: "
+                            "out of memory", &rd->addr_text);
+        ngx_http_cache_guard_redis_backoff(rd);
+        return NGX_ERROR;
+    }
+
+    if (ac->err) {
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" connect failed: %s",
+                            &rd->addr_text, ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_cache_guard_redis_backoff(rd);
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_cache_guard_redis_backoff(rd);
+        return NGX_ERROR;
+    }
+
+    /* ngx_close_connection() is never used: hiredis owns the socket */
+
+    c->data = ac;
+    c->type = SOCK_STREAM;
+    c->log = rd->log;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+    c->read->handler = ngx_http_cache_guard_redis_read_handler;
+    c->write->handler = ngx_http_cache_guard_redis_write_handler;
+
+    ac->data = rd;
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_cache_guard_redis_add_read;
+    ac->ev.delRead = ngx_http_cache_guard_redis_del_read;
+    ac->ev.addWrite = ngx_http_cache_guard_redis_add_write;
+    ac->ev.delWrite = ngx_http_cache_guard_redis_del_write;
+    ac->ev.cleanup = ngx_http_cache_guard_redis_cleanup;
+
+    rd->ac = ac;
+    rd->conn = c;
+    rd->connected = 0;
+
+    /*
+     * every end of a context, failed connects included, goes through the
+     * cleanup hook, so no disconnect callback is needed
+     */
+
+    (void) redisAsyncSetConnectCallback(ac,
+                                        ngx_http_cache_guard_redis_connected);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" connecting, fd:%d backoff:%M",
+                   &rd->addr_text, c->fd, rd->backoff);
+
+    if (ngx_http_cache_guard_redis_handshake(rd, ac) != NGX_OK) {
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" could not queue "
+                            "the handshake", &rd->addr_text);
+        ngx_http_cache_guard_redis_backoff(rd);
+        ngx_http_cache_guard_redis_close(rd);
+        return NGX_ERROR;
+    }
+
+    /* covers the TCP connect and the AUTH and SELECT replies */
+
+    ngx_add_timer(&rd->connect_timer, rd->connect_timeout);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_redis_handshake(ngx_http_cache_guard_redis_t *rd,
+    redisAsyncContext *ac)
+{
+    int          argc;
+    u_char       db[NGX_INT_T_LEN];
+    size_t       argvlen[3];
+    const char  *argv[3];
+
+    /* hiredis buffers these until connected; they go before any command */
+
+    if (rd->password.len) {
+        argc = 0;
+
+        argv[argc] = ngx_http_cache_guard_redis_auth;
+        argvlen[argc++] = sizeof(ngx_http_cache_guard_redis_auth) - 1;
+
+        if (rd->user.len) {
+            argv[argc] = (const char *) rd->user.data;
+            argvlen[argc++] = rd->user.len;
+        }
+
+        argv[argc] = (const char *) rd->password.data;
+        argvlen[argc++] = rd->password.len;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_cache_guard_redis_handshake_done,
+                                  (void *) ngx_http_cache_guard_redis_auth,
+                                  argc, argv, argvlen)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rd->db) {
+        argv[0] = ngx_http_cache_guard_redis_select;
+        argvlen[0] = sizeof(ngx_http_cache_guard_redis_select) - 1;
+        argv[1] = (const char *) db;
+        argvlen[1] = ngx_sprintf(db, "%i", rd->db) - db;
+
+        if (redisAsyncCommandArgv(ac, ngx_http_cache_guard_redis_handshake_done,
+                                  (void *) ngx_http_cache_guard_redis_select,
+                                  2, argv, argvlen)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_cache_guard_redis_close(ngx_http_cache_guard_redis_t *rd)
+{
+    redisAsyncContext  *ac;
+
+    /*
+     * detach first: handlers run inside redisAsyncFree() with NULL replies
+     * and must not queue onto the dying context
+     */
+
+    ac = rd->ac;
+    rd->ac = NULL;
+    rd->connected = 0;
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" closing", &rd->addr_text);
+
+    redisAsyncFree(ac);
+}
+
+
+static void
+ngx_http_cache_guard_redis_backoff(ngx_http_cache_guard_redis_t *rd)
+{
+    ngx_msec_t  delay;
+
+    /* jitter in [0.5, 1.5) keeps workers from reconnecting in lockstep */
+
+    delay = rd->backoff / 2 + (ngx_msec_t) ngx_random() % rd->backoff;
+
+    rd->retry_at = ngx_current_msec + delay;
+    rd->backoff = ngx_min(rd->backoff * 2,
+                          NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MAX);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" backoff %M ms",
+                   &rd->addr_text, delay);
+
+    if (!rd->exiting) {
+        ngx_add_timer(&rd->backoff_timer, delay);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_redis_lost(ngx_http_cache_guard_redis_t *rd,
+    redisAsyncContext *ac)
+{
+    /* a context that hiredis ends itself: an I/O error or a failed connect */
+
+    if (rd->ac != ac) {
+        return;
+    }
+
+    rd->ac = NULL;
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (rd->connected) {
+        rd->connected = 0;
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" connection lost: %s",
+                            &rd->addr_text, ac->c.errstr);
+
+    } else {
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" connect failed: %s",
+                            &rd->addr_text, ac->c.errstr);
+    }
+
+    ngx_http_cache_guard_redis_backoff(rd);
+}
+
+
+static void
+ngx_http_cache_guard_redis_ready(ngx_http_cache_guard_redis_t *rd)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" ready", &rd->addr_text);
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+}
+
+
+void
+ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
+    const char *fmt, ...)
+{
+    u_char   *p, buf[NGX_MAX_ERROR_STR];
+    time_t    now;
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    now = ngx_time();
+
+    /* an unreachable backend must not flood the error log */
+
+    if (rd->last_error_log
+        && now - rd->last_error_log < NGX_HTTP_CACHE_GUARD_REDIS_LOG_INTERVAL)
+    {
+        rd->errors_suppressed++;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "%*s (not logged)", (size_t) (p - buf), buf);
+        return;
+    }
+
+    if (rd->errors_suppressed) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "%*s (%ui similar errors in the last %T s not logged)",
+                      (size_t) (p - buf), buf, rd->errors_suppressed,
+                      now - rd->last_error_log);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "%*s", (size_t) (p - buf), buf);
+    }
+
+    rd->last_error_log = now;
+    rd->errors_suppressed = 0;
+}
+
+
+static void
+ngx_http_cache_guard_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_cache_guard_redis_t  *rd = ac->data;
+
+    /* a failed connect is reported by the cleanup hook */
+
+    if (status != REDIS_OK) {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" connected", &rd->addr_text);
+
+    rd->connected = 1;
+
+    if (rd->password.len == 0 && rd->db == 0) {
+        ngx_http_cache_guard_redis_ready(rd);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_redis_handshake_done(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    const char                    *name = privdata;
+    redisReply                    *reply = r;
+    ngx_http_cache_guard_redis_t  *rd = ac->data;
+
+    if (reply == NULL) {
+        ngx_http_cache_guard_redis_lost(rd, ac);
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_STATUS
+        || reply->len != 2
+        || ngx_strncmp(reply->str, "OK", 2) != 0)
+    {
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" %s failed: %*s",
+                            &rd->addr_text, name,
+                            (size_t) ngx_min(reply->len, 256),
+                            reply->str ? reply->str : "");
+
+        /* hiredis frees the context when this callback returns */
+
+        ngx_http_cache_guard_redis_backoff(rd);
+        ngx_http_cache_guard_redis_close(rd);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" %s ok", &rd->addr_text, name);
+
+    rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
+
+    /* SELECT, when sent, is the last step of the handshake */
+
+    if (name == ngx_http_cache_guard_redis_select || rd->db == 0) {
+        ngx_http_cache_guard_redis_ready(rd);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_http_cache_guard_redis_cmd_t *cmd = privdata;
+
+    redisReply                    *reply = r;
+    ngx_http_cache_guard_redis_t  *rd;
+
+    rd = cmd->redis;
+    rd->pending--;
+
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+
+    /*
+     * NULL replies come only from a context being freed; any other reply
+     * proves the backend healthy, a TCP connect alone does not: a stopped
+     * server still completes handshakes from its listen queue
+     */
+
+    if (reply == NULL) {
+        ngx_http_cache_guard_redis_lost(rd, ac);
+
+    } else {
+        rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" reply type:%d, pending:%ui%s",
+                   &rd->addr_text, reply ? reply->type : 0, rd->pending,
+                   cmd->handler ? "" : ", cancelled");
+
+    if (cmd->handler) {
+        cmd->handler(reply, cmd->data);
+    }
+
+    cmd->handler = NULL;
+    cmd->data = NULL;
+    cmd->next = rd->free;
+    rd->free = cmd;
+}
+
+
+static void
+ngx_http_cache_guard_redis_cmd_timeout(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_redis_cmd_t *cmd = ev->data;
+
+    ngx_http_cache_guard_redis_t  *rd;
+
+    rd = cmd->redis;
+
+    ngx_http_cache_guard_redis_error(rd,
+                                     "cache guard: redis \"%V\" timed out",
+                                     &rd->addr_text);
+
+    /* an unanswered command stalls the pipeline: drop the connection */
+
+    ngx_http_cache_guard_redis_backoff(rd);
+    ngx_http_cache_guard_redis_close(rd);
+}
+
+
+static void
+ngx_http_cache_guard_redis_connect_timeout(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_redis_t *rd = ev->data;
+
+    ngx_http_cache_guard_redis_error(rd,
+                                     "cache guard: redis \"%V\" connect "
+                                     "timed out", &rd->addr_text);
+
+    ngx_http_cache_guard_redis_backoff(rd);
+    ngx_http_cache_guard_redis_close(rd);
+}
+
+
+static void
+ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_redis_t *rd = ev->data;
+
+    /* connect ahead of the next command, unless a command already did */
+
+    if (rd->ac == NULL && !ngx_exiting) {
+        (void) ngx_http_cache_guard_redis_connect(rd);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_redis_read_handler(ngx_event_t *rev)
+{
+    ngx_connection_t  *c = rev->data;
+
+    /* the context and the connection may be gone when this returns */
+
+    redisAsyncHandleRead(c->data);
+}
+
+
+static void
+ngx_http_cache_guard_redis_write_handler(ngx_event_t *wev)
+{
+    ngx_connection_t  *c = wev->data;
+
+    redisAsyncHandleWrite(c->data);
+}
+
+
+static void
+ngx_http_cache_guard_redis_event(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t add)
+{
+    /*
+     * level-triggered: hiredis reads at most 16 KiB per call and would
+     * miss the rest of a large reply with edge-triggered epoll;
+     * a failure is logged by the event module and caught by the time-outs
+     */
+
+    if (add) {
+        if (!ev->active) {
+            (void) ngx_add_event(ev, event, NGX_LEVEL_EVENT);
+        }
+
+    } else if (ev->active) {
+        (void) ngx_del_event(ev, event, 0);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_redis_add_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_cache_guard_redis_event(c->read, NGX_READ_EVENT, 1);
+}
+
+
+static void
+ngx_http_cache_guard_redis_del_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_cache_guard_redis_event(c->read, NGX_READ_EVENT, 0);
+}
+
+
+static void
+ngx_http_cache_guard_redis_add_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_cache_guard_redis_event(c->write, NGX_WRITE_EVENT, 1);
+}
+
+
+static void
+ngx_http_cache_guard_redis_del_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_cache_guard_redis_event(c->write, NGX_WRITE_EVENT, 0);
+}
+
+
+static void
+ngx_http_cache_guard_redis_cleanup(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    redisAsyncContext             *ac;
+    ngx_http_cache_guard_redis_t  *rd;
+
+    ac = c->data;
+    rd = ac->data;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "cache guard: redis \"%V\" context freed, fd:%d",
+                   &rd->addr_text, c->fd);
+
+    /* hiredis closes the socket itself right after this hook */
+
+    ngx_http_cache_guard_redis_event(c->read, NGX_READ_EVENT, 0);
+    ngx_http_cache_guard_redis_event(c->write, NGX_WRITE_EVENT, 0);
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+
+    /* the exit check for open sockets looks at fd */
+
+    c->fd = (ngx_socket_t) -1;
+
+    if (rd->conn == c) {
+        rd->conn = NULL;
+    }
+
+    ngx_http_cache_guard_redis_lost(rd, ac);
+}

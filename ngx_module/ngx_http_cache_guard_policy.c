@@ -881,32 +881,31 @@ ngx_http_cache_guard_policy_line(ngx_conf_t *cf, ngx_str_t *file,
     end = buf + n;
     line = 1;
 
-    for (p = buf; p < end; line++) {
+    for (p = buf; p + flen < end; p++) {
 
-        while (p < end && (*p == ' ' || *p == '\t')) {
-            p++;
+        if (*p == '\n') {
+            line++;
+            continue;
         }
 
-        f = p;
+        /* the field as a whole word, not "x.ttl" or "my_ttl" */
 
-        if ((size_t) (end - f) > flen && ngx_strncmp(f, field, flen) == 0) {
-            f += flen;
-
-            while (f < end && (*f == ' ' || *f == '\t')) {
-                f++;
-            }
-
-            if (f < end && *f == '=' && (f + 1 == end || f[1] != '=')) {
-                found = line;
-                break;
-            }
+        if (ngx_strncmp(p, field, flen) != 0
+            || (p > buf && (isalnum(p[-1]) || p[-1] == '_' || p[-1] == '.')))
+        {
+            continue;
         }
 
-        while (p < end && *p != '\n') {
-            p++;
+        f = p + flen;
+
+        while (f < end && (*f == ' ' || *f == '\t')) {
+            f++;
         }
 
-        p++;
+        if (f < end && *f == '=' && (f + 1 == end || f[1] != '=')) {
+            found = line;
+            break;
+        }
     }
 
 done:

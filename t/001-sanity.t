@@ -1,0 +1,312 @@
+# Configuration: directives, policy files, and the errors nginx -t reports.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: smoke test: the module loads and an unguarded location works
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /t {
+        return 200 "ok\n";
+    }
+--- request
+GET /t
+--- response_body
+ok
+--- no_error_log
+[error]
+[alert]
+[emerg]
+
+
+
+=== TEST 2: a zone without size= is refused
+--- http_config
+    cache_guard_zone main 1m;
+--- config
+--- must_die
+--- error_log
+invalid parameter "1m", expected size=SIZE
+
+
+
+=== TEST 3: a zone that is too small is refused
+--- http_config
+    cache_guard_zone main size=4k;
+--- config
+--- must_die
+--- error_log
+zone "main" is too small
+
+
+
+=== TEST 4: a guarded location naming an unknown zone is refused
+--- config
+    location /a {
+        cache_guard nosuchzone;
+        return 200;
+    }
+--- must_die
+--- error_log
+zero size shared memory zone "nosuchzone"
+
+
+
+=== TEST 5: a policy with a Lua syntax error names the file and line
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/broken.lua;
+        return 200;
+    }
+--- user_files
+>>> broken.lua
+return {
+  ttl = 10,
+  jitter = = 0.1,
+}
+--- must_die
+--- error_log eval
+qr{cache guard: policy .*/broken\.lua:3: unexpected symbol near '='}
+
+
+
+=== TEST 6: a policy field with a bad value names the file, line and field
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/users.lua;
+        return 200;
+    }
+--- user_files
+>>> users.lua
+-- users
+return {
+  name = "users",
+
+  ttl = -5,
+}
+--- must_die
+--- error_log eval
+qr{cache guard: policy .*/users\.lua:5: ttl must be a positive number of seconds}
+
+
+
+=== TEST 7: an unknown policy field is refused, not ignored
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return { ttl = 10, tll = 20 }
+--- must_die
+--- error_log eval
+qr{cache guard: policy .*/p\.lua:1: tll is not a policy field}
+
+
+
+=== TEST 8: a function-valued key is refused until hooks are supported
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  key = function(r) return r.uri end,
+}
+--- must_die
+--- error_log eval
+qr{cache guard: policy .*/p\.lua:2: key as a function is not supported by this version yet}
+
+
+
+=== TEST 9: a policy that does not return a table is refused
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return 42
+--- must_die
+--- error_log eval
+qr{cache guard: policy ".*/p\.lua" must return a table, not number}
+
+
+
+=== TEST 10: a missing policy file is refused
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/nope.lua;
+        return 200;
+    }
+--- must_die
+--- error_log eval
+qr{cache guard: policy cannot open .*/nope\.lua}
+
+
+
+=== TEST 11: bad status lists, jitter, sizes and key templates are refused
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  cache_statuses = { 200, 99 },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:2: cache_statuses must be a list of HTTP statuses}
+
+
+
+=== TEST 12: jitter must be below 1
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return { jitter = 1.5 }
+--- must_die
+--- error_log eval
+qr{p\.lua:1: jitter must be at least 0 and less than 1}
+
+
+
+=== TEST 13: a key template with an unknown variable is refused
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return { key = "$host$no_such_variable" }
+--- must_die
+--- error_log eval
+qr{unknown "no_such_variable" variable}
+
+
+
+=== TEST 14: documented fields of later versions are refused clearly
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  ttl = 30,
+  stale = { while_revalidate = 30 },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:3: stale is not supported by this version yet}
+
+
+
+=== TEST 15: a valid policy with every supported field loads
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200 "ok\n";
+    }
+--- user_files
+>>> p.lua
+return {
+  name = "users",
+  key = "$host$uri",
+  ttl = "5m",
+  jitter = 0.2,
+  negative_ttl = 0,
+  negative_statuses = { 404 },
+  cache_statuses = { 200, 404 },
+  max_entry_size = "64k",
+  l1 = { ttl = 2.5 },
+}
+--- request
+GET /a
+--- response_body
+ok
+--- no_error_log
+[error]
+[emerg]
+
+
+
+=== TEST 16: cache_guard_redis rejects modes this version lacks
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:6379 mode=cluster;
+--- config
+--- must_die
+--- error_log
+not supported
+
+
+
+=== TEST 17: cache_guard_redis rejects a bad time-out
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:6379 timeout=fast;
+--- config
+--- must_die
+--- error_log
+timeout=fast
+
+
+
+=== TEST 18: cache_guard_redis is http-level only
+--- config
+    location /a {
+        cache_guard_redis 127.0.0.1:6379;
+    }
+--- must_die
+--- error_log
+"cache_guard_redis" directive is not allowed here

@@ -1,0 +1,323 @@
+# The embedded default: no cache_guard_redis, the zone's L1 is the only
+# tier.  Every test counts what reached the test origin.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('init', "origin_reset();\n" . ($block->init // ''));
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: miss then hit: the origin sees one request for five
+--- config
+    location /a {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+--- request eval
+["GET /a?size=1024", "GET /a?size=1024", "GET /a?size=1024", "GET /a?size=1024", "GET /a?size=1024"]
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_headers eval
+["X-Guard: MISS\nContent-Type: application/json\nContent-Length: 1024\n!Age",
+ "X-Guard: HIT l1\nContent-Type: application/json\nContent-Length: 1024\nAge: 0",
+ "X-Guard: HIT l1\nContent-Type: application/json",
+ "X-Guard: HIT l1\nContent-Type: application/json",
+ "X-Guard: HIT l1\nContent-Type: application/json"]
+--- response_body_like eval
+[qr/^\{"path":"\/a","n":1,.*/s, qr/^\{"path":"\/a","n":1,.*/s, qr/^\{"path":"\/a","n":1,.*/s, qr/^\{"path":"\/a","n":1,.*/s, qr/^\{"path":"\/a","n":1,.*/s]
+--- check
+is(origin_count('/a'), 1, 'the origin saw exactly one request');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 2: the hit is byte for byte the origin's body, with its headers
+--- config
+    location /b {
+        cache_guard main;
+        proxy_pass http://origin;
+    }
+--- check
+my $miss = http_get('/b?size=5000&ct=text/csv&hdr=X-Version:7&hdr=ETag:%22e1%22');
+my $hit = http_get('/b?size=5000&ct=text/csv&hdr=X-Version:7&hdr=ETag:%22e1%22');
+is($miss->{status}, 200, 'miss status');
+is($hit->{status}, 200, 'hit status');
+is(length $hit->{body}, 5000, 'hit body length');
+is($hit->{body}, $miss->{body}, 'hit body identical');
+is($hit->{headers}{'content-type'}, 'text/csv', 'content type kept');
+is($hit->{headers}{'x-version'}, '7', 'origin header kept');
+is($hit->{headers}{'etag'}, '"e1"', 'etag kept');
+is(origin_count('/b'), 1, 'one origin request');
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: a conditional request on a hit gets 304 from nginx's own filter
+--- config
+    location /c {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- request eval
+["GET /c?hdr=ETag:%22v9%22", "GET /c?hdr=ETag:%22v9%22"]
+--- more_headers
+If-None-Match: "v9"
+--- error_code eval
+[200, 304]
+--- response_headers eval
+["X-Guard: MISS", "X-Guard: HIT"]
+--- check
+is(origin_count('/c'), 1, 'one origin request');
+
+
+
+=== TEST 4: HEAD on a cold key never fills the cache; HEAD on a hit serves headers
+--- config
+    location /h {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- request eval
+["HEAD /h?size=100", "GET /h?size=100", "GET /h?size=100", "HEAD /h?size=100"]
+--- error_code eval
+[200, 200, 200, 200]
+--- response_headers eval
+["X-Guard: MISS", "X-Guard: MISS", "X-Guard: HIT\nContent-Length: 100", "X-Guard: HIT\nContent-Length: 100"]
+--- response_body eval
+["", qr/.{100}/s, qr/.{100}/s, ""]
+--- check
+is(origin_count('/h'), 2, 'HEAD miss and GET miss reached the origin');
+
+
+
+=== TEST 5: negative caching: a 404 is served as NEGATIVE from then on
+--- config
+    location /n {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- request eval
+["GET /n?status=404", "GET /n?status=404", "GET /n?status=404"]
+--- error_code eval
+[404, 404, 404]
+--- response_headers eval
+["X-Guard: MISS", "X-Guard: NEGATIVE", "X-Guard: NEGATIVE"]
+--- check
+is(origin_count('/n'), 1, 'one origin request for three 404s');
+
+
+
+=== TEST 6: negative entries expire after negative_ttl, positive ones do not
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+    }
+--- user_files
+>>> p.lua
+return { ttl = 60, jitter = 0, negative_ttl = 1 }
+--- check
+http_get('/neg?status=404');
+http_get('/pos');
+is(origin_count('/neg'), 1, 'negative filled once');
+ok(wait_for(sub { http_get('/neg?status=404'); origin_count('/neg') == 2 }, 10,
+            'the negative entry expires'), 'negative entry refilled after 1 s');
+http_get('/pos');
+is(origin_count('/pos'), 1, 'the positive entry is still cached');
+
+
+
+=== TEST 7: responses that must not be shared are never stored
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- check
+my %cases = (
+    '/cookie'  => '?hdr=Set-Cookie:sid%3D1',
+    '/nostore' => '?hdr=Cache-Control:no-store',
+    '/private' => '?hdr=Cache-Control:private,%20max-age%3D60',
+    '/varyall' => '?hdr=Vary:*',
+    '/varyck'  => '?hdr=Vary:Cookie',
+    '/s500'    => '?status=500',
+    '/s302'    => '?status=302&hdr=Location:/x',
+);
+for my $path (sort keys %cases) {
+    for (1 .. 3) {
+        my $res = http_get($path . $cases{$path});
+        is($res->{headers}{'x-guard'}, 'MISS', "$path is a miss every time");
+    }
+    is(origin_count($path), 3, "$path reached the origin every time");
+}
+
+
+
+=== TEST 8: a request with Authorization is neither served from nor stored in the cache
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- check
+http_get('/auth');
+is(http_get('/auth')->{headers}{'x-guard'}, 'HIT', 'anonymous request hits');
+my $r = http_get('/auth', headers => { Authorization => 'Bearer alice' });
+is($r->{headers}{'x-guard'}, 'BYPASS', 'authorised request bypasses');
+is(origin_count('/auth'), 2, 'the authorised request reached the origin');
+http_get('/secret', headers => { Authorization => 'Bearer alice' });
+is(http_get('/secret')->{headers}{'x-guard'}, 'MISS',
+   'a response to an authorised request was not stored');
+is(origin_count('/secret'), 2, 'both requests reached the origin');
+
+
+
+=== TEST 9: a body over max_entry_size is not stored, one within it is
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+    }
+--- user_files
+>>> p.lua
+return { max_entry_size = "10k" }
+--- check
+http_get('/big?size=10241') for 1 .. 2;
+is(origin_count('/big'), 2, 'an entry over 10k is not stored');
+http_get('/fits?size=10240') for 1 .. 2;
+is(origin_count('/fits'), 1, 'an entry of exactly 10k is stored');
+
+
+
+=== TEST 10: other methods bypass the cache
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- request eval
+["POST /m\r\nhello", "POST /m\r\nhello", "GET /m", "GET /m"]
+--- response_headers eval
+["X-Guard: BYPASS", "X-Guard: BYPASS", "X-Guard: MISS", "X-Guard: HIT"]
+--- check
+is(origin_count('/m'), 3, 'POSTs always reach the origin');
+
+
+
+=== TEST 11: the key template: $cache_guard_key, and args outside the key share an entry
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Key $cache_guard_key always;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> p.lua
+return { key = "k:$uri:$arg_id" }
+--- request eval
+["GET /u?id=1&utm=a", "GET /u?id=1&utm=b", "GET /u?id=2"]
+--- response_headers eval
+["X-Key: k:/u:1\nX-Guard: MISS", "X-Key: k:/u:1\nX-Guard: HIT", "X-Key: k:/u:2\nX-Guard: MISS"]
+--- check
+is(origin_count('/u'), 2, 'two keys, two origin requests');
+
+
+
+=== TEST 12: clients that accept gzip get their own variant of the key
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Key $cache_guard_key always;
+    }
+--- check
+my $plain = http_get('/ae');
+my $gz = http_get('/ae', headers => { 'Accept-Encoding' => 'gzip, br' });
+is($plain->{headers}{'x-key'}, 'http://localhost/ae', 'plain key');
+is($gz->{headers}{'x-key'}, 'http://localhost/ae#gzip', 'gzip variant');
+http_get('/ae', headers => { 'Accept-Encoding' => 'gzip;q=1, deflate' });
+is(origin_count('/ae'), 2, 'gzip clients share one variant');
+
+
+
+=== TEST 13: gzip-encoded origin responses are only served to gzip clients
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- check
+my $q = '?hdr=Content-Encoding:gzip&hdr=Vary:Accept-Encoding';
+http_get("/enc$q", headers => { 'Accept-Encoding' => 'gzip' });
+my $r = http_get("/enc$q", headers => { 'Accept-Encoding' => 'gzip' });
+is($r->{headers}{'x-guard'}, 'HIT', 'the gzip variant is a hit');
+$r = http_get("/enc$q");
+is($r->{headers}{'x-guard'}, 'MISS', 'a client without gzip misses');
+$r = http_get("/enc$q");
+is($r->{headers}{'x-guard'}, 'MISS', 'and an encoded body is never stored for it');
+
+
+
+=== TEST 14: cache_guard off in a nested location
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://origin;
+        location /off/ {
+            cache_guard off;
+            proxy_pass http://origin;
+        }
+    }
+--- request eval
+["GET /off/x", "GET /off/x", "GET /on", "GET /on"]
+--- check
+is(origin_count('/off/x'), 2, 'not cached where off');
+is(origin_count('/on'), 1, 'cached where on');
+
+
+
+=== TEST 15: a full zone evicts least recently used entries and keeps serving
+--- http_config
+    cache_guard_zone small size=256k;
+--- config
+    location / {
+        cache_guard small;
+        proxy_pass http://origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- check
+http_get("/fill$_?size=20000") for 1 .. 40;
+is(origin_total(), 40, 'forty fills');
+my $last = http_get("/fill40?size=20000");
+is($last->{headers}{'x-guard'}, 'HIT', 'the newest entry is still there');
+my $first = http_get("/fill1?size=20000");
+is($first->{headers}{'x-guard'}, 'MISS', 'the oldest entry was evicted');
+--- error_log
+zone "small" is full, evicting least recently used entries
+--- no_error_log
+[error]
+[crit]

@@ -1,0 +1,78 @@
+# cache_guard_redis parameters: prefix=, db=, password=, a unix socket.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: prefix= and db= choose where entries live
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT prefix=app1: db=3;
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+--- request
+GET /p
+--- check
+ok(wait_for(sub { redis('SELECT', 3); my $v = redis('EXISTS', 'app1:http://localhost/p'); redis('SELECT', 0); $v }, 5),
+   'the entry is in db 3 under the prefix');
+is(redis('EXISTS', 'app1:http://localhost/p'), 0, 'not in db 0');
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: a wrong password is logged and requests still reach the origin
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT password=wrong;
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- init
+redis('CONFIG', 'SET', 'requirepass', 'sekrit');
+--- check
+my $r = http_get('/pw');
+is($r->{status}, 200, 'answered by the origin');
+is($r->{headers}{'x-guard'}, 'MISS', 'a miss');
+ok(wait_for(sub { error_log_since_block() =~ /AUTH failed/ }, 5),
+   'AUTH failure logged');
+--- cleanup
+redis('AUTH', 'sekrit'); redis('CONFIG', 'SET', 'requirepass', '');
+
+
+
+=== TEST 3: the right password works
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT password=sekrit;
+--- config
+    location / {
+        cache_guard main;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- setup
+redis('CONFIG', 'SET', 'requirepass', 'sekrit');
+redis('AUTH', 'sekrit');
+--- check
+http_get('/pw2');
+ok(wait_for(sub { redis('EXISTS', 'cg:http://localhost/pw2') }, 5),
+   'stored with AUTH');
+--- cleanup
+redis('CONFIG', 'SET', 'requirepass', '');
+--- no_error_log
+[error]

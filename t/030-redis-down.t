@@ -1,0 +1,93 @@
+# Redis failing must never turn into an error for a request the origin can
+# answer: these tests kill and pause the real test redis-server.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=300ms connect_timeout=300ms;
+    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('config', <<'CONF');
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+CONF
+    $block->set_value('user_files', <<'LUA');
+>>> p.lua
+return { key = "$uri", l1 = false }
+LUA
+    $block->set_value('init', "redis_start(); origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: Redis killed: every request is answered by the origin, then caching resumes
+--- check
+http_get('/warm');
+ok(wait_for(sub { redis('EXISTS', 'cg:/warm') }, 5), 'cached before the kill');
+redis_stop();
+my ($bad, $slow) = (0, 0);
+for my $i (1 .. 30) {
+    my $r = http_get("/down$i");
+    $bad++ if $r->{status} != 200;
+    $slow++ if $r->{elapsed} > 0.3 + 1.5;
+}
+is($bad, 0, 'no request failed while Redis was down');
+is($slow, 0, 'none waited longer than the time-out plus a margin');
+is(origin_total(), 31, 'the origin answered them all');
+redis_start();
+ok(wait_for(sub {
+       http_get('/back');
+       redis('EXISTS', 'cg:/back');
+   }, 15, 'caching resumes'), 'entries are stored again after Redis returns');
+my $r = http_get('/back');
+is($r->{headers}{'x-guard'}, 'HIT l2', 'and served from Redis');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 2: Redis paused (SIGSTOP): requests complete within the time-out plus a margin
+--- check
+http_get('/p0');
+redis_pause();
+my ($bad, $slow, $max) = (0, 0, 0);
+for my $i (1 .. 10) {
+    my $r = http_get("/paused$i");
+    $bad++ if $r->{status} != 200;
+    $max = $r->{elapsed} if $r->{elapsed} > $max;
+    $slow++ if $r->{elapsed} > 0.3 + 1.5;
+}
+redis_resume();
+is($bad, 0, 'no request failed while Redis was paused');
+is($slow, 0, "none waited much longer than the 300 ms time-out (max $max s)");
+ok(wait_for(sub {
+       http_get('/after');
+       redis('EXISTS', 'cg:/after');
+   }, 15, 'recovery'), 'caching resumes after SIGCONT');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 3: concurrent requests while Redis is paused all complete
+--- check
+redis_pause();
+my $res = http_concurrent(50, sub { "/c$_[0]" });
+redis_resume();
+is(scalar(grep { $_->{status} == 200 } @$res), 50, 'all 50 answered 200');
+is(origin_total(), 50, 'all reached the origin');
+--- no_error_log
+[alert]
+[crit]

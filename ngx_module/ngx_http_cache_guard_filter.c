@@ -66,6 +66,11 @@ ngx_http_cache_guard_filter_init(ngx_conf_t *cf)
 }
 
 
+/*
+ * A refresh subrequest's response is captured and goes no further: it is
+ * for the cache, not for the client.
+ */
+
 static ngx_int_t
 ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 {
@@ -73,20 +78,24 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_http_cache_guard_ctx_t  *ctx;
 
-    if (r != r->main) {
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    if (ctx == NULL || (r != r->main && !ctx->refresh)) {
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
-
-    if (ctx == NULL || !ctx->fill) {
-        return ngx_http_next_header_filter(r);
+    if (!ctx->fill) {
+        /* a pass-through: its origin slot is free once it answers */
+        ngx_http_cache_guard_fill_end(ctx, 0);
+        goto next;
     }
 
     ctx->fill = 0;
 
     if (ngx_http_cache_guard_cacheable(r, ctx) != NGX_OK) {
-        return ngx_http_next_header_filter(r);
+        ngx_http_cache_guard_fill_end(ctx,
+                                      r->headers_out.status >= 500 ? 1 : 2);
+        goto next;
     }
 
     rc = ngx_http_cache_guard_keep_headers(r, ctx);
@@ -96,7 +105,8 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
-        return ngx_http_next_header_filter(r);
+        ngx_http_cache_guard_fill_end(ctx, 2);
+        goto next;
     }
 
     len = r->headers_out.content_length_n;
@@ -114,7 +124,9 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     /* the whole body is stored; a range is cut from it on hits */
     r->allow_ranges = 0;
 
-    return ngx_http_next_header_filter(r);
+next:
+
+    return ctx->refresh ? NGX_OK : ngx_http_next_header_filter(r);
 }
 
 
@@ -125,23 +137,20 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t                 *cl;
     ngx_http_cache_guard_ctx_t  *ctx;
 
-    if (r != r->main || in == NULL) {
-        return ngx_http_next_body_filter(r, in);
-    }
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
 
-    if (ctx == NULL || !ctx->capture) {
+    if (ctx == NULL || (!ctx->capture && !ctx->refresh)) {
         return ngx_http_next_body_filter(r, in);
     }
 
-    for (cl = in; cl; cl = cl->next) {
+    for (cl = in; cl && ctx->capture; cl = cl->next) {
         b = cl->buf;
 
         if (b->in_file && !ngx_buf_in_memory(b)) {
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "cache guard: body in a file, not stored");
             ctx->capture = 0;
+            ngx_http_cache_guard_fill_end(ctx, 2);
             break;
         }
 
@@ -150,17 +159,32 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                != NGX_OK)
         {
             ctx->capture = 0;
+            ngx_http_cache_guard_fill_end(ctx, 2);
             break;
         }
 
-        if (b->last_buf) {
+        /* a subrequest's last buffer is last_in_chain, not last_buf */
+
+        if (r == r->main ? b->last_buf : b->last_in_chain) {
             ctx->capture = 0;
             ngx_http_cache_guard_store(r, ctx);
+            ngx_http_cache_guard_fill_end(ctx, 0);
             break;
         }
     }
 
-    return ngx_http_next_body_filter(r, in);
+    if (!ctx->refresh) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* consumed, so that the upstream can reuse its buffers */
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    return NGX_OK;
 }
 
 

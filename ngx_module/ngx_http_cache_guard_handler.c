@@ -2,32 +2,56 @@
 /*
  * Copyright (C) nginx-cache-guard authors
  *
- * The request flow: the lookup in the precontent phase (after nginx's own
- * access control), L1 then L2, and the content handler that serves a hit.
- * A miss falls through to the location's own content handler, whose
- * response the filters capture.
+ * The request flow, run in the precontent phase (after nginx's own access
+ * control) as a small state machine: L1, then a Redis GET, then, for a
+ * miss, the node lock and the Redis lock, so that one request fills a key
+ * while the others wait.  A request that waits is parked (NGX_DONE with a
+ * reference on the request) and resumed by a posted event.  The filler
+ * falls through to the location's own content handler, whose response the
+ * filters capture; a hit or a fallback is served by our content handlers.
  */
 
 
 #include "ngx_http_cache_guard_module.h"
 
+#include <math.h>
 
-static ngx_int_t ngx_http_cache_guard_start(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_http_cache_guard_loc_conf_t *lcf);
+
+static ngx_int_t ngx_http_cache_guard_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_begin(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_l2_lookup(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_http_cache_guard_redis_t *rd);
-static void ngx_http_cache_guard_l2_done(redisReply *reply, void *data);
+static ngx_int_t ngx_http_cache_guard_decide(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_locked(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_origin(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill);
+static ngx_int_t ngx_http_cache_guard_timeout(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status);
+static ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify,
+    ngx_uint_t level);
+static void ngx_http_cache_guard_refresh(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_park(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_set_cleanup(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 static void ngx_http_cache_guard_wake(ngx_event_t *ev);
+static void ngx_http_cache_guard_poll(ngx_event_t *ev);
 static void ngx_http_cache_guard_cleanup(void *data);
-static ngx_int_t ngx_http_cache_guard_l2_result(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_hit(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify);
-static ngx_int_t ngx_http_cache_guard_miss(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_send_hit(ngx_http_request_t *r);
+static ngx_int_t ngx_http_cache_guard_send_fallback(ngx_http_request_t *r);
+static ngx_int_t ngx_http_cache_guard_send_nothing(ngx_http_request_t *r);
 static ngx_int_t ngx_http_cache_guard_hit_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_cache_guard_variable(ngx_http_variable_value_t *v,
@@ -38,6 +62,9 @@ static ngx_int_t ngx_http_cache_guard_level_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_cache_guard_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+
+
+#define NGX_HTTP_CACHE_GUARD_SERVED  1
 
 
 static ngx_str_t  ngx_http_cache_guard_status_names[] = {
@@ -88,11 +115,22 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_cache_guard_module);
 
-    if (!lcf->enable || r != r->main) {
+    if (!lcf->enable) {
         return NGX_DECLINED;
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    if (r != r->main) {
+        /* only our own refresh subrequests carry a context */
+
+        if (ctx == NULL) {
+            return NGX_DECLINED;
+        }
+
+        return ctx->waiting ? NGX_DONE
+                            : ngx_http_cache_guard_refresh_step(r, ctx);
+    }
 
     if (ctx == NULL) {
         ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
@@ -103,51 +141,116 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
         ctx->request = r;
         ctx->zone = lcf->shm_zone->data;
         ctx->policy = lcf->policy;
+        ctx->slot = -1;
 
         ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
-
-        return ngx_http_cache_guard_start(r, ctx, lcf);
     }
 
     if (ctx->waiting) {
         return NGX_DONE;
     }
 
-    if (!ctx->done) {
-        return ngx_http_cache_guard_l2_result(r, ctx);
-    }
-
-    return NGX_DECLINED;
+    return ngx_http_cache_guard_step(r, ctx);
 }
 
 
 static ngx_int_t
-ngx_http_cache_guard_start(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_http_cache_guard_loc_conf_t *lcf)
+ngx_http_cache_guard_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
 {
-    ngx_int_t                          rc;
-    ngx_str_t                          blob;
-    ngx_http_cache_guard_main_conf_t  *mcf;
+    ngx_int_t   rc;
+    ngx_uint_t  failed;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
-        || r->headers_in.authorization)
-    {
-        /* a response to an authorised request is that user's alone */
-        ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
-        ctx->done = 1;
-        return NGX_DECLINED;
-    }
+    switch (ctx->state) {
 
-    rc = ngx_http_cache_guard_make_key(r, ctx);
+    case NGX_HTTP_CACHE_GUARD_S_NEW:
+        return ngx_http_cache_guard_begin(r, ctx);
 
-    if (rc != NGX_OK) {
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    case NGX_HTTP_CACHE_GUARD_S_L2:
+        if (ctx->l2_rc == NGX_OK) {
+            rc = ngx_http_cache_guard_evaluate(r, ctx, &ctx->l2_value, 1,
+                                               NGX_HTTP_CACHE_GUARD_LEVEL_L2);
+            if (rc == NGX_HTTP_CACHE_GUARD_SERVED) {
+                ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
+                                             ctx->entry.stale_until);
+                return NGX_DECLINED;
+            }
         }
 
-        ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
-        ctx->done = 1;
+        return ngx_http_cache_guard_decide(r, ctx);
+
+    case NGX_HTTP_CACHE_GUARD_S_LOCK:
+
+        /* woken: the fill we waited for ended, or lock.wait passed */
+
+        if (ctx->timed_out) {
+            return ngx_http_cache_guard_timeout(r, ctx);
+        }
+
+        failed = ngx_http_cache_guard_lock_failed(ctx);
+
+        if (failed == 1) {
+            if (ctx->stale_blob.len
+                && ngx_http_cache_guard_now() < ctx->stale.fresh_until
+                                                 + ctx->policy->if_error)
+            {
+                return ngx_http_cache_guard_serve_stale(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_STALE);
+            }
+
+            return ngx_http_cache_guard_fallback(r, ctx);
+        }
+
+        if (failed == 2) {
+            return ngx_http_cache_guard_origin(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_MISS, 0);
+        }
+
+        return ngx_http_cache_guard_begin(r, ctx);
+
+    case NGX_HTTP_CACHE_GUARD_S_RLOCK:
+        return ngx_http_cache_guard_locked(r, ctx);
+
+    default: /* NGX_HTTP_CACHE_GUARD_S_DONE */
         return NGX_DECLINED;
+    }
+}
+
+
+/* the lookup: L1, then Redis */
+
+static ngx_int_t
+ngx_http_cache_guard_begin(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    size_t                             argvlen[2];
+    ngx_int_t                          rc;
+    ngx_str_t                          blob;
+    const char                        *argv[2];
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    if (ctx->key.len == 0) {
+
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+            || r->headers_in.authorization)
+        {
+            /* a response to an authorised request is that user's alone */
+            ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
+            ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+            return NGX_DECLINED;
+        }
+
+        rc = ngx_http_cache_guard_make_key(r, ctx);
+
+        if (rc != NGX_OK) {
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
+            ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+            return NGX_DECLINED;
+        }
     }
 
     if (ctx->policy->l1) {
@@ -158,22 +261,457 @@ ngx_http_cache_guard_start(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (rc == NGX_OK) {
-            ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_L1;
-
-            if (ngx_http_cache_guard_hit(r, ctx, &blob, 0) == NGX_OK) {
-                return NGX_DECLINED;
-            }
+        if (rc == NGX_OK
+            && ngx_http_cache_guard_evaluate(r, ctx, &blob, 0,
+                                             NGX_HTTP_CACHE_GUARD_LEVEL_L1)
+               == NGX_HTTP_CACHE_GUARD_SERVED)
+        {
+            return NGX_DECLINED;
         }
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
 
-    if (mcf->redis) {
-        return ngx_http_cache_guard_l2_lookup(r, ctx, mcf->redis);
+    if (mcf->redis == NULL) {
+        return ngx_http_cache_guard_decide(r, ctx);
     }
 
-    return ngx_http_cache_guard_miss(r, ctx);
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) ctx->rkey.data;
+    argvlen[1] = ctx->rkey.len;
+
+    ctx->cmd = ngx_http_cache_guard_redis_command(mcf->redis,
+                                                  ngx_http_cache_guard_l2_done,
+                                                  ctx, 2, argv, argvlen);
+
+    if (ctx->cmd == NULL) {
+        /* Redis is down or backing off: the node lock still protects */
+        return ngx_http_cache_guard_decide(r, ctx);
+    }
+
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_L2;
+
+    return ngx_http_cache_guard_park(r, ctx);
+}
+
+
+/* no fresh entry: serve stale while revalidating, or fill, or wait */
+
+static ngx_int_t
+ngx_http_cache_guard_decide(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_int_t                          rc;
+    ngx_http_cache_guard_policy_t     *pl;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    pl = ctx->policy;
+
+    if (ctx->stale_blob.len
+        && ngx_http_cache_guard_now() < ctx->stale.fresh_until
+                                         + pl->while_revalidate)
+    {
+        ngx_http_cache_guard_refresh(r, ctx);
+
+        return ngx_http_cache_guard_serve_stale(r, ctx,
+                                                ctx->status
+                                                ? ctx->status
+                                                : NGX_HTTP_CACHE_GUARD_UPDATING);
+    }
+
+    if (!pl->lock || r->method != NGX_HTTP_GET) {
+        return ngx_http_cache_guard_origin(r, ctx, NGX_HTTP_CACHE_GUARD_MISS,
+                                           r->method == NGX_HTTP_GET);
+    }
+
+    if (ctx->wait_start == 0) {
+        ctx->wait_start = ngx_current_msec ? ngx_current_msec : 1;
+    }
+
+    rc = ngx_http_cache_guard_lock_acquire(ctx, pl->lock_ttl);
+
+    if (rc == NGX_BUSY) {
+        if (ngx_current_msec - ctx->wait_start >= pl->lock_wait) {
+            ctx->timed_out = 1;
+            return ngx_http_cache_guard_timeout(r, ctx);
+        }
+
+        if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_cache_guard_lock_wait(ctx);
+        ctx->state = NGX_HTTP_CACHE_GUARD_S_LOCK;
+
+        return ngx_http_cache_guard_park(r, ctx);
+    }
+
+    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+
+    if (mcf->redis
+        && ngx_http_cache_guard_rlock_try(ctx, mcf->redis) == NGX_OK)
+    {
+        ctx->state = NGX_HTTP_CACHE_GUARD_S_RLOCK;
+        return ngx_http_cache_guard_park(r, ctx);
+    }
+
+    return ngx_http_cache_guard_origin(r, ctx, NGX_HTTP_CACHE_GUARD_MISS, 1);
+}
+
+
+/* the replies to SET NX and GET: fill, take the value, or wait remotely */
+
+static ngx_int_t
+ngx_http_cache_guard_locked(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    if (ctx->l2_rc == NGX_OK
+        && ngx_http_cache_guard_evaluate(r, ctx, &ctx->l2_value, 1,
+                                         NGX_HTTP_CACHE_GUARD_LEVEL_L2)
+           == NGX_HTTP_CACHE_GUARD_SERVED)
+    {
+        /* another node stored it meanwhile */
+        ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
+                                     ctx->entry.stale_until);
+        ngx_http_cache_guard_fill_end(ctx, 0);
+        return NGX_DECLINED;
+    }
+
+    if (ctx->rlock_rc != NGX_DECLINED) {
+        /* the Redis lock is ours, or Redis fails: the node lock holds */
+        return ngx_http_cache_guard_origin(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_MISS, 1);
+    }
+
+    if (ngx_current_msec - ctx->wait_start >= ctx->policy->lock_wait) {
+        ngx_http_cache_guard_fill_end(ctx, 0);
+        ctx->timed_out = 1;
+        return ngx_http_cache_guard_timeout(r, ctx);
+    }
+
+    /*
+     * Another node fills: poll for its value, soon at first, then every
+     * 40 ms at most, so a waiter here learns of it within 50 ms.
+     */
+
+    ctx->poll = ctx->poll ? ngx_min(ctx->poll * 2, 40) : 10;
+
+    ctx->poll_timer.handler = ngx_http_cache_guard_poll;
+    ctx->poll_timer.data = ctx;
+    ctx->poll_timer.log = r->connection->log;
+    ngx_add_timer(&ctx->poll_timer, ctx->poll);
+
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_REMOTE;
+
+    return ngx_http_cache_guard_park(r, ctx);
+}
+
+
+static void
+ngx_http_cache_guard_poll(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_ctx_t        *ctx = ev->data;
+
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(ctx->request,
+                                        ngx_http_cache_guard_module);
+
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_RLOCK;
+
+    if (ngx_http_cache_guard_rlock_try(ctx, mcf->redis) != NGX_OK) {
+        ctx->rlock_rc = NGX_ERROR;
+        ctx->l2_rc = NGX_ERROR;
+        ngx_http_cache_guard_resume(ctx);
+    }
+}
+
+
+/*
+ * To the origin: a fill (fill = 1) or a pass-through, within the policy's
+ * cap on concurrent origin fetches.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_origin(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill)
+{
+    ngx_atomic_t                   *n;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    pl = ctx->policy;
+
+    if (pl->max_concurrent) {
+        n = &ctx->zone->sh->origin[pl->index];
+
+        if (ngx_atomic_fetch_add(n, 1) >= pl->max_concurrent) {
+            (void) ngx_atomic_fetch_add(n, -1);
+            ngx_http_cache_guard_fill_end(ctx, 1);
+
+            if (pl->on_overload == NGX_HTTP_CACHE_GUARD_ON_STALE
+                && ctx->stale_blob.len)
+            {
+                return ngx_http_cache_guard_serve_stale(r, ctx,
+                                                   NGX_HTTP_CACHE_GUARD_STALE);
+            }
+
+            return ngx_http_cache_guard_fallback(r, ctx);
+        }
+
+        ctx->counted = 1;
+
+        if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (!fill) {
+        /* a request that does not fill holds no lock */
+        ngx_http_cache_guard_fill_end(ctx, 0);
+    }
+
+    if (ctx->status == 0 || !ctx->refresh) {
+        ctx->status = status;
+    }
+
+    ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+    ctx->fill = fill;
+    ctx->fill_start = ngx_http_cache_guard_now();
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_timeout(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    switch (ctx->policy->on_timeout) {
+
+    case NGX_HTTP_CACHE_GUARD_ON_STALE:
+        if (ctx->stale_blob.len) {
+            return ngx_http_cache_guard_serve_stale(r, ctx,
+                                                   NGX_HTTP_CACHE_GUARD_STALE);
+        }
+
+        /* fall through */
+
+    case NGX_HTTP_CACHE_GUARD_ON_ORIGIN:
+        return ngx_http_cache_guard_origin(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_LOCK_TIMEOUT,
+                                           0);
+
+    default: /* NGX_HTTP_CACHE_GUARD_ON_ERROR */
+        return ngx_http_cache_guard_fallback(r, ctx);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status)
+{
+    ctx->entry = ctx->stale;
+    ctx->status = status;
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+
+    r->content_handler = ngx_http_cache_guard_send_hit;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_fallback(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ctx->status = NGX_HTTP_CACHE_GUARD_FALLBACK;
+    ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+
+    r->content_handler = ngx_http_cache_guard_send_fallback;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Decodes an entry.  A fresh one is served (and may start an early
+ * refresh); a stale one is kept as the stale copy; one that does not
+ * decode was not written by us, or was damaged: it is a miss, and the
+ * fill overwrites it.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify,
+    ngx_uint_t level)
+{
+    double                          rnd;
+    uint64_t                        now;
+    ngx_http_cache_guard_entry_t    e;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    if (ngx_http_cache_guard_entry_decode(blob->data, blob->len, &e, verify)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "cache guard: invalid entry for \"%V\" in %s, "
+                      "ignored", &ctx->key,
+                      verify ? "redis" : "shared memory");
+        return NGX_DECLINED;
+    }
+
+    now = ngx_http_cache_guard_now();
+    pl = ctx->policy;
+
+    if (e.fresh_until <= now) {
+        if (now < e.stale_until
+            && (ctx->stale_blob.len == 0
+                || e.fresh_until > ctx->stale.fresh_until))
+        {
+            ctx->stale = e;
+            ctx->stale_blob = *blob;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    ctx->entry = e;
+    ctx->level = level;
+    ctx->status = (e.flags & NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE)
+                  ? NGX_HTTP_CACHE_GUARD_NEGATIVE : NGX_HTTP_CACHE_GUARD_HIT;
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+
+    /*
+     * XFetch (Vattani et al.): refresh early with a probability that grows
+     * as fresh-until nears, scaled by how long a fill takes.
+     */
+
+    if (pl->beta > 0 && e.fill_ms && r->method == NGX_HTTP_GET) {
+        rnd = ((double) ngx_random() + 1.0) / 2147483648.0;
+
+        if ((double) now - (double) e.fill_ms * pl->beta * log(rnd)
+            >= (double) e.fresh_until)
+        {
+            ngx_http_cache_guard_refresh(r, ctx);
+        }
+    }
+
+    /* after the refresh: its subrequest copies the content handler */
+    r->content_handler = ngx_http_cache_guard_send_hit;
+
+    return NGX_HTTP_CACHE_GUARD_SERVED;
+}
+
+
+/*
+ * A background refresh: a subrequest through the location's own content
+ * handler, holding this node's lock (and then the Redis lock).  ctx->status
+ * says STALE when this request started one, else it stays as it was.
+ */
+
+static void
+ngx_http_cache_guard_refresh(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_http_request_t          *sr;
+    ngx_http_cache_guard_ctx_t  *sctx;
+
+    if (ctx->refresh || !ctx->policy->lock) {
+        return;
+    }
+
+    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
+    if (sctx == NULL) {
+        return;
+    }
+
+    sctx->zone = ctx->zone;
+    sctx->policy = ctx->policy;
+    sctx->key = ctx->key;
+    sctx->rkey = ctx->rkey;
+    sctx->hash = ctx->hash;
+    sctx->slot = -1;
+    sctx->refresh = 1;
+
+    if (ngx_http_cache_guard_lock_acquire(sctx, ctx->policy->lock_ttl)
+        != NGX_OK)
+    {
+        /* someone refreshes it already */
+        return;
+    }
+
+    if (ngx_http_subrequest(r, &r->uri, &r->args, &sr, NULL,
+                            NGX_HTTP_SUBREQUEST_CLONE
+                            |NGX_HTTP_SUBREQUEST_BACKGROUND)
+        != NGX_OK)
+    {
+        ngx_http_cache_guard_lock_release(sctx, 0);
+        return;
+    }
+
+    sctx->request = sr;
+    ngx_http_set_ctx(sr, sctx, ngx_http_cache_guard_module);
+
+    if (ngx_http_cache_guard_set_cleanup(sr, sctx) != NGX_OK) {
+        ngx_http_cache_guard_lock_release(sctx, 0);
+        return;
+    }
+
+    ctx->status = NGX_HTTP_CACHE_GUARD_STALE;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+
+    switch (ctx->state) {
+
+    case NGX_HTTP_CACHE_GUARD_S_NEW:
+        if (mcf->redis
+            && ngx_http_cache_guard_rlock_try(ctx, mcf->redis) == NGX_OK)
+        {
+            ctx->state = NGX_HTTP_CACHE_GUARD_S_RLOCK;
+            return ngx_http_cache_guard_park(r, ctx);
+        }
+
+        break;
+
+    case NGX_HTTP_CACHE_GUARD_S_RLOCK:
+        if (ctx->rlock_rc == NGX_DECLINED) {
+            /* another node refreshes it */
+            ngx_http_cache_guard_fill_end(ctx, 0);
+            ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+            r->content_handler = ngx_http_cache_guard_send_nothing;
+            return NGX_DECLINED;
+        }
+
+        break;
+
+    default:
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_cache_guard_origin(r, ctx, NGX_HTTP_CACHE_GUARD_MISS, 1)
+        != NGX_DECLINED || !ctx->fill)
+    {
+        /* over the origin cap: no refresh now */
+        r->content_handler = ngx_http_cache_guard_send_nothing;
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -213,39 +751,24 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ctx->key.data = ctx->rkey.data + prefix->len;
     ctx->key.len = ctx->rkey.len - prefix->len;
 
+    /* 64 bits for the node lock table: two CRCs with different seeds */
+    ctx->hash = ngx_http_cache_guard_crc32c(0, ctx->key.data, ctx->key.len)
+                | (uint64_t) ngx_http_cache_guard_crc32c(0x9e3779b9,
+                                                         ctx->key.data,
+                                                         ctx->key.len)
+                  << 32;
+
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_cache_guard_l2_lookup(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_http_cache_guard_redis_t *rd)
+ngx_http_cache_guard_park(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
 {
-    size_t               argvlen[2];
-    const char          *argv[2];
-    ngx_pool_cleanup_t  *cln;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
+    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) ctx->rkey.data;
-    argvlen[1] = ctx->rkey.len;
-
-    ctx->cmd = ngx_http_cache_guard_redis_command(rd,
-                                                  ngx_http_cache_guard_l2_done,
-                                                  ctx, 2, argv, argvlen);
-
-    if (ctx->cmd == NULL) {
-        /* Redis is down or backing off: the origin answers */
-        return ngx_http_cache_guard_miss(r, ctx);
-    }
-
-    cln->handler = ngx_http_cache_guard_cleanup;
-    cln->data = ctx;
 
     ctx->wake.handler = ngx_http_cache_guard_wake;
     ctx->wake.data = ctx;
@@ -259,7 +782,18 @@ ngx_http_cache_guard_l2_lookup(ngx_http_request_t *r,
 }
 
 
-static void
+/* resume from the event loop, never from inside a hiredis callback */
+
+void
+ngx_http_cache_guard_resume(ngx_http_cache_guard_ctx_t *ctx)
+{
+    if (!ctx->wake.posted) {
+        ngx_post_event(&ctx->wake, &ngx_posted_events);
+    }
+}
+
+
+void
 ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
 {
     ngx_http_cache_guard_ctx_t  *ctx = data;
@@ -298,8 +832,7 @@ ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
                       "for \"%V\"", reply->type, &ctx->rkey);
     }
 
-    /* resume from the event loop, outside hiredis' callback */
-    ngx_post_event(&ctx->wake, &ngx_posted_events);
+    ngx_http_cache_guard_resume(ctx);
 }
 
 
@@ -323,6 +856,31 @@ ngx_http_cache_guard_wake(ngx_event_t *ev)
 }
 
 
+static ngx_int_t
+ngx_http_cache_guard_set_cleanup(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (ctx->cleanup_set) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_cache_guard_cleanup;
+    cln->data = ctx;
+    ctx->cleanup_set = 1;
+
+    return NGX_OK;
+}
+
+
+/* the request is gone: drop what it waits for, release what it holds */
+
 static void
 ngx_http_cache_guard_cleanup(void *data)
 {
@@ -333,86 +891,98 @@ ngx_http_cache_guard_cleanup(void *data)
         ctx->cmd = NULL;
     }
 
+    if (ctx->cmd2) {
+        ngx_http_cache_guard_redis_cancel(ctx->cmd2);
+        ctx->cmd2 = NULL;
+    }
+
     if (ctx->wake.posted) {
         ngx_delete_posted_event(&ctx->wake);
     }
+
+    if (ctx->poll_timer.timer_set) {
+        ngx_del_timer(&ctx->poll_timer);
+    }
+
+    ngx_http_cache_guard_lock_unwait(ctx);
+    ngx_http_cache_guard_fill_end(ctx, 1);
 }
 
 
 static ngx_int_t
-ngx_http_cache_guard_l2_result(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
+ngx_http_cache_guard_send_fallback(ngx_http_request_t *r)
 {
-    if (ctx->l2_rc != NGX_OK) {
-        return ngx_http_cache_guard_miss(r, ctx);
+    ngx_int_t                       rc;
+    ngx_buf_t                      *b;
+    ngx_chain_t                     out;
+    ngx_table_elt_t                *h;
+    ngx_http_cache_guard_ctx_t     *ctx;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    static u_char  body[] = "{\"error\": \"the origin is not available, "
+                            "retry later\"}\n";
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+    pl = ctx->policy;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_L2;
+    r->headers_out.status = pl->fallback_status;
+    r->headers_out.content_length_n = sizeof(body) - 1;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
-    if (ngx_http_cache_guard_hit(r, ctx, &ctx->l2_value, 1) != NGX_OK) {
-        return ngx_http_cache_guard_miss(r, ctx);
+    if (pl->retry_after) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.len = ngx_sprintf(h->value.data, "%T", pl->retry_after)
+                       - h->value.data;
     }
 
-    ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
-                                 ctx->entry.stale_until);
+    rc = ngx_http_send_header(r);
 
-    return NGX_DECLINED;
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + sizeof(body) - 1;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }
 
 
-/*
- * Decodes an entry and, when it is fresh, makes this request serve it.
- * A value that does not decode was not written by us, or was damaged: it
- * is a miss, and the fill overwrites it.
- */
+/* a refresh that found nothing to do */
 
 static ngx_int_t
-ngx_http_cache_guard_hit(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify)
+ngx_http_cache_guard_send_nothing(ngx_http_request_t *r)
 {
-    ngx_http_cache_guard_entry_t  *e;
-
-    e = &ctx->entry;
-
-    if (ngx_http_cache_guard_entry_decode(blob->data, blob->len, e, verify)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "cache guard: invalid entry for \"%V\" in %s, "
-                      "ignored", &ctx->key,
-                      verify ? "redis" : "shared memory");
-        ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
-        return NGX_DECLINED;
-    }
-
-    if (e->fresh_until <= ngx_http_cache_guard_now()) {
-        ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
-        return NGX_DECLINED;
-    }
-
-    ctx->status = (e->flags & NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE)
-                  ? NGX_HTTP_CACHE_GUARD_NEGATIVE : NGX_HTTP_CACHE_GUARD_HIT;
-    ctx->done = 1;
-
-    r->content_handler = ngx_http_cache_guard_send_hit;
-
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_cache_guard_miss(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ctx->status = NGX_HTTP_CACHE_GUARD_MISS;
-    ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
-    ctx->done = 1;
-
-    /* HEAD never fills: its response has no body to store */
-    ctx->fill = (r->method == NGX_HTTP_GET);
-    ctx->fill_start = ngx_http_cache_guard_now();
-
-    return NGX_DECLINED;
 }
 
 

@@ -120,7 +120,23 @@ void ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
     const char *fmt, ...);
 
 
-/* shared memory zone: L1 entries */
+/* shared memory zone: L1 entries, node locks, origin counters */
+
+#define NGX_HTTP_CACHE_GUARD_LOCK_SLOTS    1024
+#define NGX_HTTP_CACHE_GUARD_LOCK_PROBE    16
+#define NGX_HTTP_CACHE_GUARD_MAX_POLICIES  64
+
+
+/* a fill in progress on this node: at most one per key */
+
+typedef struct {
+    uint64_t                        hash;         /* 0: never used */
+    uint64_t                        expires;      /* ms; 0: free */
+    ngx_pid_t                       pid;          /* holder */
+    uint32_t                        gen;          /* bumped on release */
+    uint32_t                        failed;       /* last fill failed */
+} ngx_http_cache_guard_lock_slot_t;
+
 
 typedef struct {
     ngx_rbtree_t                    rbtree;
@@ -130,6 +146,8 @@ typedef struct {
     ngx_atomic_t                    entries;
     ngx_atomic_t                    bytes;
     ngx_atomic_t                    evictions;
+    ngx_atomic_t                    origin[NGX_HTTP_CACHE_GUARD_MAX_POLICIES];
+    ngx_http_cache_guard_lock_slot_t  locks[NGX_HTTP_CACHE_GUARD_LOCK_SLOTS];
 } ngx_http_cache_guard_shctx_t;
 
 
@@ -174,7 +192,25 @@ typedef struct {
     size_t                          max_entry_size;
     ngx_flag_t                      l1;           /* false: skip L1 */
     ngx_msec_t                      l1_ttl;       /* UNSET: automatic */
+
+    ngx_flag_t                      lock;         /* single flight */
+    ngx_msec_t                      lock_ttl;
+    ngx_msec_t                      lock_wait;
+    ngx_uint_t                      on_timeout;   /* NGX_HTTP_CACHE_GUARD_ON_ */
+    ngx_msec_t                      while_revalidate;
+    ngx_msec_t                      if_error;
+    double                          beta;         /* 0: no early refresh */
+    ngx_uint_t                      max_concurrent;  /* 0: no cap */
+    ngx_uint_t                      on_overload;
+    ngx_uint_t                      fallback_status;
+    time_t                          retry_after;
+    ngx_uint_t                      index;        /* origin counter */
 } ngx_http_cache_guard_policy_t;
+
+
+#define NGX_HTTP_CACHE_GUARD_ON_STALE     0
+#define NGX_HTTP_CACHE_GUARD_ON_ORIGIN    1
+#define NGX_HTTP_CACHE_GUARD_ON_ERROR     2
 
 
 ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_load(
@@ -195,6 +231,7 @@ ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
 typedef struct {
     ngx_http_cache_guard_redis_t   *redis;
     ngx_array_t                     policies;     /* policy_t * */
+    ngx_uint_t                      npolicies;    /* counter indexes */
     ngx_http_cache_guard_policy_t  *default_policy;
 } ngx_http_cache_guard_main_conf_t;
 
@@ -242,10 +279,27 @@ typedef struct {
     ngx_http_cache_guard_entry_t    entry;        /* the hit to serve */
     ngx_str_t                       blob;
 
+    ngx_uint_t                      state;        /* NGX_HTTP_CACHE_GUARD_S_ */
+
     ngx_http_cache_guard_redis_cmd_t  *cmd;       /* pending GET */
+    ngx_http_cache_guard_redis_cmd_t  *cmd2;      /* pending SET NX */
     ngx_event_t                     wake;
     ngx_str_t                       l2_value;
     ngx_int_t                       l2_rc;        /* NGX_OK, DECLINED, ERROR */
+    ngx_int_t                       rlock_rc;     /* the SET NX */
+
+    ngx_http_cache_guard_entry_t    stale;        /* a stale copy */
+    ngx_str_t                       stale_blob;
+
+    uint64_t                        hash;         /* of the key, for locks */
+    ngx_int_t                       slot;         /* node lock, or -1 */
+    uint32_t                        gen;
+    ngx_queue_t                     queue;        /* a worker's waiters */
+    ngx_msec_t                      wait_start;
+    ngx_msec_t                      poll;         /* remote wait interval */
+    ngx_event_t                     poll_timer;
+    ngx_str_t                       lkey;         /* prefix lock: key */
+    u_char                          token[16];
 
     uint64_t                        fill_start;
     ngx_buf_t                      *body;         /* captured */
@@ -253,10 +307,42 @@ typedef struct {
 
     unsigned                        done:1;       /* lookup finished */
     unsigned                        waiting:1;
+    unsigned                        node_locked:1;
+    unsigned                        redis_locked:1;
+    unsigned                        refresh:1;    /* background subrequest */
+    unsigned                        counted:1;    /* in origin[] */
+    unsigned                        timed_out:1;
+    unsigned                        queued:1;
+    unsigned                        cleanup_set:1;
     unsigned                        fill:1;       /* may store the reply */
     unsigned                        capture:1;    /* capturing the body */
     unsigned                        stored:1;
 } ngx_http_cache_guard_ctx_t;
+
+
+#define NGX_HTTP_CACHE_GUARD_S_NEW       0
+#define NGX_HTTP_CACHE_GUARD_S_L2         1     /* GET sent */
+#define NGX_HTTP_CACHE_GUARD_S_LOCK       2     /* waiting for a node lock */
+#define NGX_HTTP_CACHE_GUARD_S_RLOCK      3     /* SET NX + GET sent */
+#define NGX_HTTP_CACHE_GUARD_S_REMOTE     4     /* another node fills */
+#define NGX_HTTP_CACHE_GUARD_S_DONE       5
+
+
+/* locks: node locks in the zone, waiters, the Redis lock */
+
+ngx_int_t ngx_http_cache_guard_lock_acquire(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_msec_t ttl);
+void ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_uint_t failed);
+ngx_int_t ngx_http_cache_guard_lock_wait(ngx_http_cache_guard_ctx_t *ctx);
+void ngx_http_cache_guard_lock_unwait(ngx_http_cache_guard_ctx_t *ctx);
+ngx_uint_t ngx_http_cache_guard_lock_failed(ngx_http_cache_guard_ctx_t *ctx);
+ngx_int_t ngx_http_cache_guard_rlock_try(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_http_cache_guard_redis_t *rd);
+void ngx_http_cache_guard_rlock_release(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_http_cache_guard_redis_t *rd);
+void ngx_http_cache_guard_resume(ngx_http_cache_guard_ctx_t *ctx);
+void ngx_http_cache_guard_l2_done(redisReply *reply, void *data);
 
 
 /* store: L1 and the write path */
@@ -279,6 +365,8 @@ ngx_int_t ngx_http_cache_guard_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_cache_guard_add_variables(ngx_conf_t *cf);
 void ngx_http_cache_guard_store(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
+void ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_uint_t failed);
 
 
 extern ngx_module_t  ngx_http_cache_guard_module;

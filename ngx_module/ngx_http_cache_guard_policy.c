@@ -33,6 +33,23 @@ typedef struct {
 } ngx_http_cache_guard_field_t;
 
 
+#define NGX_HTTP_CACHE_GUARD_SECONDS   0        /* more than 0 */
+#define NGX_HTTP_CACHE_GUARD_SECONDS0  1        /* 0 or more */
+#define NGX_HTTP_CACHE_GUARD_NUMBER    2        /* double in [min, max] */
+#define NGX_HTTP_CACHE_GUARD_INTEGER   3        /* whole, in [min, max] */
+#define NGX_HTTP_CACHE_GUARD_ENUM      4        /* index in values */
+
+
+typedef struct {
+    const char                     *name;
+    ngx_uint_t                      kind;
+    size_t                          offset;     /* in the policy */
+    double                          min;
+    double                          max;
+    const char                    **values;
+} ngx_http_cache_guard_subfield_t;
+
+
 static char *ngx_http_cache_guard_policy_name(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_key(
@@ -52,10 +69,23 @@ static char *ngx_http_cache_guard_policy_max_entry_size(
 static char *ngx_http_cache_guard_policy_l1(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_seconds(
-    ngx_http_cache_guard_policy_ctx_t *pc, int idx, ngx_msec_t *ms,
+    ngx_http_cache_guard_policy_ctx_t *pc, const char *field, ngx_msec_t *ms,
     ngx_uint_t zero);
+static char *ngx_http_cache_guard_policy_lock(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_stale(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_early_refresh(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_origin(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_fallback(
+    ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_statuses(
     ngx_http_cache_guard_policy_ctx_t *pc, ngx_uint_t *list, ngx_uint_t *n);
+static char *ngx_http_cache_guard_policy_table(
+    ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
+    ngx_http_cache_guard_subfield_t *subs, const char *expected);
 static void ngx_http_cache_guard_policy_error(
     ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
     const char *reason);
@@ -81,12 +111,12 @@ static ngx_http_cache_guard_field_t  ngx_http_cache_guard_fields[] = {
     { "reject", NULL },
     { "geo", NULL },
     { "bloom", NULL },
-    { "stale", NULL },
-    { "early_refresh", NULL },
-    { "lock", NULL },
-    { "origin", NULL },
+    { "stale", ngx_http_cache_guard_policy_stale },
+    { "early_refresh", ngx_http_cache_guard_policy_early_refresh },
+    { "lock", ngx_http_cache_guard_policy_lock },
+    { "origin", ngx_http_cache_guard_policy_origin },
+    { "fallback", ngx_http_cache_guard_policy_fallback },
     { "breaker", NULL },
-    { "fallback", NULL },
     { NULL, NULL }
 };
 
@@ -138,8 +168,16 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
         return NULL;
     }
 
+    if (mcf->npolicies == NGX_HTTP_CACHE_GUARD_MAX_POLICIES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: more than %d policies",
+                           NGX_HTTP_CACHE_GUARD_MAX_POLICIES);
+        return NULL;
+    }
+
     ngx_http_cache_guard_policy_set_defaults(pl);
     pl->file = file;
+    pl->index = mcf->npolicies++;
 
     /* the default name: the file name without its directory and ".lua" */
 
@@ -277,6 +315,15 @@ ngx_http_cache_guard_policy_default(ngx_conf_t *cf)
     ngx_http_cache_guard_policy_set_defaults(pl);
     ngx_str_set(&pl->name, "default");
 
+    if (mcf->npolicies == NGX_HTTP_CACHE_GUARD_MAX_POLICIES) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: more than %d policies",
+                           NGX_HTTP_CACHE_GUARD_MAX_POLICIES);
+        return NULL;
+    }
+
+    pl->index = mcf->npolicies++;
+
     if (ngx_http_cache_guard_policy_compile_key(cf, pl, NULL) != NGX_OK) {
         return NULL;
     }
@@ -313,6 +360,14 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     pl->max_entry_size = 1024 * 1024;
     pl->l1 = 1;
     pl->l1_ttl = NGX_CONF_UNSET_MSEC;
+    pl->lock = 1;
+    pl->lock_ttl = 10000;
+    pl->lock_wait = 5000;
+    pl->on_timeout = NGX_HTTP_CACHE_GUARD_ON_STALE;
+    pl->beta = 1.0;
+    pl->on_overload = NGX_HTTP_CACHE_GUARD_ON_STALE;
+    pl->fallback_status = 503;
+    pl->retry_after = 5;
 
     pl->ncache = sizeof(ngx_http_cache_guard_default_cache_statuses)
                  / sizeof(ngx_uint_t);
@@ -584,14 +639,15 @@ ngx_http_cache_guard_policy_key(ngx_http_cache_guard_policy_ctx_t *pc)
 static char *
 ngx_http_cache_guard_policy_ttl(ngx_http_cache_guard_policy_ctx_t *pc)
 {
-    return ngx_http_cache_guard_policy_seconds(pc, -1, &pc->policy->ttl, 0);
+    return ngx_http_cache_guard_policy_seconds(pc, "ttl", &pc->policy->ttl,
+                                               0);
 }
 
 
 static char *
 ngx_http_cache_guard_policy_negative_ttl(ngx_http_cache_guard_policy_ctx_t *pc)
 {
-    return ngx_http_cache_guard_policy_seconds(pc, -1,
+    return ngx_http_cache_guard_policy_seconds(pc, "negative_ttl",
                                                &pc->policy->negative_ttl, 1);
 }
 
@@ -677,38 +733,230 @@ ngx_http_cache_guard_policy_max_entry_size(
 static char *
 ngx_http_cache_guard_policy_l1(ngx_http_cache_guard_policy_ctx_t *pc)
 {
-    lua_State  *L;
-    const char  *name;
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "ttl", NGX_HTTP_CACHE_GUARD_SECONDS,
+          offsetof(ngx_http_cache_guard_policy_t, l1_ttl), 0, 0, NULL },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
 
-    L = pc->L;
-
-    if (lua_type(L, -1) == LUA_TBOOLEAN) {
-        pc->policy->l1 = lua_toboolean(L, -1);
+    if (lua_type(pc->L, -1) == LUA_TBOOLEAN) {
+        pc->policy->l1 = lua_toboolean(pc->L, -1);
         return NGX_CONF_OK;
     }
 
+    return ngx_http_cache_guard_policy_table(pc, "l1", subs,
+                                             "false or a table such as "
+                                             "{ ttl = 5 }");
+}
+
+
+static char *
+ngx_http_cache_guard_policy_lock(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    static const char  *on_timeout[] = { "stale", "origin", "error", NULL };
+
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "ttl", NGX_HTTP_CACHE_GUARD_SECONDS,
+          offsetof(ngx_http_cache_guard_policy_t, lock_ttl), 0, 0, NULL },
+        { "wait", NGX_HTTP_CACHE_GUARD_SECONDS0,
+          offsetof(ngx_http_cache_guard_policy_t, lock_wait), 0, 0, NULL },
+        { "on_timeout", NGX_HTTP_CACHE_GUARD_ENUM,
+          offsetof(ngx_http_cache_guard_policy_t, on_timeout), 0, 0,
+          on_timeout },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
+
+    if (lua_type(pc->L, -1) == LUA_TBOOLEAN) {
+        pc->policy->lock = lua_toboolean(pc->L, -1);
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_cache_guard_policy_table(pc, "lock", subs,
+                                             "false or a table such as "
+                                             "{ ttl = 10, wait = 5 }");
+}
+
+
+static char *
+ngx_http_cache_guard_policy_stale(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "while_revalidate", NGX_HTTP_CACHE_GUARD_SECONDS0,
+          offsetof(ngx_http_cache_guard_policy_t, while_revalidate), 0, 0,
+          NULL },
+        { "if_error", NGX_HTTP_CACHE_GUARD_SECONDS0,
+          offsetof(ngx_http_cache_guard_policy_t, if_error), 0, 0, NULL },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
+
+    return ngx_http_cache_guard_policy_table(pc, "stale", subs,
+                                             "a table such as "
+                                             "{ while_revalidate = 30 }");
+}
+
+
+static char *
+ngx_http_cache_guard_policy_early_refresh(
+    ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "beta", NGX_HTTP_CACHE_GUARD_NUMBER,
+          offsetof(ngx_http_cache_guard_policy_t, beta), 0.001, 1e6, NULL },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
+
+    if (lua_type(pc->L, -1) == LUA_TBOOLEAN && !lua_toboolean(pc->L, -1)) {
+        pc->policy->beta = 0;
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_cache_guard_policy_table(pc, "early_refresh", subs,
+                                             "false or a table such as "
+                                             "{ beta = 1.0 }");
+}
+
+
+static char *
+ngx_http_cache_guard_policy_origin(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    static const char  *on_overload[] = { "stale", "", "fallback", NULL };
+
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "max_concurrent", NGX_HTTP_CACHE_GUARD_INTEGER,
+          offsetof(ngx_http_cache_guard_policy_t, max_concurrent), 1, 1e6,
+          NULL },
+        { "on_overload", NGX_HTTP_CACHE_GUARD_ENUM,
+          offsetof(ngx_http_cache_guard_policy_t, on_overload), 0, 0,
+          on_overload },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
+
+    return ngx_http_cache_guard_policy_table(pc, "origin", subs,
+                                             "a table such as "
+                                             "{ max_concurrent = 64 }");
+}
+
+
+static char *
+ngx_http_cache_guard_policy_fallback(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "status", NGX_HTTP_CACHE_GUARD_INTEGER,
+          offsetof(ngx_http_cache_guard_policy_t, fallback_status), 200, 599,
+          NULL },
+        { "retry_after", NGX_HTTP_CACHE_GUARD_INTEGER,
+          offsetof(ngx_http_cache_guard_policy_t, retry_after), 0, 86400,
+          NULL },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
+
+    return ngx_http_cache_guard_policy_table(pc, "fallback", subs,
+                                             "a table such as "
+                                             "{ status = 503, "
+                                             "retry_after = 5 }");
+}
+
+
+/* a table of named sub-fields: "lock = { ttl = 10, wait = 5 }" */
+
+static char *
+ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
+    const char *field, ngx_http_cache_guard_subfield_t *subs,
+    const char *expected)
+{
+    u_char                           *base, name[64];
+    double                            v;
+    lua_State                        *L;
+    const char                       *key, *str, **e;
+    ngx_http_cache_guard_subfield_t  *sf;
+
+    L = pc->L;
+    base = (u_char *) pc->policy;
+
     if (!lua_istable(L, -1)) {
-        ngx_http_cache_guard_policy_error(pc, "l1", "must be false or a table "
-                                          "such as { ttl = 5 }");
+        ngx_snprintf(name, sizeof(name), "must be %s%Z", expected);
+        ngx_http_cache_guard_policy_error(pc, field, (char *) name);
         return NGX_CONF_ERROR;
     }
 
     lua_pushnil(L);
 
     while (lua_next(L, -2) != 0) {
-        name = (lua_type(L, -2) == LUA_TSTRING) ? lua_tostring(L, -2) : "";
+        key = (lua_type(L, -2) == LUA_TSTRING) ? lua_tostring(L, -2) : "";
 
-        if (ngx_strcmp(name, "ttl") != 0) {
-            ngx_http_cache_guard_policy_error(pc, "l1", "may hold \"ttl\" "
-                                              "only");
+        for (sf = subs; sf->name; sf++) {
+            if (ngx_strcmp(sf->name, key) == 0) {
+                break;
+            }
+        }
+
+        ngx_snprintf(name, sizeof(name), "%s.%s%Z", field,
+                     sf->name ? sf->name : key);
+
+        if (sf->name == NULL) {
+            ngx_http_cache_guard_policy_error(pc, (char *) name,
+                                              "is not a policy field");
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_http_cache_guard_policy_seconds(pc, -1, &pc->policy->l1_ttl,
-                                                0)
-            != NGX_CONF_OK)
-        {
-            return NGX_CONF_ERROR;
+        switch (sf->kind) {
+
+        case NGX_HTTP_CACHE_GUARD_SECONDS:
+        case NGX_HTTP_CACHE_GUARD_SECONDS0:
+            if (ngx_http_cache_guard_policy_seconds(pc, (char *) name,
+                                       (ngx_msec_t *) (base + sf->offset),
+                                       sf->kind
+                                       == NGX_HTTP_CACHE_GUARD_SECONDS0)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            break;
+
+        case NGX_HTTP_CACHE_GUARD_NUMBER:
+        case NGX_HTTP_CACHE_GUARD_INTEGER:
+            v = lua_tonumber(L, -1);
+
+            if (lua_type(L, -1) != LUA_TNUMBER || v < sf->min || v > sf->max
+                || (sf->kind == NGX_HTTP_CACHE_GUARD_INTEGER
+                    && v != (double) (ngx_int_t) v))
+            {
+                ngx_http_cache_guard_policy_error(pc, (char *) name,
+                                                  "is out of range");
+                return NGX_CONF_ERROR;
+            }
+
+            if (sf->kind == NGX_HTTP_CACHE_GUARD_NUMBER) {
+                *(double *) (base + sf->offset) = v;
+
+            } else if (sf->offset
+                       == offsetof(ngx_http_cache_guard_policy_t, retry_after))
+            {
+                *(time_t *) (base + sf->offset) = (time_t) v;
+
+            } else {
+                *(ngx_uint_t *) (base + sf->offset) = (ngx_uint_t) v;
+            }
+
+            break;
+
+        default: /* NGX_HTTP_CACHE_GUARD_ENUM */
+            str = (lua_type(L, -1) == LUA_TSTRING) ? lua_tostring(L, -1) : "";
+
+            for (e = sf->values; *e; e++) {
+                if (**e && ngx_strcmp(*e, str) == 0) {
+                    break;
+                }
+            }
+
+            if (*e == NULL) {
+                ngx_http_cache_guard_policy_error(pc, (char *) name,
+                                                  "has an unknown value");
+                return NGX_CONF_ERROR;
+            }
+
+            *(ngx_uint_t *) (base + sf->offset) = e - sf->values;
         }
 
         lua_pop(L, 1);
@@ -722,15 +970,15 @@ ngx_http_cache_guard_policy_l1(ngx_http_cache_guard_policy_ctx_t *pc)
 
 static char *
 ngx_http_cache_guard_policy_seconds(ngx_http_cache_guard_policy_ctx_t *pc,
-    int idx, ngx_msec_t *ms, ngx_uint_t zero)
+    const char *field, ngx_msec_t *ms, ngx_uint_t zero)
 {
+    int          idx;
     size_t       len;
     double       v;
     ngx_str_t    s;
     ngx_int_t    n;
-    const char  *field;
 
-    field = lua_tostring(pc->L, idx - 1);
+    idx = -1;
 
     if (lua_type(pc->L, idx) == LUA_TNUMBER) {
         v = lua_tonumber(pc->L, idx) * 1000;
@@ -818,10 +1066,17 @@ static void
 ngx_http_cache_guard_policy_error(ngx_http_cache_guard_policy_ctx_t *pc,
     const char *field, const char *reason)
 {
-    ngx_uint_t  line;
+    ngx_uint_t   line;
+    const char  *last;
 
-    line = field ? ngx_http_cache_guard_policy_line(pc->cf, &pc->file, field)
-                 : 0;
+    line = 0;
+
+    if (field) {
+        /* "lock.wait" is written "wait = ..." inside the lock table */
+        last = strrchr(field, '.');
+        line = ngx_http_cache_guard_policy_line(pc->cf, &pc->file,
+                                                last ? last + 1 : field);
+    }
 
     if (line) {
         ngx_conf_log_error(NGX_LOG_EMERG, pc->cf, 0,

@@ -12,7 +12,7 @@
 
 
 /* bump when the layout of the zone changes: a reload then starts afresh */
-#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470001
+#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470002
 
 
 typedef struct {
@@ -293,7 +293,10 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 
     e.created = now;
     e.fresh_until = now + ttl;
-    e.stale_until = e.fresh_until;
+
+    /* kept past fresh-until for stale-while-revalidate and stale-if-error */
+    e.stale_until = e.fresh_until
+                    + ngx_max(pl->while_revalidate, pl->if_error);
     e.fill_ms = (uint32_t) (now - ctx->fill_start);
     e.nheaders = ctx->headers.nelts;
     e.headers = ctx->headers.elts;
@@ -335,6 +338,33 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
     (void) ngx_http_cache_guard_redis_command(rd,
                                               ngx_http_cache_guard_set_done,
                                               rd, 5, argv, argvlen);
+}
+
+
+/*
+ * The end of a fill, stored or not: release the Redis lock and the node
+ * lock (which wakes this node's waiters) and the origin slot.
+ */
+
+void
+ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_uint_t failed)
+{
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    if (ctx->redis_locked) {
+        mcf = ngx_http_get_module_main_conf(ctx->request,
+                                            ngx_http_cache_guard_module);
+        ngx_http_cache_guard_rlock_release(ctx, mcf->redis);
+    }
+
+    ngx_http_cache_guard_lock_release(ctx, failed);
+
+    if (ctx->counted) {
+        ctx->counted = 0;
+        (void) ngx_atomic_fetch_add(&ctx->zone->sh->origin[ctx->policy->index],
+                                    -1);
+    }
 }
 
 

@@ -240,11 +240,11 @@ qr{unknown "no_such_variable" variable}
 >>> p.lua
 return {
   ttl = 30,
-  stale = { while_revalidate = 30 },
+  breaker = { redis = { window = 10 } },
 }
 --- must_die
 --- error_log eval
-qr{p\.lua:3: stale is not supported by this version yet}
+qr{p\.lua:3: breaker is not supported by this version yet}
 
 
 
@@ -310,3 +310,88 @@ timeout=fast
 --- must_die
 --- error_log
 "cache_guard_redis" directive is not allowed here
+
+
+
+=== TEST 19: a bad lock.on_timeout names the sub-field
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  lock = { ttl = 10, on_timeout = "panic" },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:2: lock\.on_timeout has an unknown value}
+
+
+
+=== TEST 20: an unknown sub-field is refused
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return { stale = { while_revalidat = 30 } }
+--- must_die
+--- error_log eval
+qr{p\.lua: stale\.while_revalidat is not a policy field|p\.lua:1: stale}
+
+
+
+=== TEST 21: origin.max_concurrent must be a whole number of at least 1
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  origin = { max_concurrent = 0 },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:2: origin\.max_concurrent is out of range}
+
+
+
+=== TEST 22: every breakdown field loads
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200 "ok\n";
+    }
+--- user_files
+>>> p.lua
+return {
+  lock = { ttl = 10, wait = 5, on_timeout = "error" },
+  stale = { while_revalidate = 30, if_error = "10m" },
+  early_refresh = { beta = 1.5 },
+  origin = { max_concurrent = 64, on_overload = "fallback" },
+  fallback = { status = 503, retry_after = 5 },
+}
+--- request
+GET /a
+--- response_body
+ok
+--- no_error_log
+[emerg]

@@ -14,6 +14,9 @@ CONF
                               . ($block->init // ''));
 });
 
+# The SET of a fill is sent after the response: wait for the key.
+sub stored { my $k = shift; wait_for(sub { redis('EXISTS', $k) }, 10, "key $k") }
+
 run_tests();
 
 __DATA__
@@ -31,6 +34,7 @@ __DATA__
 ["X-Guard: MISS", "X-Guard: HIT l1", "X-Guard: HIT l1"]
 --- check
 is(origin_count('/a'), 1, 'one origin request');
+ok(stored('cg:http://localhost/a?size=1024'), 'stored');
 my $v = redis('GET', 'cg:http://localhost/a?size=1024');
 ok(defined $v, 'the entry is in Redis');
 is(substr($v, 0, 4), "CGE\x01", 'in the entry format');
@@ -68,6 +72,7 @@ is(origin_count('/l1'), 1, 'one origin request');
 --- check
 my $first = http_get('/l2?size=3000&hdr=X-From:origin');
 is($first->{headers}{'x-guard'}, 'MISS', 'first node fills');
+ok(stored('cg:http://localhost/l2?size=3000&hdr=X-From:origin'), 'stored');
 start_second_nginx(<<'CONF');
     location / {
         cache_guard main;
@@ -99,6 +104,7 @@ is(origin_count('/l2'), 1, 'one origin request for both nodes');
 return { ttl = 100, jitter = 0.2, key = "$uri" }
 --- check
 http_get("/j/$_") for 1 .. 200;
+ok(!(grep { !stored("cg:/j/$_") } 1 .. 200), "all 200 keys stored");
 my (%seen, $out, $min, $max) = ();
 for my $i (1 .. 200) {
     my $pttl = redis('PTTL', "cg:/j/$i");
@@ -127,6 +133,7 @@ is(origin_total(), 200, '200 fills');
 return { ttl = 300, negative_ttl = 7, jitter = 0, key = "$uri", l1 = false }
 --- check
 http_get('/gone?status=410');
+ok(stored('cg:/gone'), 'stored');
 my $pttl = redis('PTTL', 'cg:/gone');
 ok($pttl > 5000 && $pttl <= 7000, "negative PTTL $pttl is about 7 s");
 my $r = http_get('/gone?status=410');
@@ -226,6 +233,7 @@ is($r->{headers}{'x-guard'}, 'MISS', 'a miss');
 return { key = "$uri", l1 = false, max_entry_size = "1m" }
 --- check
 my $miss = http_get('/large?size=512000');
+ok(stored('cg:/large'), 'stored');
 my $hit = http_get('/large?size=512000');
 is($hit->{headers}{'x-guard'}, 'HIT l2', 'a hit from Redis');
 is(length $hit->{body}, 512000, 'whole body');

@@ -1,0 +1,486 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * Locks for single flight.  On a node, a table of slots in the zone: one
+ * fill per key across all workers; a slot expires by itself (lock.ttl) and
+ * a slot whose holder died is taken over.  Waiters of a worker are checked
+ * every few milliseconds by one timer, and at once when a request of the
+ * same worker releases a slot.  Across nodes, a Redis lock: SET NX PX,
+ * pipelined with a GET of the value, and released by its holder only,
+ * with a compare-and-delete script.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+#define NGX_HTTP_CACHE_GUARD_TICK  5
+
+/* if redis.call("get", KEYS[1]) == ARGV[1] then ... del ... end return 0 */
+#define NGX_HTTP_CACHE_GUARD_RELEASE_SHA                                     \
+    "08782137c8358e2fede877aa6fa70109ca306cec"
+
+
+typedef struct {
+    ngx_http_cache_guard_redis_t   *redis;
+    ngx_uint_t                      eval;         /* EVAL sent */
+    ngx_str_t                       lkey;
+    ngx_str_t                       token;
+} ngx_http_cache_guard_release_t;
+
+
+static ngx_uint_t ngx_http_cache_guard_alive(ngx_pid_t pid);
+static void ngx_http_cache_guard_tick_handler(ngx_event_t *ev);
+static void ngx_http_cache_guard_kick(void);
+static void ngx_http_cache_guard_rlock_done(redisReply *reply, void *data);
+static void ngx_http_cache_guard_release_send(
+    ngx_http_cache_guard_release_t *rl);
+static void ngx_http_cache_guard_release_done(redisReply *reply, void *data);
+
+
+static ngx_str_t  ngx_http_cache_guard_release_script = ngx_string(
+    "if redis.call(\"get\", KEYS[1]) == ARGV[1] then "
+    "return redis.call(\"del\", KEYS[1]) end return 0");
+
+
+/* per worker: the requests waiting for a node lock */
+static ngx_queue_t  ngx_http_cache_guard_waiters;
+static ngx_event_t  ngx_http_cache_guard_tick;
+static ngx_uint_t   ngx_http_cache_guard_ticks;
+
+/* nginx's debug log reads a timer's data as a connection */
+static ngx_connection_t  ngx_http_cache_guard_tick_conn;
+
+
+/*
+ * NGX_OK: this request holds the slot and fills; NGX_BUSY: another fill is
+ * in progress, ctx->slot and ctx->gen say which to wait for; NGX_DECLINED:
+ * no slot is free near the key's place, fill without node coordination.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_lock_acquire(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_msec_t ttl)
+{
+    uint64_t                           h, now;
+    ngx_int_t                          take, idle;
+    ngx_uint_t                         i, n;
+    ngx_http_cache_guard_zone_t       *zone;
+    ngx_http_cache_guard_lock_slot_t  *s;
+
+    zone = ctx->zone;
+    h = ctx->hash;
+    now = ngx_http_cache_guard_now();
+    take = -1;
+    idle = -1;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_CACHE_GUARD_LOCK_PROBE; i++) {
+        n = (h + i) % NGX_HTTP_CACHE_GUARD_LOCK_SLOTS;
+        s = &zone->sh->locks[n];
+
+        if (s->hash == h) {
+
+            if (s->expires > now && ngx_http_cache_guard_alive(s->pid)) {
+                ctx->slot = n;
+                ctx->gen = s->gen;
+                ngx_shmtx_unlock(&zone->shpool->mutex);
+                return NGX_BUSY;
+            }
+
+            take = n;
+            break;
+        }
+
+        if (idle == -1 && s->expires <= now) {
+            idle = n;
+        }
+    }
+
+    if (take == -1) {
+        take = idle;
+    }
+
+    if (take == -1) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    s = &zone->sh->locks[take];
+    s->hash = h;
+    s->expires = now + ttl;
+    s->pid = ngx_pid;
+    s->failed = 0;
+    s->gen++;
+
+    ctx->slot = take;
+    ctx->gen = s->gen;
+    ctx->node_locked = 1;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * failed: 0 the value was stored, 1 the fill failed (waiters follow the
+ * stale and fallback rules), 2 the response may not be stored (waiters
+ * go to the origin themselves).
+ */
+
+void
+ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_uint_t failed)
+{
+    ngx_http_cache_guard_zone_t       *zone;
+    ngx_http_cache_guard_lock_slot_t  *s;
+
+    if (!ctx->node_locked) {
+        return;
+    }
+
+    ctx->node_locked = 0;
+    zone = ctx->zone;
+    s = &zone->sh->locks[ctx->slot];
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* a holder that outlived lock.ttl may have been taken over */
+
+    if (s->hash == ctx->hash && s->gen == ctx->gen) {
+        s->expires = 0;
+        s->failed = failed;
+        s->gen++;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_http_cache_guard_kick();
+}
+
+
+/* after a wake-up: did the fill this request waited for fail? */
+
+ngx_uint_t
+ngx_http_cache_guard_lock_failed(ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_http_cache_guard_lock_slot_t  *s;
+
+    s = &ctx->zone->sh->locks[ctx->slot];
+
+    if (s->hash == ctx->hash && s->expires == 0 && s->gen == ctx->gen + 1) {
+        return s->failed;
+    }
+
+    return 0;
+}
+
+
+ngx_int_t
+ngx_http_cache_guard_lock_wait(ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_cache_guard_tick;
+
+    if (ev->handler == NULL) {
+        ngx_queue_init(&ngx_http_cache_guard_waiters);
+        ngx_http_cache_guard_tick_conn.fd = (ngx_socket_t) -1;
+        ev->data = &ngx_http_cache_guard_tick_conn;
+        ev->handler = ngx_http_cache_guard_tick_handler;
+        ev->log = ngx_cycle->log;
+        ev->cancelable = 1;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_cache_guard_waiters, &ctx->queue);
+    ctx->queued = 1;
+
+    if (!ev->timer_set) {
+        ngx_add_timer(ev, NGX_HTTP_CACHE_GUARD_TICK);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_cache_guard_lock_unwait(ngx_http_cache_guard_ctx_t *ctx)
+{
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queued = 0;
+    }
+}
+
+
+static void
+ngx_http_cache_guard_kick(void)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_cache_guard_tick;
+
+    if (ev->handler && !ev->posted
+        && !ngx_queue_empty(&ngx_http_cache_guard_waiters))
+    {
+        ngx_post_event(ev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_tick_handler(ngx_event_t *ev)
+{
+    uint64_t                           now;
+    ngx_uint_t                         released, check_pid;
+    ngx_queue_t                       *q, *next;
+    ngx_http_cache_guard_ctx_t        *ctx;
+    ngx_http_cache_guard_lock_slot_t  *s;
+
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+
+    now = ngx_http_cache_guard_now();
+
+    /* a holder's death is looked for every 100 ms, not on every tick */
+    check_pid = (++ngx_http_cache_guard_ticks % 20 == 0);
+
+    for (q = ngx_queue_head(&ngx_http_cache_guard_waiters);
+         q != ngx_queue_sentinel(&ngx_http_cache_guard_waiters);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        ctx = ngx_queue_data(q, ngx_http_cache_guard_ctx_t, queue);
+        s = &ctx->zone->sh->locks[ctx->slot];
+
+        released = s->hash != ctx->hash || s->gen != ctx->gen
+                   || s->expires <= now
+                   || (check_pid && !ngx_http_cache_guard_alive(s->pid));
+
+        if (!released
+            && ngx_current_msec - ctx->wait_start < ctx->policy->lock_wait)
+        {
+            continue;
+        }
+
+        ctx->timed_out = !released;
+        ngx_http_cache_guard_lock_unwait(ctx);
+        ngx_http_cache_guard_resume(ctx);
+    }
+
+    if (!ngx_queue_empty(&ngx_http_cache_guard_waiters)) {
+        ngx_add_timer(ev, NGX_HTTP_CACHE_GUARD_TICK);
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_cache_guard_alive(ngx_pid_t pid)
+{
+    if (pid == ngx_pid) {
+        return 1;
+    }
+
+    return kill(pid, 0) == 0 || ngx_errno != NGX_ESRCH;
+}
+
+
+/*
+ * SET lock token NX PX ttl and GET key, pipelined: the GET catches a value
+ * stored between this request's first GET and its lock attempt.  Both
+ * replies arrive in order; the GET's handler resumes the request.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_rlock_try(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_http_cache_guard_redis_t *rd)
+{
+    u_char              *p, px[NGX_INT64_LEN], rnd[8];
+    size_t               argvlen[6];
+    uint32_t             v;
+    const char          *argv[6];
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->lkey.len == 0) {
+        ctx->lkey.len = rd->prefix.len + sizeof("lock:") - 1 + ctx->key.len;
+        ctx->lkey.data = ngx_pnalloc(r->pool, ctx->lkey.len);
+        if (ctx->lkey.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(ctx->lkey.data, rd->prefix.data, rd->prefix.len);
+        p = ngx_cpymem(p, "lock:", sizeof("lock:") - 1);
+        ngx_memcpy(p, ctx->key.data, ctx->key.len);
+
+        v = (uint32_t) ngx_random() ^ ((uint32_t) ngx_pid << 16);
+        ngx_memcpy(rnd, &v, 4);
+        v = (uint32_t) ngx_random() ^ (uint32_t) ngx_current_msec;
+        ngx_memcpy(rnd + 4, &v, 4);
+        ngx_hex_dump(ctx->token, rnd, 8);
+    }
+
+    p = ngx_sprintf(px, "%M", ctx->policy->lock_ttl);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) ctx->lkey.data;
+    argvlen[1] = ctx->lkey.len;
+    argv[2] = (const char *) ctx->token;
+    argvlen[2] = sizeof(ctx->token);
+    argv[3] = "NX";
+    argvlen[3] = 2;
+    argv[4] = "PX";
+    argvlen[4] = 2;
+    argv[5] = (const char *) px;
+    argvlen[5] = p - px;
+
+    ctx->rlock_rc = NGX_ERROR;
+    ctx->cmd2 = ngx_http_cache_guard_redis_command(rd,
+                                                ngx_http_cache_guard_rlock_done,
+                                                ctx, 6, argv, argvlen);
+    if (ctx->cmd2 == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "GET";
+    argv[1] = (const char *) ctx->rkey.data;
+    argvlen[1] = ctx->rkey.len;
+
+    ctx->l2_rc = NGX_ERROR;
+    ctx->cmd = ngx_http_cache_guard_redis_command(rd,
+                                                  ngx_http_cache_guard_l2_done,
+                                                  ctx, 2, argv, argvlen);
+    if (ctx->cmd == NULL) {
+        ngx_http_cache_guard_redis_cancel(ctx->cmd2);
+        ctx->cmd2 = NULL;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_cache_guard_rlock_done(redisReply *reply, void *data)
+{
+    ngx_http_cache_guard_ctx_t  *ctx = data;
+
+    ctx->cmd2 = NULL;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ctx->rlock_rc = NGX_ERROR;
+
+    } else if (reply->type == REDIS_REPLY_STATUS) {
+        ctx->rlock_rc = NGX_OK;
+        ctx->redis_locked = 1;
+
+    } else {
+        ctx->rlock_rc = NGX_DECLINED;
+    }
+}
+
+
+/*
+ * Released by its holder only, whatever happens to the request: the
+ * release carries its own copy of the key and token.
+ */
+
+void
+ngx_http_cache_guard_rlock_release(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_http_cache_guard_redis_t *rd)
+{
+    ngx_http_cache_guard_release_t  *rl;
+
+    if (!ctx->redis_locked) {
+        return;
+    }
+
+    ctx->redis_locked = 0;
+
+    rl = ngx_alloc(sizeof(ngx_http_cache_guard_release_t) + ctx->lkey.len
+                   + sizeof(ctx->token), rd->log);
+    if (rl == NULL) {
+        return;
+    }
+
+    rl->redis = rd;
+    rl->eval = 0;
+    rl->lkey.len = ctx->lkey.len;
+    rl->lkey.data = (u_char *) rl + sizeof(ngx_http_cache_guard_release_t);
+    ngx_memcpy(rl->lkey.data, ctx->lkey.data, ctx->lkey.len);
+    rl->token.len = sizeof(ctx->token);
+    rl->token.data = rl->lkey.data + rl->lkey.len;
+    ngx_memcpy(rl->token.data, ctx->token, sizeof(ctx->token));
+
+    ngx_http_cache_guard_release_send(rl);
+}
+
+
+static void
+ngx_http_cache_guard_release_send(ngx_http_cache_guard_release_t *rl)
+{
+    size_t       argvlen[5];
+    const char  *argv[5];
+
+    if (rl->eval) {
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = (const char *) ngx_http_cache_guard_release_script.data;
+        argvlen[1] = ngx_http_cache_guard_release_script.len;
+
+    } else {
+        argv[0] = "EVALSHA";
+        argvlen[0] = 7;
+        argv[1] = NGX_HTTP_CACHE_GUARD_RELEASE_SHA;
+        argvlen[1] = sizeof(NGX_HTTP_CACHE_GUARD_RELEASE_SHA) - 1;
+    }
+
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) rl->lkey.data;
+    argvlen[3] = rl->lkey.len;
+    argv[4] = (const char *) rl->token.data;
+    argvlen[4] = rl->token.len;
+
+    if (ngx_http_cache_guard_redis_command(rl->redis,
+                                           ngx_http_cache_guard_release_done,
+                                           rl, 5, argv, argvlen)
+        == NULL)
+    {
+        /* Redis is away: the lock expires by itself */
+        ngx_free(rl);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_release_done(redisReply *reply, void *data)
+{
+    ngx_http_cache_guard_release_t  *rl = data;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR && !rl->eval
+        && reply->len >= 8 && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0)
+    {
+        /* the script cache was flushed or this is a new server */
+        rl->eval = 1;
+        ngx_http_cache_guard_release_send(rl);
+        return;
+    }
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_cache_guard_redis_error(rl->redis,
+                                         "cache guard: redis \"%V\" lock "
+                                         "release failed: %*s",
+                                         &rl->redis->addr_text,
+                                         (size_t) ngx_min(reply->len, 256),
+                                         reply->str);
+    }
+
+    ngx_free(rl);
+}

@@ -40,7 +40,7 @@ static ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,
 static ngx_int_t ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify,
     ngx_uint_t level);
-static void ngx_http_cache_guard_refresh(ngx_http_request_t *r,
+static ngx_int_t ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_park(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
@@ -312,12 +312,12 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
         && ngx_http_cache_guard_now() < ctx->stale.fresh_until
                                          + pl->while_revalidate)
     {
-        ngx_http_cache_guard_refresh(r, ctx);
+        /* STALE for the request that starts the refresh */
 
         return ngx_http_cache_guard_serve_stale(r, ctx,
-                                                ctx->status
-                                                ? ctx->status
-                                                : NGX_HTTP_CACHE_GUARD_UPDATING);
+                   ngx_http_cache_guard_refresh(r, ctx) == NGX_OK
+                   ? NGX_HTTP_CACHE_GUARD_STALE
+                   : NGX_HTTP_CACHE_GUARD_UPDATING);
     }
 
     if (!pl->lock || r->method != NGX_HTTP_GET) {
@@ -613,11 +613,11 @@ ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
 
 /*
  * A background refresh: a subrequest through the location's own content
- * handler, holding this node's lock (and then the Redis lock).  ctx->status
- * says STALE when this request started one, else it stays as it was.
+ * handler, holding this node's lock (and then the Redis lock).  NGX_OK
+ * when this request started one.
  */
 
-static void
+static ngx_int_t
 ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
@@ -625,12 +625,12 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t  *sctx;
 
     if (ctx->refresh || !ctx->policy->lock) {
-        return;
+        return NGX_DECLINED;
     }
 
     sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
     if (sctx == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     sctx->zone = ctx->zone;
@@ -645,7 +645,7 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
         != NGX_OK)
     {
         /* someone refreshes it already */
-        return;
+        return NGX_DECLINED;
     }
 
     if (ngx_http_subrequest(r, &r->uri, &r->args, &sr, NULL,
@@ -654,7 +654,7 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
         != NGX_OK)
     {
         ngx_http_cache_guard_lock_release(sctx, 0);
-        return;
+        return NGX_ERROR;
     }
 
     sctx->request = sr;
@@ -662,10 +662,10 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
 
     if (ngx_http_cache_guard_set_cleanup(sr, sctx) != NGX_OK) {
         ngx_http_cache_guard_lock_release(sctx, 0);
-        return;
+        return NGX_ERROR;
     }
 
-    ctx->status = NGX_HTTP_CACHE_GUARD_STALE;
+    return NGX_OK;
 }
 
 

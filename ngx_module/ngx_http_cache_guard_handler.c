@@ -594,7 +594,15 @@ ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
      * as fresh-until nears, scaled by how long a fill takes.
      */
 
-    if (pl->beta > 0 && e.fill_ms && r->method == NGX_HTTP_GET) {
+    /*
+     * -ln(rnd) is at most ln(2^31) < 22: far from fresh-until no draw can
+     * refresh, and random() and log() are skipped on the hot path.
+     */
+
+    if (pl->beta > 0 && e.fill_ms && r->method == NGX_HTTP_GET
+        && (double) (e.fresh_until - now)
+           < 22.0 * (double) e.fill_ms * pl->beta)
+    {
         rnd = ((double) ngx_random() + 1.0) / 2147483648.0;
 
         if ((double) now - (double) e.fill_ms * pl->beta * log(rnd)

@@ -100,6 +100,8 @@ struct ngx_http_cache_guard_redis_s {
     ngx_msec_t                      retry_at;    /* ngx_current_msec */
     ngx_uint_t                      pending;
     ngx_http_cache_guard_redis_cmd_t  *free;
+    u_char                         *out;          /* RESP of one command */
+    size_t                          out_size;
     time_t                          last_error_log;
     ngx_uint_t                      errors_suppressed;
     ngx_uint_t                      exiting;     /* unsigned:1 */

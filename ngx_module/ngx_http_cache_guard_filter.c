@@ -18,12 +18,11 @@ static ngx_int_t ngx_http_cache_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_append(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, u_char *p, size_t len);
 static ngx_uint_t ngx_http_cache_guard_has_token(ngx_str_t *value,
     const char *token);
+static ngx_uint_t ngx_http_cache_guard_vary_ok(ngx_str_t *value);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -92,20 +91,15 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 
     ctx->fill = 0;
 
-    if (ngx_http_cache_guard_cacheable(r, ctx) != NGX_OK) {
-        ngx_http_cache_guard_fill_end(ctx,
-                                      r->headers_out.status >= 500 ? 1 : 2);
-        goto next;
-    }
-
-    rc = ngx_http_cache_guard_keep_headers(r, ctx);
+    rc = ngx_http_cache_guard_cacheable(r, ctx);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     if (rc != NGX_OK) {
-        ngx_http_cache_guard_fill_end(ctx, 2);
+        ngx_http_cache_guard_fill_end(ctx,
+                                      r->headers_out.status >= 500 ? 1 : 2);
         goto next;
     }
 
@@ -225,13 +219,20 @@ ngx_http_cache_guard_append(ngx_http_request_t *r,
 }
 
 
+/*
+ * Whether the response may be shared and stored, and its headers to
+ * store, in one pass over them: NGX_OK, NGX_DECLINED or NGX_ERROR.
+ */
+
 static ngx_int_t
 ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    ngx_str_t                       *name;
+    u_char                          *p;
+    ngx_str_t                       *name, *skip;
     ngx_uint_t                       i;
     const char                      *why;
+    ngx_keyval_t                    *kv;
     ngx_list_part_t                 *part;
     ngx_table_elt_t                 *h;
     ngx_http_cache_guard_policy_t   *pl;
@@ -256,123 +257,6 @@ ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
         why = "content length over max_entry_size";
         goto no;
     }
-
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        name = &h[i].key;
-
-        if (name->len == sizeof("Set-Cookie") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Set-Cookie", name->len)
-               == 0)
-        {
-            why = "Set-Cookie";
-            goto no;
-        }
-
-        if (name->len == sizeof("Cache-Control") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Cache-Control",
-                               name->len) == 0
-            && (ngx_http_cache_guard_has_token(&h[i].value, "private")
-                || ngx_http_cache_guard_has_token(&h[i].value, "no-store")
-                || ngx_http_cache_guard_has_token(&h[i].value, "no-cache")))
-        {
-            why = "Cache-Control";
-            goto no;
-        }
-
-        /* the key varies on Accept-Encoding only */
-
-        if (name->len == sizeof("Vary") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Vary", name->len) == 0)
-        {
-            u_char  *p, *end;
-
-            p = h[i].value.data;
-            end = p + h[i].value.len;
-
-            while (p < end) {
-                u_char  *tok;
-
-                while (p < end && (*p == ' ' || *p == ',' || *p == '\t')) {
-                    p++;
-                }
-
-                tok = p;
-
-                while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
-                    p++;
-                }
-
-                if (p > tok
-                    && !(p - tok == sizeof("Accept-Encoding") - 1
-                         && ngx_strncasecmp(tok, (u_char *) "Accept-Encoding",
-                                            p - tok) == 0))
-                {
-                    why = "Vary";
-                    goto no;
-                }
-            }
-        }
-
-        /* an encoding the client's variant of the key may not accept */
-
-        if (name->len == sizeof("Content-Encoding") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Content-Encoding",
-                               name->len) == 0
-            && !(h[i].value.len == 8
-                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity", 8)
-                    == 0)
-            && !(h[i].value.len == 4
-                 && ngx_strncasecmp(h[i].value.data, (u_char *) "gzip", 4)
-                    == 0
-                 && ctx->key.len > 5
-                 && ngx_strncmp(ctx->key.data + ctx->key.len - 5, "#gzip", 5)
-                    == 0))
-        {
-            why = "Content-Encoding";
-            goto no;
-        }
-    }
-
-    return NGX_OK;
-
-no:
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "cache guard: status %ui response not stored: %s",
-                   r->headers_out.status, why);
-
-    return NGX_DECLINED;
-}
-
-
-static ngx_int_t
-ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    u_char           *p;
-    ngx_str_t        *skip;
-    ngx_uint_t        i;
-    ngx_keyval_t     *kv;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
 
     if (ngx_array_init(&ctx->headers, r->pool, 8, sizeof(ngx_keyval_t))
         != NGX_OK)
@@ -444,9 +328,63 @@ ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (h[i].hash == 0 || h[i].key.len > 0xffff || h[i].value.len > 0xffff)
-        {
+        if (h[i].hash == 0) {
             continue;
+        }
+
+        name = &h[i].key;
+
+        if (name->len == sizeof("Set-Cookie") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Set-Cookie", name->len)
+               == 0)
+        {
+            why = "Set-Cookie";
+            goto no;
+        }
+
+        if (name->len == sizeof("Cache-Control") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Cache-Control",
+                               name->len) == 0
+            && (ngx_http_cache_guard_has_token(&h[i].value, "private")
+                || ngx_http_cache_guard_has_token(&h[i].value, "no-store")
+                || ngx_http_cache_guard_has_token(&h[i].value, "no-cache")))
+        {
+            why = "Cache-Control";
+            goto no;
+        }
+
+        /* the key varies on Accept-Encoding only */
+
+        if (name->len == sizeof("Vary") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Vary", name->len) == 0
+            && !ngx_http_cache_guard_vary_ok(&h[i].value))
+        {
+            why = "Vary";
+            goto no;
+        }
+
+        /* an encoding the client's variant of the key may not accept */
+
+        if (name->len == sizeof("Content-Encoding") - 1
+            && ngx_strncasecmp(name->data, (u_char *) "Content-Encoding",
+                               name->len) == 0
+            && !(h[i].value.len == 8
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity", 8)
+                    == 0)
+            && !(h[i].value.len == 4
+                 && ngx_strncasecmp(h[i].value.data, (u_char *) "gzip", 4)
+                    == 0
+                 && ctx->key.len > 5
+                 && ngx_strncmp(ctx->key.data + ctx->key.len - 5, "#gzip", 5)
+                    == 0))
+        {
+            why = "Content-Encoding";
+            goto no;
+        }
+
+        if (h[i].key.len > 0xffff || h[i].value.len > 0xffff) {
+            why = "header too long";
+            goto no;
         }
 
         for (skip = ngx_http_cache_guard_skip_headers; skip->len; skip++) {
@@ -462,7 +400,8 @@ ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
         }
 
         if (ctx->headers.nelts >= NGX_HTTP_CACHE_GUARD_ENTRY_MAX_HDRS) {
-            return NGX_DECLINED;
+            why = "too many headers";
+            goto no;
         }
 
         kv = ngx_array_push(&ctx->headers);
@@ -475,6 +414,14 @@ ngx_http_cache_guard_keep_headers(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+
+no:
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "cache guard: status %ui response not stored: %s",
+                   r->headers_out.status, why);
+
+    return NGX_DECLINED;
 }
 
 
@@ -501,4 +448,39 @@ ngx_http_cache_guard_has_token(ngx_str_t *value, const char *token)
     }
 
     return 0;
+}
+
+
+/* a Vary on Accept-Encoding only: the key has the gzip variant */
+
+static ngx_uint_t
+ngx_http_cache_guard_vary_ok(ngx_str_t *value)
+{
+    u_char  *p, *end, *tok;
+
+    p = value->data;
+    end = p + value->len;
+
+    while (p < end) {
+
+        while (p < end && (*p == ' ' || *p == ',' || *p == '\t')) {
+            p++;
+        }
+
+        tok = p;
+
+        while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        if (p > tok
+            && !(p - tok == sizeof("Accept-Encoding") - 1
+                 && ngx_strncasecmp(tok, (u_char *) "Accept-Encoding",
+                                    p - tok) == 0))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }

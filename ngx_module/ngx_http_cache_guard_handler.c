@@ -56,11 +56,7 @@ static ngx_int_t ngx_http_cache_guard_hit_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_cache_guard_variable(ngx_http_variable_value_t *v,
     ngx_str_t *s);
-static ngx_int_t ngx_http_cache_guard_status_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_cache_guard_level_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_cache_guard_key_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -92,15 +88,15 @@ static ngx_str_t  ngx_http_cache_guard_level_names[] = {
 static ngx_http_variable_t  ngx_http_cache_guard_variables[] = {
 
     { ngx_string("cache_guard_status"), NULL,
-      ngx_http_cache_guard_status_variable, 0,
+      ngx_http_cache_guard_get_variable, 0,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("cache_guard_level"), NULL,
-      ngx_http_cache_guard_level_variable, 0,
+      ngx_http_cache_guard_get_variable, 1,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("cache_guard_key"), NULL,
-      ngx_http_cache_guard_key_variable, 0,
+      ngx_http_cache_guard_get_variable, 2,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
@@ -1190,40 +1186,25 @@ ngx_http_cache_guard_variable(ngx_http_variable_value_t *v, ngx_str_t *s)
 }
 
 
+/* data: 0 the status, 1 the level, 2 the key */
+
 static ngx_int_t
-ngx_http_cache_guard_status_variable(ngx_http_request_t *r,
+ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t                   *s;
     ngx_http_cache_guard_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_cache_guard_module);
 
-    return ngx_http_cache_guard_variable(v,
-                 &ngx_http_cache_guard_status_names[ctx ? ctx->status : 0]);
-}
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
 
+    s = (data == 0) ? &ngx_http_cache_guard_status_names[ctx->status]
+        : (data == 1) ? &ngx_http_cache_guard_level_names[ctx->level]
+        : &ctx->key;
 
-static ngx_int_t
-ngx_http_cache_guard_level_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_cache_guard_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_cache_guard_module);
-
-    return ngx_http_cache_guard_variable(v,
-                 &ngx_http_cache_guard_level_names[ctx ? ctx->level : 0]);
-}
-
-
-static ngx_int_t
-ngx_http_cache_guard_key_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t                    none = ngx_null_string;
-    ngx_http_cache_guard_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_cache_guard_module);
-
-    return ngx_http_cache_guard_variable(v, ctx ? &ctx->key : &none);
+    return ngx_http_cache_guard_variable(v, s);
 }

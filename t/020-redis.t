@@ -2,6 +2,7 @@
 # redis-server directly, and count what reached the test origin.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -13,9 +14,6 @@ CONF
     $block->set_value('init', "origin_reset(); redis_flush();\n"
                               . ($block->init // ''));
 });
-
-# The SET of a fill is sent after the response: wait for the key.
-sub stored { my $k = shift; wait_for(sub { redis('EXISTS', $k) }, 10, "key $k") }
 
 run_tests();
 

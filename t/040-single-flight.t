@@ -5,6 +5,7 @@
 # counts what reached the test origin and reads Redis.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
 
 use IO::Select;
 use IO::Socket::INET;
@@ -36,33 +37,18 @@ CONF
                               . ($block->init // ''));
 });
 
-# Time bounds are for a loaded 2-core machine; valgrind slows nginx down.
-sub slow { return $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1 }
 
 # Fewer clients under valgrind, where a 200-client batch would outlast the
 # lock's wait on its own.
 sub clients { my $n = shift; return $ENV{TEST_NGINX_USE_VALGRIND} ? $n / 10 : $n }
 
-# The SET of a fill is sent after the response: wait for the key.
-sub stored { my $k = shift; wait_for(sub { redis('EXISTS', $k) }, 10, "key $k") }
 
-sub guard { return $_[0]{headers}{'x-guard'} // '' }
 
 # How many responses have an X-Guard matching $re.
 sub with_guard {
     my ($res, $re) = @_;
     return scalar grep { guard($_) =~ $re } @$res;
 }
-
-# "MISS=1, HIT l1=199" for diagnostics.
-sub tally {
-    my ($res) = @_;
-    my %n;
-    $n{join ' ', $_->{status}, guard($_) || '-'}++ for @$res;
-    return join ', ', map { "$_ x$n{$_}" } sort keys %n;
-}
-
-sub max_elapsed { return max map { $_->{elapsed} } @{$_[0]} }
 
 # Every response 200 with one and the same body: the body of the nth
 # origin request for $path.
@@ -95,7 +81,6 @@ sub read_all {
 }
 
 # The JSON error body of a fallback answer.
-sub is_fallback_body { return $_[0] =~ /^\s*\{\s*"error"\s*:\s*"[^"]+"\s*\}\s*$/ }
 
 run_tests();
 

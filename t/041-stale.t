@@ -4,6 +4,7 @@
 # stale-if-error.  Every test counts what reached the test origin.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
 
 use List::Util qw(max);
 use Time::HiRes qw(time sleep);
@@ -27,20 +28,9 @@ CONF
                               . ($block->init // ''));
 });
 
-# Time bounds are for a loaded 2-core machine; valgrind slows nginx down.
-sub slow { return $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1 }
 
-# The SET of a fill is sent after the response: wait for the key.
-sub stored { my $k = shift; wait_for(sub { redis('EXISTS', $k) }, 10, "key $k") }
 
-sub guard { return $_[0]{headers}{'x-guard'} // '' }
 
-sub tally {
-    my ($res) = @_;
-    my %n;
-    $n{join ' ', $_->{status}, guard($_) || '-'}++ for @$res;
-    return join ', ', map { "$_ x$n{$_}" } sort keys %n;
-}
 
 # Sleep until $seconds after $since (the entry's fresh-until has passed).
 sub sleep_past { my ($since, $seconds) = @_; sleep(max(0, $since + $seconds - time)) }

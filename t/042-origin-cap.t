@@ -4,6 +4,7 @@
 # error body).  The test origin measures its own peak concurrency.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
 
 use List::Util qw(max);
 use Time::HiRes qw(time sleep);
@@ -27,22 +28,10 @@ CONF
                               . ($block->init // ''));
 });
 
-# Time bounds are for a loaded 2-core machine; valgrind slows nginx down.
-sub slow { return $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1 }
 
-# The SET of a fill is sent after the response: wait for the key.
-sub stored { my $k = shift; wait_for(sub { redis('EXISTS', $k) }, 10, "key $k") }
 
-sub guard { return $_[0]{headers}{'x-guard'} // '' }
 
-sub tally {
-    my ($res) = @_;
-    my %n;
-    $n{join ' ', $_->{status}, guard($_) || '-'}++ for @$res;
-    return join ', ', map { "$_ x$n{$_}" } sort keys %n;
-}
 
-sub is_fallback_body { return $_[0] =~ /^\s*\{\s*"error"\s*:\s*"[^"]+"\s*\}\s*$/ }
 
 # The fallback answers among $res: all FALLBACK with $status, Retry-After
 # $retry and a JSON error body, answered before the origin could have.

@@ -72,7 +72,7 @@ is(scalar @miss, 2, '2 misses went to the origin') or diag(tally($res));
 is(scalar(grep { $_->{status} == 200 } @miss), 2, 'and got 200');
 my $fb = check_fallbacks($res, 18, 503, '5', $delay);
 my ($i) = (grep({ guard($res->[$_]) =~ /^FALLBACK\b/ } 0 .. 19), 0);
-my $r = http_get("/k$i?delay=$delay");
+my $r = http_get("/k$i?delay=$delay", timeout => $delay + 20);
 is($r->{status}, 200, 'a key that got the fallback is fetched once slots are free');
 is(guard($r), 'MISS', 'the fallback answer was not stored');
 is(origin_total(), 3, 'one more origin request');

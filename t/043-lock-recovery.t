@@ -84,3 +84,26 @@ ok(stored('cg:/dead2'), 'stored');
 ok(wait_for(sub { !redis('EXISTS', 'cg:lock:/dead2') }, 5), 'no lock left');
 --- error_log
 exited on signal 9
+
+
+
+=== TEST 3: the lock is released with EVALSHA, and with EVAL when Redis answers NOSCRIPT
+--- http_config
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+--- check
+my $sha = '08782137c8358e2fede877aa6fa70109ca306cec';
+redis('SCRIPT', 'FLUSH');
+is(redis('SCRIPT', 'EXISTS', $sha)->[0], 0, 'no script cached');
+origin_set('/ns', delay => 0.5);
+my $r = http_get('/ns');
+is(guard($r), 'MISS', 'a fill');
+ok(wait_for(sub { !redis('EXISTS', 'cg:lock:/ns') }, 5),
+   'its lock was released despite NOSCRIPT');
+is(redis('SCRIPT', 'EXISTS', $sha)->[0], 1,
+   'by EVAL, which cached the script under the SHA the module uses');
+$r = http_get('/ns2');
+ok(wait_for(sub { !redis('EXISTS', 'cg:lock:/ns2') }, 5),
+   'the next release (EVALSHA) works too');
+--- no_error_log
+[error]

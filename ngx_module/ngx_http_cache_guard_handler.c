@@ -35,8 +35,6 @@ static ngx_int_t ngx_http_cache_guard_timeout(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status);
-static ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify,
     ngx_uint_t level);
@@ -129,17 +127,10 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
     }
 
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
+        ctx = ngx_http_cache_guard_get_ctx(r);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        ctx->request = r;
-        ctx->zone = lcf->shm_zone->data;
-        ctx->policy = lcf->policy;
-        ctx->slot = -1;
-
-        ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
     }
 
     if (ctx->waiting) {
@@ -147,6 +138,36 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
     }
 
     return ngx_http_cache_guard_step(r, ctx);
+}
+
+
+ngx_http_cache_guard_ctx_t *
+ngx_http_cache_guard_get_ctx(ngx_http_request_t *r)
+{
+    ngx_http_cache_guard_ctx_t       *ctx;
+    ngx_http_cache_guard_loc_conf_t  *lcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_cache_guard_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ctx->request = r;
+    ctx->zone = lcf->shm_zone->data;
+    ctx->policy = lcf->policy;
+    ctx->slot = -1;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
+
+    return ctx;
 }
 
 
@@ -168,7 +189,7 @@ ngx_http_cache_guard_step(ngx_http_request_t *r,
                                                NGX_HTTP_CACHE_GUARD_LEVEL_L2);
             if (rc == NGX_HTTP_CACHE_GUARD_SERVED) {
                 ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
-                                             ctx->entry.stale_until);
+                                             &ctx->entry);
                 return NGX_DECLINED;
             }
         }
@@ -238,11 +259,19 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
 
         rc = ngx_http_cache_guard_make_key(r, ctx);
 
-        if (rc != NGX_OK) {
-            if (rc == NGX_ERROR) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
+        if (rc == NGX_ERROR) {
+            /* a failed hook (logged), or no memory */
+            return ngx_http_cache_guard_fallback(r, ctx);
+        }
 
+        if (rc == NGX_ABORT) {
+            return ngx_http_cache_guard_reject(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_INVALID,
+                                               ctx->policy->reject_status,
+                                               "the key is too long");
+        }
+
+        if (rc != NGX_OK) {
             ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
             ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
             return NGX_DECLINED;
@@ -372,8 +401,7 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
            == NGX_HTTP_CACHE_GUARD_SERVED)
     {
         /* another node stored it meanwhile */
-        ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
-                                     ctx->entry.stale_until);
+        ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value, &ctx->entry);
         ngx_http_cache_guard_fill_end(ctx, 0);
         return NGX_DECLINED;
     }
@@ -523,7 +551,7 @@ ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_cache_guard_fallback(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
@@ -730,26 +758,54 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
     ngx_int_t                           rc;
-    ngx_str_t                          *prefix;
+    ngx_str_t                          *prefix, *suffix, val;
+    ngx_array_t                         parts;
     ngx_table_elt_t                    *ae;
+    ngx_http_cache_guard_policy_t      *pl;
+    ngx_http_cache_guard_key_part_t     part;
     ngx_http_cache_guard_main_conf_t   *mcf;
 
     static ngx_str_t  none = ngx_null_string;
     static ngx_str_t  gzip = ngx_string("#gzip");
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+    pl = ctx->policy;
     prefix = mcf->redis ? &mcf->redis->prefix : &none;
 
     ae = r->headers_in.accept_encoding;
-
-    rc = ngx_http_cache_guard_policy_eval_key(r, ctx->policy, prefix,
-             (ae && ngx_http_cache_guard_accepts_gzip(ae->value.data,
+    suffix = (ae && ngx_http_cache_guard_accepts_gzip(ae->value.data,
                                                       ae->value.len))
-             ? &gzip : &none,
-             &ctx->rkey);
+             ? &gzip : &none;
+
+    if (pl->key_fn == LUA_NOREF) {
+        rc = ngx_http_cache_guard_policy_eval_key(r, pl->key, prefix, suffix,
+                                                  &ctx->rkey);
+
+    } else {
+        /* the hook's string, framed like a template's result */
+
+        rc = ngx_http_cache_guard_policy_call(r, pl, pl->key_fn, "key", &val,
+                                              NULL);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        part.text = val;
+        part.index = -1;
+        part.capture = -1;
+        parts.elts = &part;
+        parts.nelts = 1;
+
+        rc = ngx_http_cache_guard_policy_eval_key(r, &parts, prefix, suffix,
+                                                  &ctx->rkey);
+    }
 
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (ctx->rkey.len - prefix->len - suffix->len > pl->max_key_length) {
+        return NGX_ABORT;
     }
 
     ctx->key.data = ctx->rkey.data + prefix->len;

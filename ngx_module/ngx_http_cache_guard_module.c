@@ -42,6 +42,27 @@ static ngx_command_t  ngx_http_cache_guard_commands[] = {
       0,
       NULL },
 
+    { ngx_string("cache_guard_bloom"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_cache_guard_bloom_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cache_guard_geoip"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_cache_guard_geoip_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cache_guard_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_cache_guard_admin_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("cache_guard"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_cache_guard,
@@ -113,6 +134,13 @@ ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_cache_guard_precontent_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_cache_guard_access_handler;
+
     return ngx_http_cache_guard_filter_init(cf);
 }
 
@@ -131,12 +159,16 @@ ngx_http_cache_guard_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     mcf->redis = NULL;
+     *     mcf->geoip = NULL;
      *     mcf->default_policy = NULL;
      */
 
     if (ngx_array_init(&mcf->policies, cf->pool, 4,
                        sizeof(ngx_http_cache_guard_policy_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&mcf->blooms, cf->pool, 4,
+                          sizeof(ngx_http_cache_guard_bloom_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -329,11 +361,18 @@ ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_cache_guard_module);
 
-    if (mcf == NULL || mcf->redis == NULL) {
+    if (mcf == NULL) {
         return NGX_OK;
     }
 
-    return ngx_http_cache_guard_redis_init_worker(mcf->redis, cycle);
+    if (mcf->redis
+        && ngx_http_cache_guard_redis_init_worker(mcf->redis, cycle)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_cache_guard_bloom_init_worker(cycle);
 }
 
 

@@ -15,6 +15,9 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
+#include <lua.h>
+#include <lauxlib.h>
+
 
 /* entry codec (pure code, unit tested without nginx running) */
 
@@ -55,6 +58,8 @@ ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
 
 
 /* Redis client */
+
+typedef struct ngx_http_cache_guard_bloom_s  ngx_http_cache_guard_bloom_t;
 
 typedef struct ngx_http_cache_guard_redis_s      ngx_http_cache_guard_redis_t;
 typedef struct ngx_http_cache_guard_redis_cmd_s
@@ -149,6 +154,8 @@ typedef struct {
     ngx_atomic_t                    bytes;
     ngx_atomic_t                    evictions;
     ngx_atomic_t                    origin[NGX_HTTP_CACHE_GUARD_MAX_POLICIES];
+    ngx_atomic_t                    negative[NGX_HTTP_CACHE_GUARD_MAX_POLICIES];
+    ngx_queue_t                     lru_negative;
     ngx_http_cache_guard_lock_slot_t  locks[NGX_HTTP_CACHE_GUARD_LOCK_SLOTS];
 } ngx_http_cache_guard_shctx_t;
 
@@ -207,7 +214,41 @@ typedef struct {
     ngx_uint_t                      fallback_status;
     time_t                          retry_after;
     ngx_uint_t                      index;        /* origin counter */
+
+    /* checked in the access phase, before the lookup */
+    ngx_uint_t                      access;       /* any of these is set */
+    ngx_regex_t                    *validate_uri;
+    ngx_uint_t                      validate_methods;  /* 0: any */
+    ngx_array_t                    *validate_args;     /* arg_rule_t */
+    size_t                          max_key_length;
+    ngx_uint_t                      reject_status;
+    ngx_array_t                    *geo_deny;     /* ngx_str_t */
+    ngx_array_t                    *geo_allow;    /* ngx_str_t */
+    ngx_uint_t                      geo_status;
+    ngx_http_cache_guard_bloom_t   *bloom;
+    ngx_array_t                    *bloom_item;   /* key_part_t */
+    ngx_uint_t                      bloom_status;
+    ngx_uint_t                      negative_max; /* L1 entries per policy */
+
+    /* Lua hooks: references in the policy's state, or LUA_NOREF */
+    void                           *L;
+    int                             key_fn;
+    int                             validate_fn;
+    int                             bloom_item_fn;
 } ngx_http_cache_guard_policy_t;
+
+
+#define NGX_HTTP_CACHE_GUARD_ARG_INT     0
+#define NGX_HTTP_CACHE_GUARD_ARG_STRING  1
+
+typedef struct {
+    ngx_str_t                       name;
+    ngx_uint_t                      type;
+    double                          min;          /* value, or length */
+    double                          max;
+    ngx_regex_t                    *pattern;
+    ngx_flag_t                      required;
+} ngx_http_cache_guard_arg_rule_t;
 
 
 #define NGX_HTTP_CACHE_GUARD_ON_STALE     0
@@ -222,16 +263,139 @@ ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_default(
 ngx_int_t ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, ngx_str_t *value);
 ngx_int_t ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
-    ngx_http_cache_guard_policy_t *pl, ngx_str_t *prefix, ngx_str_t *suffix,
+    ngx_array_t *parts, ngx_str_t *prefix, ngx_str_t *suffix,
     ngx_str_t *out);
+ngx_int_t ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
+    ngx_http_cache_guard_policy_t *pl, int fn, const char *what,
+    ngx_str_t *str, ngx_uint_t *status);
 ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
     ngx_uint_t n, ngx_uint_t status);
+
+
+/* Bloom filters (ngx_http_cache_guard_bloom.c) */
+
+#define NGX_HTTP_CACHE_GUARD_BLOOM_ENFORCE  0
+#define NGX_HTTP_CACHE_GUARD_BLOOM_SHADOW   1
+
+char *ngx_http_cache_guard_bloom_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_find(ngx_conf_t *cf,
+    ngx_str_t *name);
+/* NGX_OK: may be present; NGX_DECLINED: absent; NGX_AGAIN: not loaded */
+ngx_int_t ngx_http_cache_guard_bloom_test(ngx_http_cache_guard_bloom_t *bf,
+    u_char *item, size_t len);
+ngx_uint_t ngx_http_cache_guard_bloom_mode(ngx_http_cache_guard_bloom_t *bf);
+/* counts a rejection, or in shadow mode one that would have been */
+void ngx_http_cache_guard_bloom_rejected(ngx_http_cache_guard_bloom_t *bf);
+ngx_int_t ngx_http_cache_guard_bloom_init_worker(ngx_cycle_t *cycle);
+
+/* the longest item a file or the admin API may add */
+#define NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM  4096
+
+
+typedef struct {
+    ngx_str_t                       name;
+    ngx_uint_t                      capacity;
+    double                          error_rate;
+    ngx_uint_t                      mode;
+    ngx_str_t                       file;         /* or empty */
+    ngx_str_t                       redis_key;    /* or empty */
+    ngx_msec_t                      sync;
+    uint32_t                        blocks;       /* of 256 bits */
+    size_t                          bytes;        /* the bitmap */
+    size_t                          zone_bytes;   /* the shared memory */
+    ngx_uint_t                      items;        /* approximate */
+    ngx_uint_t                      loaded;
+    ngx_uint_t                      rejected;
+    ngx_uint_t                      shadow_rejected;
+    time_t                          last_sync;    /* last full Redis merge */
+} ngx_http_cache_guard_bloom_info_t;
+
+
+/* splits a stream of bytes into items, one per line */
+
+typedef struct ngx_http_cache_guard_bloom_lines_s
+    ngx_http_cache_guard_bloom_lines_t;
+
+typedef ngx_int_t (*ngx_http_cache_guard_bloom_line_pt)(
+    ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
+
+struct ngx_http_cache_guard_bloom_lines_s {
+    ngx_http_cache_guard_bloom_line_pt  handler;
+    void                           *data;
+    u_char                         *carry;       /* MAX_ITEM + 1 bytes */
+    size_t                          carry_len;
+    ngx_uint_t                      line;        /* the last line seen */
+};
+
+
+/* called with NGX_OK once Redis has every item, NGX_ERROR if it may not */
+typedef void (*ngx_http_cache_guard_bloom_done_pt)(void *data, ngx_int_t rc);
+
+
+/* pure code (unit tested) */
+uint64_t ngx_http_cache_guard_bloom_hash(u_char *p, size_t len);
+double ngx_http_cache_guard_bloom_fp_rate(double items_per_block);
+uint32_t ngx_http_cache_guard_bloom_blocks(uint64_t capacity,
+    double error_rate);
+ngx_uint_t ngx_http_cache_guard_bloom_set(u_char *bits, uint32_t nblocks,
+    uint64_t hash);
+ngx_uint_t ngx_http_cache_guard_bloom_has(u_char *bits, uint32_t nblocks,
+    uint64_t hash);
+void ngx_http_cache_guard_bloom_bit_offsets(uint32_t nblocks, uint64_t hash,
+    uint64_t *offsets);
+/* NGX_OK; NGX_DECLINED: line ls->line is too long; or the handler's error */
+ngx_int_t ngx_http_cache_guard_bloom_split(ngx_http_cache_guard_bloom_lines_t
+    *ls, u_char *p, u_char *last);
+ngx_int_t ngx_http_cache_guard_bloom_split_end(
+    ngx_http_cache_guard_bloom_lines_t *ls);
+
+/* at run time, for the admin API and metrics */
+ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_get(
+    ngx_http_request_t *r, ngx_str_t *name);
+ngx_uint_t ngx_http_cache_guard_bloom_contains(
+    ngx_http_cache_guard_bloom_t *bf, u_char *item, size_t len);
+void ngx_http_cache_guard_bloom_add(ngx_http_cache_guard_bloom_t *bf,
+    uint64_t *hashes, ngx_uint_t n);
+/* NGX_AGAIN: done() follows; NGX_OK: n is 0; NGX_DECLINED: no redis_key */
+ngx_int_t ngx_http_cache_guard_bloom_push(ngx_http_cache_guard_bloom_t *bf,
+    ngx_pool_t *pool, uint64_t *hashes, ngx_uint_t n,
+    ngx_http_cache_guard_bloom_done_pt done, void *data);
+void ngx_http_cache_guard_bloom_info(ngx_http_cache_guard_bloom_t *bf,
+    ngx_http_cache_guard_bloom_info_t *info);
+
+
+/* the admin API (ngx_http_cache_guard_admin.c) */
+
+char *ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+/* geo (ngx_http_cache_guard_geo.c) */
+
+typedef struct {
+    ngx_str_t                       country;      /* ISO code, or empty */
+    ngx_str_t                       continent;    /* code, or empty */
+    ngx_uint_t                      asn;          /* 0: unknown */
+    ngx_str_t                       asn_org;
+} ngx_http_cache_guard_geo_t;
+
+char *ngx_http_cache_guard_geoip_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/*
+ * NGX_OK and *out filled; NGX_DECLINED: no database or address unknown;
+ * NGX_ERROR: no memory
+ */
+ngx_int_t ngx_http_cache_guard_geo_lookup(ngx_http_request_t *r,
+    ngx_http_cache_guard_geo_t *out);
 
 
 /* configuration */
 
 typedef struct {
     ngx_http_cache_guard_redis_t   *redis;
+    ngx_array_t                     blooms;       /* bloom_t * */
+    void                           *geoip;        /* MMDB_s *, or NULL */
     ngx_array_t                     policies;     /* policy_t * */
     ngx_uint_t                      npolicies;    /* counter indexes */
     ngx_http_cache_guard_policy_t  *default_policy;
@@ -301,6 +465,8 @@ typedef struct {
     ngx_msec_t                      poll;         /* remote wait interval */
     ngx_event_t                     poll_timer;
     ngx_str_t                       lkey;         /* prefix lock: key */
+    ngx_uint_t                      reject_code;  /* an HTTP status */
+    ngx_str_t                       reject_msg;
     u_char                          token[16];
 
     uint64_t                        fill_start;
@@ -316,6 +482,7 @@ typedef struct {
     unsigned                        timed_out:1;
     unsigned                        queued:1;
     unsigned                        cleanup_set:1;
+    unsigned                        checked:1;    /* access phase done */
     unsigned                        fill:1;       /* may store the reply */
     unsigned                        capture:1;    /* capturing the body */
     unsigned                        stored:1;
@@ -354,15 +521,25 @@ ngx_int_t ngx_http_cache_guard_zone_init(ngx_shm_zone_t *shm_zone,
 ngx_int_t ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *blob, uint64_t now);
 void ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
-    ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log);
+    ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log,
+    ngx_http_cache_guard_policy_t *pl, ngx_uint_t negative);
 void ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, uint64_t stale_until);
+    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob,
+    ngx_http_cache_guard_entry_t *e);
 uint64_t ngx_http_cache_guard_now(void);
 
 
 /* handler and filter */
 
 ngx_int_t ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_cache_guard_access_handler(ngx_http_request_t *r);
+ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_get_ctx(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
+    const char *fmt, ...);
+ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 ngx_int_t ngx_http_cache_guard_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_cache_guard_add_variables(ngx_conf_t *cf);
 void ngx_http_cache_guard_store(ngx_http_request_t *r,

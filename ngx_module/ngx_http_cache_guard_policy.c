@@ -83,6 +83,34 @@ static char *ngx_http_cache_guard_policy_fallback(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_statuses(
     ngx_http_cache_guard_policy_ctx_t *pc, ngx_uint_t *list, ngx_uint_t *n);
+static char *ngx_http_cache_guard_policy_validate(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_args(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_reject(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_geo(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_bloom(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_negative_max(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static ngx_regex_t *ngx_http_cache_guard_policy_regex(
+    ngx_http_cache_guard_policy_ctx_t *pc, const char *field);
+static ngx_array_t *ngx_http_cache_guard_policy_strings(
+    ngx_http_cache_guard_policy_ctx_t *pc, const char *field);
+static ngx_int_t ngx_http_cache_guard_policy_status(
+    ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
+    ngx_uint_t *status);
+static ngx_array_t *ngx_http_cache_guard_policy_template(ngx_conf_t *cf,
+    ngx_str_t *value);
+static void ngx_http_cache_guard_policy_close(void *data);
+static void ngx_http_cache_guard_request_metatable(lua_State *L);
+static int ngx_http_cache_guard_request_index(lua_State *L);
+static int ngx_http_cache_guard_request_arg(lua_State *L);
+static int ngx_http_cache_guard_request_header(lua_State *L);
+static int ngx_http_cache_guard_request_var(lua_State *L);
+static ngx_http_request_t *ngx_http_cache_guard_request_check(lua_State *L);
 static char *ngx_http_cache_guard_policy_table(
     ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
     ngx_http_cache_guard_subfield_t *subs, const char *expected);
@@ -107,10 +135,11 @@ static ngx_http_cache_guard_field_t  ngx_http_cache_guard_fields[] = {
     { "l1", ngx_http_cache_guard_policy_l1 },
 
     /* documented, arriving with later versions: refuse, never ignore */
-    { "validate", NULL },
-    { "reject", NULL },
-    { "geo", NULL },
-    { "bloom", NULL },
+    { "validate", ngx_http_cache_guard_policy_validate },
+    { "reject", ngx_http_cache_guard_policy_reject },
+    { "geo", ngx_http_cache_guard_policy_geo },
+    { "bloom", ngx_http_cache_guard_policy_bloom },
+    { "negative_max_entries", ngx_http_cache_guard_policy_negative_max },
     { "stale", ngx_http_cache_guard_policy_stale },
     { "early_refresh", ngx_http_cache_guard_policy_early_refresh },
     { "lock", ngx_http_cache_guard_policy_lock },
@@ -141,6 +170,7 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
     ngx_uint_t                          i;
     lua_State                          *L;
     const char                         *name;
+    ngx_pool_cleanup_t                 *cln;
     ngx_http_cache_guard_field_t       *f;
     ngx_http_cache_guard_policy_t      *pl, **plp;
     ngx_http_cache_guard_main_conf_t   *mcf;
@@ -204,6 +234,21 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
 
     luaL_openlibs(L);
 
+    /*
+     * require() looks next to the policy first, then in LUA_PATH (read
+     * here, when nginx reads its configuration) and LuaJIT's defaults.
+     */
+
+    lua_getglobal(L, "package");
+    lua_pushlstring(L, (char *) file.data, pl->name.data - file.data);
+    lua_pushliteral(L, "?.lua;");
+    lua_pushlstring(L, (char *) file.data, pl->name.data - file.data);
+    lua_pushliteral(L, "?/init.lua;");
+    lua_getfield(L, -5, "path");
+    lua_concat(L, 5);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+
     pc.cf = cf;
     pc.L = L;
     pc.file = file;
@@ -256,13 +301,6 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
             goto failed;
         }
 
-        if (lua_type(L, -1) == LUA_TFUNCTION) {
-            ngx_http_cache_guard_policy_error(&pc, name, "as a function is "
-                                              "not supported by this version "
-                                              "yet");
-            goto failed;
-        }
-
         if (f->handler(&pc) != NGX_CONF_OK) {
             goto failed;
         }
@@ -270,13 +308,38 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
         lua_pop(L, 1);
     }
 
-    lua_close(L);
+    if (pl->key_fn == LUA_NOREF && pl->validate_fn == LUA_NOREF
+        && pl->bloom_item_fn == LUA_NOREF)
+    {
+        lua_close(L);
 
-    if (pl->key == NULL
+    } else {
+        /* the hooks run in this state, in every worker (after fork) */
+
+        lua_settop(L, 0);
+
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            lua_close(L);
+            return NULL;
+        }
+
+        cln->handler = ngx_http_cache_guard_policy_close;
+        cln->data = L;
+        pl->L = L;
+
+        ngx_http_cache_guard_request_metatable(L);
+    }
+
+    if (pl->key == NULL && pl->key_fn == LUA_NOREF
         && ngx_http_cache_guard_policy_compile_key(cf, pl, NULL) != NGX_OK)
     {
         return NULL;
     }
+
+    pl->access = pl->validate_uri || pl->validate_methods
+                 || pl->validate_args || pl->validate_fn != LUA_NOREF
+                 || pl->geo_deny || pl->geo_allow || pl->bloom;
 
     plp = ngx_array_push(&mcf->policies);
     if (plp == NULL) {
@@ -368,6 +431,14 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     pl->on_overload = NGX_HTTP_CACHE_GUARD_ON_STALE;
     pl->fallback_status = 503;
     pl->retry_after = 5;
+    pl->max_key_length = NGX_HTTP_CACHE_GUARD_MAX_KEY;
+    pl->reject_status = 400;
+    pl->geo_status = 403;
+    pl->bloom_status = 404;
+    pl->negative_max = 10000;
+    pl->key_fn = LUA_NOREF;
+    pl->validate_fn = LUA_NOREF;
+    pl->bloom_item_fn = LUA_NOREF;
 
     pl->ncache = sizeof(ngx_http_cache_guard_default_cache_statuses)
                  / sizeof(ngx_uint_t);
@@ -393,19 +464,26 @@ ngx_int_t
 ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, ngx_str_t *value)
 {
+    pl->key = ngx_http_cache_guard_policy_template(cf,
+                  value ? value : &ngx_http_cache_guard_default_key);
+
+    return pl->key ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_array_t *
+ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
+{
     u_char                           *p, *end, *start;
     ngx_str_t                         name;
     ngx_uint_t                        braces;
+    ngx_array_t                      *parts;
     ngx_http_cache_guard_key_part_t  *part;
 
-    if (value == NULL) {
-        value = &ngx_http_cache_guard_default_key;
-    }
-
-    pl->key = ngx_array_create(cf->pool, 4,
-                               sizeof(ngx_http_cache_guard_key_part_t));
-    if (pl->key == NULL) {
-        return NGX_ERROR;
+    parts = ngx_array_create(cf->pool, 4,
+                             sizeof(ngx_http_cache_guard_key_part_t));
+    if (parts == NULL) {
+        return NULL;
     }
 
     p = value->data;
@@ -413,17 +491,17 @@ ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
 
     while (p < end) {
 
-        if (pl->key->nelts == NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS) {
+        if (parts->nelts == NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "cache guard: key \"%V\" has more than %d "
                                "parts", value,
                                NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS);
-            return NGX_ERROR;
+            return NULL;
         }
 
-        part = ngx_array_push(pl->key);
+        part = ngx_array_push(parts);
         if (part == NULL) {
-            return NGX_ERROR;
+            return NULL;
         }
 
         part->index = -1;
@@ -465,7 +543,7 @@ ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "cache guard: invalid variable name in key "
                                "\"%V\"", value);
-            return NGX_ERROR;
+            return NULL;
         }
 
         if (braces) {
@@ -475,18 +553,18 @@ ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
         if (part->capture == -1) {
             part->index = ngx_http_get_variable_index(cf, &name);
             if (part->index == NGX_ERROR) {
-                return NGX_ERROR;
+                return NULL;
             }
         }
     }
 
-    return NGX_OK;
+    return parts;
 }
 
 
 ngx_int_t
 ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
-    ngx_http_cache_guard_policy_t *pl, ngx_str_t *prefix, ngx_str_t *suffix,
+    ngx_array_t *parts, ngx_str_t *prefix, ngx_str_t *suffix,
     ngx_str_t *out)
 {
     u_char                           *p;
@@ -496,8 +574,8 @@ ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
     ngx_http_variable_value_t        *vv;
     ngx_http_cache_guard_key_part_t  *part;
 
-    part = pl->key->elts;
-    n = pl->key->nelts;
+    part = parts->elts;
+    n = parts->nelts;
     len = 0;
 
     for (i = 0; i < n; i++) {
@@ -603,9 +681,15 @@ ngx_http_cache_guard_policy_key(ngx_http_cache_guard_policy_ctx_t *pc)
     ngx_str_t    value;
     const char  *s;
 
+    if (lua_type(pc->L, -1) == LUA_TFUNCTION) {
+        lua_pushvalue(pc->L, -1);
+        pc->policy->key_fn = luaL_ref(pc->L, LUA_REGISTRYINDEX);
+        return NGX_CONF_OK;
+    }
+
     if (lua_type(pc->L, -1) != LUA_TSTRING) {
         ngx_http_cache_guard_policy_error(pc, "key", "must be a string of "
-                                          "nginx variables");
+                                          "nginx variables or a function");
         return NGX_CONF_ERROR;
     }
 
@@ -1172,4 +1256,918 @@ done:
     ngx_close_file(fd);
 
     return found;
+}
+
+
+/*
+ * validate = { uri = "^/api/users/[0-9]+$", methods = { "GET" },
+ *              args = { id = { type = "int", min = 1, max = 999 } },
+ *              max_key_length = 512 }, or a function(r)
+ */
+
+static char *
+ngx_http_cache_guard_policy_validate(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    double          v;
+    lua_State      *L;
+    ngx_uint_t      i, n;
+    const char     *key, *m;
+
+    static struct {
+        const char  *name;
+        ngx_uint_t   method;
+    } methods[] = {
+        { "GET", NGX_HTTP_GET }, { "HEAD", NGX_HTTP_HEAD },
+        { "POST", NGX_HTTP_POST }, { "PUT", NGX_HTTP_PUT },
+        { "DELETE", NGX_HTTP_DELETE }, { "PATCH", NGX_HTTP_PATCH },
+        { "OPTIONS", NGX_HTTP_OPTIONS }, { NULL, 0 }
+    };
+
+    L = pc->L;
+
+    if (lua_type(L, -1) == LUA_TFUNCTION) {
+        lua_pushvalue(L, -1);
+        pc->policy->validate_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+        return NGX_CONF_OK;
+    }
+
+    if (!lua_istable(L, -1)) {
+        ngx_http_cache_guard_policy_error(pc, "validate", "must be a table "
+                                          "of rules or a function");
+        return NGX_CONF_ERROR;
+    }
+
+    lua_pushnil(L);
+
+    while (lua_next(L, -2) != 0) {
+        key = (lua_type(L, -2) == LUA_TSTRING) ? lua_tostring(L, -2) : "";
+
+        if (ngx_strcmp(key, "uri") == 0) {
+            pc->policy->validate_uri =
+                ngx_http_cache_guard_policy_regex(pc, "validate.uri");
+            if (pc->policy->validate_uri == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "methods") == 0) {
+            if (!lua_istable(L, -1)) {
+                goto methods;
+            }
+
+            n = lua_objlen(L, -1);
+
+            for (i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                m = (lua_type(L, -1) == LUA_TSTRING) ? lua_tostring(L, -1)
+                                                     : "";
+                lua_pop(L, 1);
+
+                for (n = 0; methods[n].name; n++) {
+                    if (ngx_strcmp(methods[n].name, m) == 0) {
+                        break;
+                    }
+                }
+
+                if (methods[n].name == NULL) {
+                    goto methods;
+                }
+
+                pc->policy->validate_methods |= methods[n].method;
+                n = lua_objlen(L, -1);
+            }
+
+            if (pc->policy->validate_methods == 0) {
+                goto methods;
+            }
+
+        } else if (ngx_strcmp(key, "args") == 0) {
+            if (ngx_http_cache_guard_policy_args(pc) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "max_key_length") == 0) {
+            v = lua_tonumber(L, -1);
+
+            if (lua_type(L, -1) != LUA_TNUMBER || v < 1
+                || v > NGX_HTTP_CACHE_GUARD_MAX_KEY)
+            {
+                ngx_http_cache_guard_policy_error(pc,
+                                              "validate.max_key_length",
+                                              "must be from 1 to 4096");
+                return NGX_CONF_ERROR;
+            }
+
+            pc->policy->max_key_length = (size_t) v;
+
+        } else {
+            ngx_http_cache_guard_policy_error(pc, "validate", "may hold uri, "
+                                              "methods, args and "
+                                              "max_key_length only");
+            return NGX_CONF_ERROR;
+        }
+
+        lua_pop(L, 1);
+    }
+
+    return NGX_CONF_OK;
+
+methods:
+
+    ngx_http_cache_guard_policy_error(pc, "validate.methods", "must list "
+                                      "methods such as { \"GET\", "
+                                      "\"HEAD\" }");
+    return NGX_CONF_ERROR;
+}
+
+
+/* args = { NAME = { type = "int"|"string", min, max, pattern, required } } */
+
+static char *
+ngx_http_cache_guard_policy_args(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    size_t                            len;
+    lua_State                        *L;
+    const char                       *name, *key, *type;
+    ngx_http_cache_guard_arg_rule_t  *rule;
+
+    L = pc->L;
+
+    if (!lua_istable(L, -1)) {
+        goto invalid;
+    }
+
+    pc->policy->validate_args = ngx_array_create(pc->cf->pool, 4,
+                                    sizeof(ngx_http_cache_guard_arg_rule_t));
+    if (pc->policy->validate_args == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lua_pushnil(L);
+
+    while (lua_next(L, -2) != 0) {
+
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
+            goto invalid;
+        }
+
+        rule = ngx_array_push(pc->policy->validate_args);
+        if (rule == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(rule, sizeof(ngx_http_cache_guard_arg_rule_t));
+
+        name = lua_tolstring(L, -2, &len);
+        rule->name.data = ngx_pnalloc(pc->cf->pool, len);
+        if (rule->name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(rule->name.data, name, len);
+        rule->name.len = len;
+        rule->min = -1e18;
+        rule->max = 1e18;
+
+        lua_pushnil(L);
+
+        while (lua_next(L, -2) != 0) {
+            key = (lua_type(L, -2) == LUA_TSTRING) ? lua_tostring(L, -2) : "";
+
+            if (ngx_strcmp(key, "type") == 0) {
+                type = (lua_type(L, -1) == LUA_TSTRING) ? lua_tostring(L, -1)
+                                                        : "";
+
+                if (ngx_strcmp(type, "int") == 0) {
+                    rule->type = NGX_HTTP_CACHE_GUARD_ARG_INT;
+
+                } else if (ngx_strcmp(type, "string") == 0) {
+                    rule->type = NGX_HTTP_CACHE_GUARD_ARG_STRING;
+
+                } else {
+                    goto invalid;
+                }
+
+            } else if (ngx_strcmp(key, "min") == 0
+                       && lua_type(L, -1) == LUA_TNUMBER)
+            {
+                rule->min = lua_tonumber(L, -1);
+
+            } else if (ngx_strcmp(key, "max") == 0
+                       && lua_type(L, -1) == LUA_TNUMBER)
+            {
+                rule->max = lua_tonumber(L, -1);
+
+            } else if (ngx_strcmp(key, "required") == 0
+                       && lua_type(L, -1) == LUA_TBOOLEAN)
+            {
+                rule->required = lua_toboolean(L, -1);
+
+            } else if (ngx_strcmp(key, "pattern") == 0) {
+                rule->pattern = ngx_http_cache_guard_policy_regex(pc,
+                                                 "validate.args pattern");
+                if (rule->pattern == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+
+            } else {
+                goto invalid;
+            }
+
+            lua_pop(L, 1);
+        }
+
+        lua_pop(L, 1);
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_http_cache_guard_policy_error(pc, "validate.args", "must map argument "
+                                      "names to rules such as { type = "
+                                      "\"int\", min = 1, max = 999, required "
+                                      "= true } (type \"int\" or \"string\"; "
+                                      "for strings min and max bound the "
+                                      "length; pattern is a regex)");
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_cache_guard_policy_reject(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    const char  *key;
+
+    if (!lua_istable(pc->L, -1)) {
+        ngx_http_cache_guard_policy_error(pc, "reject", "must be a table such "
+                                          "as { status = 400 }");
+        return NGX_CONF_ERROR;
+    }
+
+    lua_pushnil(pc->L);
+
+    while (lua_next(pc->L, -2) != 0) {
+        key = (lua_type(pc->L, -2) == LUA_TSTRING) ? lua_tostring(pc->L, -2)
+                                                   : "";
+
+        if (ngx_strcmp(key, "status") != 0
+            || ngx_http_cache_guard_policy_status(pc, "reject.status",
+                                                  &pc->policy->reject_status)
+               != NGX_OK)
+        {
+            ngx_http_cache_guard_policy_error(pc, "reject", "may hold a status "
+                                              "from 400 to 599 only");
+            return NGX_CONF_ERROR;
+        }
+
+        lua_pop(pc->L, 1);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* geo = { deny_countries = { "XX" }, allow_countries = { ... }, status } */
+
+static char *
+ngx_http_cache_guard_policy_geo(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    const char                        *key;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(pc->cf,
+                                             ngx_http_cache_guard_module);
+
+    if (mcf->geoip == NULL) {
+        ngx_http_cache_guard_policy_error(pc, "geo", "needs a database: put "
+                                          "cache_guard_geoip before the "
+                                          "policy");
+        return NGX_CONF_ERROR;
+    }
+
+    if (!lua_istable(pc->L, -1)) {
+        goto invalid;
+    }
+
+    lua_pushnil(pc->L);
+
+    while (lua_next(pc->L, -2) != 0) {
+        key = (lua_type(pc->L, -2) == LUA_TSTRING) ? lua_tostring(pc->L, -2)
+                                                   : "";
+
+        if (ngx_strcmp(key, "deny_countries") == 0) {
+            pc->policy->geo_deny = ngx_http_cache_guard_policy_strings(pc,
+                                                   "geo.deny_countries");
+            if (pc->policy->geo_deny == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "allow_countries") == 0) {
+            pc->policy->geo_allow = ngx_http_cache_guard_policy_strings(pc,
+                                                   "geo.allow_countries");
+            if (pc->policy->geo_allow == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "status") != 0
+                   || ngx_http_cache_guard_policy_status(pc, "geo.status",
+                                                 &pc->policy->geo_status)
+                      != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        lua_pop(pc->L, 1);
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_http_cache_guard_policy_error(pc, "geo", "must be a table such as "
+                                      "{ deny_countries = { \"XX\" }, "
+                                      "status = 403 }");
+    return NGX_CONF_ERROR;
+}
+
+
+/* bloom = { filter = "users", item = "$1" or function(r), on_reject = 404 } */
+
+static char *
+ngx_http_cache_guard_policy_bloom(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    size_t       len;
+    ngx_str_t    value;
+    lua_State   *L;
+    const char  *key, *str;
+
+    L = pc->L;
+
+    if (!lua_istable(L, -1)) {
+        goto invalid;
+    }
+
+    lua_pushnil(L);
+
+    while (lua_next(L, -2) != 0) {
+        key = (lua_type(L, -2) == LUA_TSTRING) ? lua_tostring(L, -2) : "";
+
+        if (ngx_strcmp(key, "item") == 0
+            && lua_type(L, -1) == LUA_TFUNCTION)
+        {
+            lua_pushvalue(L, -1);
+            pc->policy->bloom_item_fn = luaL_ref(L, LUA_REGISTRYINDEX);
+
+        } else if ((ngx_strcmp(key, "item") == 0
+                    || ngx_strcmp(key, "filter") == 0)
+                   && lua_type(L, -1) == LUA_TSTRING)
+        {
+            str = lua_tolstring(L, -1, &len);
+
+            value.data = ngx_pnalloc(pc->cf->pool, len);
+            if (value.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(value.data, str, len);
+            value.len = len;
+
+            if (key[0] == 'f') {
+                pc->policy->bloom = ngx_http_cache_guard_bloom_find(pc->cf,
+                                                                    &value);
+                if (pc->policy->bloom == NULL) {
+                    ngx_http_cache_guard_policy_error(pc, "bloom.filter",
+                                                  "names no cache_guard_bloom "
+                                                  "declared before the policy");
+                    return NGX_CONF_ERROR;
+                }
+
+            } else {
+                pc->policy->bloom_item = ngx_http_cache_guard_policy_template(
+                                                              pc->cf, &value);
+                if (pc->policy->bloom_item == NULL) {
+                    return NGX_CONF_ERROR;
+                }
+            }
+
+        } else if (ngx_strcmp(key, "on_reject") != 0
+                   || ngx_http_cache_guard_policy_status(pc, "bloom.on_reject",
+                                                 &pc->policy->bloom_status)
+                      != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        lua_pop(L, 1);
+    }
+
+    if (pc->policy->bloom == NULL
+        || (pc->policy->bloom_item == NULL
+            && pc->policy->bloom_item_fn == LUA_NOREF))
+    {
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_http_cache_guard_policy_error(pc, "bloom", "must be a table such as "
+                                      "{ filter = \"users\", item = \"$1\", "
+                                      "on_reject = 404 }, with filter and "
+                                      "item");
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_cache_guard_policy_negative_max(
+    ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    double  v;
+
+    v = lua_tonumber(pc->L, -1);
+
+    if (lua_type(pc->L, -1) != LUA_TNUMBER || v < 0 || v > 1e9
+        || v != (double) (ngx_uint_t) v)
+    {
+        ngx_http_cache_guard_policy_error(pc, "negative_max_entries",
+                                          "must be a whole number, 0 or more");
+        return NGX_CONF_ERROR;
+    }
+
+    pc->policy->negative_max = (ngx_uint_t) v;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_regex_t *
+ngx_http_cache_guard_policy_regex(ngx_http_cache_guard_policy_ctx_t *pc,
+    const char *field)
+{
+    size_t               len;
+    u_char               errstr[NGX_MAX_CONF_ERRSTR], msg[256];
+    const char          *str;
+    ngx_regex_compile_t  rc;
+
+    if (lua_type(pc->L, -1) != LUA_TSTRING) {
+        ngx_http_cache_guard_policy_error(pc, field, "must be a regular "
+                                          "expression");
+        return NULL;
+    }
+
+    str = lua_tolstring(pc->L, -1, &len);
+
+    ngx_memzero(&rc, sizeof(ngx_regex_compile_t));
+
+    rc.pattern.data = ngx_pnalloc(pc->cf->pool, len);
+    if (rc.pattern.data == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(rc.pattern.data, str, len);
+    rc.pattern.len = len;
+    rc.pool = pc->cf->pool;
+    rc.err.len = NGX_MAX_CONF_ERRSTR;
+    rc.err.data = errstr;
+
+    if (ngx_regex_compile(&rc) != NGX_OK) {
+        ngx_snprintf(msg, sizeof(msg), "is not a valid regex: %V%Z", &rc.err);
+        ngx_http_cache_guard_policy_error(pc, field, (char *) msg);
+        return NULL;
+    }
+
+    return rc.regex;
+}
+
+
+static ngx_array_t *
+ngx_http_cache_guard_policy_strings(ngx_http_cache_guard_policy_ctx_t *pc,
+    const char *field)
+{
+    size_t        len;
+    ngx_str_t    *v;
+    ngx_uint_t    i, n;
+    const char   *str;
+    ngx_array_t  *a;
+
+    if (!lua_istable(pc->L, -1) || (n = lua_objlen(pc->L, -1)) == 0) {
+        goto invalid;
+    }
+
+    a = ngx_array_create(pc->cf->pool, n, sizeof(ngx_str_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(pc->L, -1, i);
+
+        if (lua_type(pc->L, -1) != LUA_TSTRING) {
+            lua_pop(pc->L, 1);
+            goto invalid;
+        }
+
+        str = lua_tolstring(pc->L, -1, &len);
+        v = ngx_array_push(a);
+        v->data = ngx_pnalloc(pc->cf->pool, len);
+        if (v->data == NULL) {
+            return NULL;
+        }
+
+        ngx_memcpy(v->data, str, len);
+        v->len = len;
+        lua_pop(pc->L, 1);
+    }
+
+    return a;
+
+invalid:
+
+    ngx_http_cache_guard_policy_error(pc, field, "must be a list of strings "
+                                      "such as { \"XX\", \"YY\" }");
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_policy_status(ngx_http_cache_guard_policy_ctx_t *pc,
+    const char *field, ngx_uint_t *status)
+{
+    double  v;
+
+    v = lua_tonumber(pc->L, -1);
+
+    if (lua_type(pc->L, -1) != LUA_TNUMBER || v < 400 || v > 599
+        || v != (double) (ngx_uint_t) v)
+    {
+        return NGX_ERROR;
+    }
+
+    *status = (ngx_uint_t) v;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_cache_guard_policy_close(void *data)
+{
+    lua_close(data);
+}
+
+
+/*
+ * The request object given to hooks: a userdata holding the request, with
+ * fields read lazily.  It is cleared when the hook returns, so a hook that
+ * keeps it gets an error, not a freed request.
+ */
+
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_cache_guard_geo_t      geo;
+    ngx_uint_t                      geo_state;    /* 0, 1 found, 2 none */
+} ngx_http_cache_guard_lua_request_t;
+
+
+#define NGX_HTTP_CACHE_GUARD_LUA_REQUEST  "cache_guard.request"
+
+
+static void
+ngx_http_cache_guard_request_metatable(lua_State *L)
+{
+    luaL_newmetatable(L, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
+    lua_pushcfunction(L, ngx_http_cache_guard_request_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
+
+/*
+ * Calls a hook with the request object.  Key and item hooks (status is
+ * NULL) return a string (NGX_OK, *str) or nil (NGX_DECLINED); a validate
+ * hook returns nil (NGX_OK) or a status and a message (NGX_DECLINED).
+ * NGX_ERROR: the hook raised an error or returned something else; logged.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
+    ngx_http_cache_guard_policy_t *pl, int fn, const char *what,
+    ngx_str_t *str, ngx_uint_t *status)
+{
+    int                                  top, t;
+    size_t                               len;
+    double                               v;
+    ngx_int_t                            rc;
+    lua_State                           *L;
+    const char                          *s, *err;
+    ngx_http_cache_guard_lua_request_t  *lr;
+
+    L = pl->L;
+    top = lua_gettop(L);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+
+    lr = lua_newuserdata(L, sizeof(ngx_http_cache_guard_lua_request_t));
+    ngx_memzero(lr, sizeof(ngx_http_cache_guard_lua_request_t));
+    lr->request = r;
+    luaL_getmetatable(L, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
+    lua_setmetatable(L, -2);
+
+    t = lua_pcall(L, 1, 2, 0);
+
+    lr->request = NULL;
+
+    if (t != 0) {
+        err = lua_tostring(L, -1);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "cache guard: policy \"%V\" %s hook failed: %s",
+                      &pl->name, what, err ? err : "(no message)");
+        lua_settop(L, top);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+    t = lua_type(L, -2);
+
+    if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -2))) {
+        rc = status ? NGX_OK : NGX_DECLINED;
+
+    } else if (status == NULL && t == LUA_TSTRING) {
+        s = lua_tolstring(L, -2, &len);
+        str->data = ngx_pnalloc(r->pool, len);
+
+        if (str->data) {
+            ngx_memcpy(str->data, s, len);
+            str->len = len;
+            rc = NGX_OK;
+        }
+
+    } else if (status && t == LUA_TNUMBER) {
+        v = lua_tonumber(L, -2);
+
+        if (v >= 400 && v <= 599) {
+            *status = (ngx_uint_t) v;
+            ngx_str_null(str);
+
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                s = lua_tolstring(L, -1, &len);
+                len = ngx_min(len, 512);
+                str->data = ngx_pnalloc(r->pool, len);
+
+                if (str->data) {
+                    ngx_memcpy(str->data, s, len);
+                    str->len = len;
+                }
+            }
+
+            rc = NGX_DECLINED;
+        }
+    }
+
+    if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "cache guard: policy \"%V\" %s hook returned %s, "
+                      "expected %s", &pl->name, what, lua_typename(L, t),
+                      status ? "nil, or a status from 400 to 599 and a "
+                               "message"
+                             : "a string or nil");
+    }
+
+    lua_settop(L, top);
+
+    return rc;
+}
+
+
+static ngx_http_request_t *
+ngx_http_cache_guard_request_check(lua_State *L)
+{
+    ngx_http_cache_guard_lua_request_t  *lr;
+
+    lr = luaL_checkudata(L, 1, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
+
+    if (lr->request == NULL) {
+        luaL_error(L, "the request object is used after its hook returned");
+    }
+
+    return lr->request;
+}
+
+
+static int
+ngx_http_cache_guard_request_index(lua_State *L)
+{
+    size_t                               len;
+    ngx_str_t                           *v;
+    const char                          *key;
+    ngx_http_request_t                  *r;
+    ngx_http_cache_guard_lua_request_t  *lr;
+
+    r = ngx_http_cache_guard_request_check(L);
+    lr = lua_touserdata(L, 1);
+    key = luaL_checklstring(L, 2, &len);
+
+    switch (len) {
+
+    case 3:
+        if (ngx_strcmp(key, "uri") == 0) {
+            v = &r->uri;
+            goto string;
+        }
+
+        if (ngx_strcmp(key, "arg") == 0) {
+            lua_pushcfunction(L, ngx_http_cache_guard_request_arg);
+            return 1;
+        }
+
+        if (ngx_strcmp(key, "var") == 0) {
+            lua_pushcfunction(L, ngx_http_cache_guard_request_var);
+            return 1;
+        }
+
+        if (ngx_strcmp(key, "geo") == 0) {
+            if (lr->geo_state == 0) {
+                lr->geo_state = (ngx_http_cache_guard_geo_lookup(r, &lr->geo)
+                                 == NGX_OK) ? 1 : 2;
+            }
+
+            lua_createtable(L, 0, 4);
+
+            if (lr->geo_state == 1) {
+                if (lr->geo.country.len) {
+                    lua_pushlstring(L, (char *) lr->geo.country.data,
+                                    lr->geo.country.len);
+                    lua_setfield(L, -2, "country");
+                }
+
+                if (lr->geo.continent.len) {
+                    lua_pushlstring(L, (char *) lr->geo.continent.data,
+                                    lr->geo.continent.len);
+                    lua_setfield(L, -2, "continent");
+                }
+
+                if (lr->geo.asn) {
+                    lua_pushnumber(L, (lua_Number) lr->geo.asn);
+                    lua_setfield(L, -2, "asn");
+                }
+
+                if (lr->geo.asn_org.len) {
+                    lua_pushlstring(L, (char *) lr->geo.asn_org.data,
+                                    lr->geo.asn_org.len);
+                    lua_setfield(L, -2, "asn_org");
+                }
+            }
+
+            return 1;
+        }
+
+        break;
+
+    case 4:
+        if (ngx_strcmp(key, "args") == 0) {
+            v = &r->args;
+            goto string;
+        }
+
+        if (ngx_strcmp(key, "host") == 0) {
+            v = &r->headers_in.server;
+            goto string;
+        }
+
+        break;
+
+    case 6:
+        if (ngx_strcmp(key, "method") == 0) {
+            v = &r->method_name;
+            goto string;
+        }
+
+        if (ngx_strcmp(key, "header") == 0) {
+            lua_pushcfunction(L, ngx_http_cache_guard_request_header);
+            return 1;
+        }
+
+        break;
+
+    case 9:
+        if (ngx_strcmp(key, "client_ip") == 0) {
+            v = &r->connection->addr_text;
+            goto string;
+        }
+
+        break;
+    }
+
+    lua_pushnil(L);
+    return 1;
+
+string:
+
+    lua_pushlstring(L, (char *) v->data, v->len);
+    return 1;
+}
+
+
+/* r:arg(name): the query argument, or nil */
+
+static int
+ngx_http_cache_guard_request_arg(lua_State *L)
+{
+    size_t               len;
+    ngx_str_t            value;
+    const char          *name;
+    ngx_http_request_t  *r;
+
+    r = ngx_http_cache_guard_request_check(L);
+    name = luaL_checklstring(L, 2, &len);
+
+    if (ngx_http_arg(r, (u_char *) name, len, &value) != NGX_OK) {
+        lua_pushnil(L);
+        return 1;
+    }
+
+    lua_pushlstring(L, (char *) value.data, value.len);
+    return 1;
+}
+
+
+/* r:header(name): the first request header of that name, or nil */
+
+static int
+ngx_http_cache_guard_request_header(lua_State *L)
+{
+    size_t               len;
+    ngx_uint_t           i;
+    const char          *name;
+    ngx_list_part_t     *part;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
+
+    r = ngx_http_cache_guard_request_check(L);
+    name = luaL_checklstring(L, 2, &len);
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            lua_pushlstring(L, (char *) h[i].value.data, h[i].value.len);
+            return 1;
+        }
+    }
+
+    lua_pushnil(L);
+    return 1;
+}
+
+
+/* r:var(name): an nginx variable, or nil */
+
+static int
+ngx_http_cache_guard_request_var(lua_State *L)
+{
+    size_t                      len;
+    u_char                     *low;
+    ngx_str_t                   name;
+    ngx_uint_t                  key;
+    const char                 *s;
+    ngx_http_request_t         *r;
+    ngx_http_variable_value_t  *vv;
+
+    r = ngx_http_cache_guard_request_check(L);
+    s = luaL_checklstring(L, 2, &len);
+
+    low = ngx_pnalloc(r->pool, len);
+    if (low == NULL) {
+        return luaL_error(L, "out of memory");
+    }
+
+    key = ngx_hash_strlow(low, (u_char *) s, len);
+    name.data = low;
+    name.len = len;
+
+    vv = ngx_http_get_variable(r, &name, key);
+
+    if (vv == NULL || vv->not_found) {
+        lua_pushnil(L);
+        return 1;
+    }
+
+    lua_pushlstring(L, (char *) vv->data, vv->len);
+    return 1;
 }

@@ -12,12 +12,12 @@
 
 
 /* bump when the layout of the zone changes: a reload then starts afresh */
-#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470002
+#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470003
 
 
 typedef struct {
     u_char                          color;
-    u_char                          dummy;
+    u_char                          negative;     /* 0, or policy index + 1 */
     u_short                         key_len;
     uint32_t                        blob_len;
     ngx_queue_t                     queue;
@@ -100,6 +100,7 @@ create:
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
                     ngx_http_cache_guard_rbtree_insert);
     ngx_queue_init(&zone->sh->lru);
+    ngx_queue_init(&zone->sh->lru_negative);
 
     len = sizeof(" in cache_guard_zone \"\"") + shm_zone->shm.name.len;
 
@@ -159,7 +160,8 @@ ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
     ngx_memcpy(blob->data, ln->data + ln->key_len, ln->blob_len);
 
     ngx_queue_remove(&ln->queue);
-    ngx_queue_insert_head(&zone->sh->lru, &ln->queue);
+    ngx_queue_insert_head(ln->negative ? &zone->sh->lru_negative
+                                       : &zone->sh->lru, &ln->queue);
 
     rc = NGX_OK;
 
@@ -171,14 +173,21 @@ done:
 }
 
 
+/*
+ * Negative entries have a queue of their own and go first when the zone
+ * is full, so a flood of keys that do not exist never evicts hot entries;
+ * a policy keeps at most negative_max of them.
+ */
+
 void
 ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
-    ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log)
+    ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log,
+    ngx_http_cache_guard_policy_t *pl, ngx_uint_t negative)
 {
     size_t                           size;
     uint32_t                         hash;
     ngx_uint_t                       evicted;
-    ngx_queue_t                     *q;
+    ngx_queue_t                     *q, *lru;
     ngx_rbtree_node_t               *node;
     ngx_http_cache_guard_l1_node_t  *ln;
 
@@ -205,18 +214,29 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
         ngx_http_cache_guard_l1_free(zone, ln);
     }
 
+    if (negative && zone->sh->negative[pl->index] >= pl->negative_max) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
     for ( ;; ) {
         node = ngx_slab_alloc_locked(zone->shpool, size);
         if (node) {
             break;
         }
 
-        if (ngx_queue_empty(&zone->sh->lru)) {
+        lru = &zone->sh->lru_negative;
+
+        if (ngx_queue_empty(lru)) {
+            lru = &zone->sh->lru;
+        }
+
+        if (ngx_queue_empty(lru)) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
             return;
         }
 
-        q = ngx_queue_last(&zone->sh->lru);
+        q = ngx_queue_last(lru);
         ln = ngx_queue_data(q, ngx_http_cache_guard_l1_node_t, queue);
         ngx_http_cache_guard_l1_free(zone, ln);
         zone->sh->evictions++;
@@ -228,11 +248,20 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
     ln->key_len = (u_short) key->len;
     ln->blob_len = (uint32_t) blob->len;
     ln->expires = expires;
+    ln->negative = negative ? (u_char) (pl->index + 1) : 0;
     ngx_memcpy(ln->data, key->data, key->len);
     ngx_memcpy(ln->data + key->len, blob->data, blob->len);
 
     ngx_rbtree_insert(&zone->sh->rbtree, node);
-    ngx_queue_insert_head(&zone->sh->lru, &ln->queue);
+
+    if (negative) {
+        ngx_queue_insert_head(&zone->sh->lru_negative, &ln->queue);
+        zone->sh->negative[pl->index]++;
+
+    } else {
+        ngx_queue_insert_head(&zone->sh->lru, &ln->queue);
+    }
+
     zone->sh->entries++;
     zone->sh->bytes += size;
 
@@ -313,7 +342,7 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 
     ctx->stored = 1;
 
-    ngx_http_cache_guard_l1_keep(r, ctx, &blob, e.stale_until);
+    ngx_http_cache_guard_l1_keep(r, ctx, &blob, &e);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
     rd = mcf->redis;
@@ -375,7 +404,8 @@ ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
 
 void
 ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, uint64_t stale_until)
+    ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob,
+    ngx_http_cache_guard_entry_t *e)
 {
     uint64_t                           expires, now;
     ngx_http_cache_guard_policy_t     *pl;
@@ -388,7 +418,7 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     }
 
     now = ngx_http_cache_guard_now();
-    expires = stale_until;
+    expires = e->stale_until;
 
     if (pl->l1_ttl != NGX_CONF_UNSET_MSEC) {
         expires = ngx_min(expires, now + pl->l1_ttl);
@@ -402,7 +432,8 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     }
 
     ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, blob, expires,
-                                r->connection->log);
+                                r->connection->log, pl,
+                                e->flags & NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE);
 }
 
 
@@ -472,6 +503,10 @@ ngx_http_cache_guard_l1_free(ngx_http_cache_guard_zone_t *zone,
 
     ngx_queue_remove(&ln->queue);
     ngx_rbtree_delete(&zone->sh->rbtree, node);
+
+    if (ln->negative) {
+        zone->sh->negative[ln->negative - 1]--;
+    }
 
     zone->sh->entries--;
     zone->sh->bytes -= offsetof(ngx_rbtree_node_t, color)

@@ -1,0 +1,416 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The access phase: a request a policy refuses never reaches Redis or the
+ * origin.  The declarative rules (methods, the URI, typed arguments) are
+ * checked in C; then the policy's validate hook, the country rules and the
+ * Bloom filter.  A refused request is answered with a JSON error by the
+ * content handler below; the cache lookup in the precontent phase sees it
+ * as done.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+static ngx_int_t ngx_http_cache_guard_check_args(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_check_geo(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_send_reject(ngx_http_request_t *r);
+
+
+/*
+ * Returns NGX_DECLINED whatever it decides: NGX_OK would grant access
+ * under "satisfy any" and skip allow/deny and auth_request.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                         rc;
+    ngx_uint_t                        status;
+    ngx_str_t                         msg;
+    ngx_http_cache_guard_ctx_t       *ctx;
+    ngx_http_cache_guard_policy_t    *pl;
+    ngx_http_cache_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_cache_guard_module);
+
+    if (!lcf->enable || !lcf->policy->access || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_cache_guard_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->checked) {
+        return NGX_DECLINED;
+    }
+
+    ctx->checked = 1;
+    pl = ctx->policy;
+
+    if (pl->validate_methods && !(r->method & pl->validate_methods)) {
+        return ngx_http_cache_guard_reject(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_INVALID,
+                                           pl->reject_status,
+                                           "method %V is not allowed",
+                                           &r->method_name);
+    }
+
+    if (pl->validate_uri
+        && ngx_regex_exec(pl->validate_uri, &r->uri, NULL, 0)
+           == NGX_REGEX_NO_MATCHED)
+    {
+        return ngx_http_cache_guard_reject(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_INVALID,
+                                           pl->reject_status,
+                                           "invalid uri");
+    }
+
+    if (pl->validate_args
+        && ngx_http_cache_guard_check_args(r, ctx) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (pl->validate_fn != LUA_NOREF) {
+        rc = ngx_http_cache_guard_policy_call(r, pl, pl->validate_fn,
+                                              "validate", &msg, &status);
+        if (rc == NGX_ERROR) {
+            ngx_http_cache_guard_fallback(r, ctx);
+            return NGX_DECLINED;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_cache_guard_reject(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_INVALID,
+                                               status, "%V",
+                                               msg.len ? &msg
+                                               : &(ngx_str_t)
+                                                 ngx_string("invalid request"));
+        }
+    }
+
+    if ((pl->geo_deny || pl->geo_allow)
+        && ngx_http_cache_guard_check_geo(r, ctx) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (pl->bloom) {
+        (void) ngx_http_cache_guard_check_bloom(r, ctx);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The JSON error answer: ctx->reject_code with {"error": "..."}.  The
+ * request is done as far as the cache is concerned.  Returns NGX_DECLINED
+ * for the phase handlers that call it.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_reject(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
+    const char *fmt, ...)
+{
+    u_char   *p, buf[1024];
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    ctx->reject_msg.len = p - buf;
+    ctx->reject_msg.data = ngx_pnalloc(r->pool, p - buf);
+
+    if (ctx->reject_msg.data) {
+        ngx_memcpy(ctx->reject_msg.data, buf, p - buf);
+
+    } else {
+        ctx->reject_msg.len = 0;
+    }
+
+    ctx->status = cg_status;
+    ctx->reject_code = status;
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+
+    r->content_handler = ngx_http_cache_guard_send_reject;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_check_args(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    u_char                           *p, *end;
+    double                            v;
+    ngx_str_t                         value;
+    ngx_uint_t                        i, digits;
+    ngx_http_cache_guard_policy_t    *pl;
+    ngx_http_cache_guard_arg_rule_t  *rule;
+
+    pl = ctx->policy;
+    rule = pl->validate_args->elts;
+
+    for (i = 0; i < pl->validate_args->nelts; i++) {
+
+        if (ngx_http_arg(r, rule[i].name.data, rule[i].name.len, &value)
+            != NGX_OK)
+        {
+            if (!rule[i].required) {
+                continue;
+            }
+
+            ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
+                                        pl->reject_status,
+                                        "argument \"%V\" is required",
+                                        &rule[i].name);
+            return NGX_DECLINED;
+        }
+
+        if (rule[i].type == NGX_HTTP_CACHE_GUARD_ARG_INT) {
+            p = value.data;
+            end = p + value.len;
+            v = 0;
+            digits = 0;
+
+            if (p < end && *p == '-') {
+                p++;
+            }
+
+            for ( /* void */ ; p < end && *p >= '0' && *p <= '9'; p++) {
+                v = v * 10 + (*p - '0');
+                digits++;
+            }
+
+            if (value.len && value.data[0] == '-') {
+                v = -v;
+            }
+
+            if (p != end || digits == 0 || digits > 15
+                || v < rule[i].min || v > rule[i].max)
+            {
+                goto invalid;
+            }
+
+        } else {
+            if ((double) value.len < rule[i].min
+                || (double) value.len > rule[i].max
+                || (rule[i].pattern
+                    && ngx_regex_exec(rule[i].pattern, &value, NULL, 0)
+                       == NGX_REGEX_NO_MATCHED))
+            {
+                goto invalid;
+            }
+        }
+
+        continue;
+
+    invalid:
+
+        ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
+                                    pl->reject_status,
+                                    "invalid argument \"%V\"", &rule[i].name);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* an address with no country passes deny lists and fails allow lists */
+
+static ngx_int_t
+ngx_http_cache_guard_check_geo(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_str_t                      *c;
+    ngx_uint_t                      i, found;
+    ngx_array_t                    *list;
+    ngx_http_cache_guard_geo_t      geo;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    pl = ctx->policy;
+
+    switch (ngx_http_cache_guard_geo_lookup(r, &geo)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_ERROR:
+        /* no memory: refusing is safer than letting a denied country in */
+        ngx_http_cache_guard_fallback(r, ctx);
+        return NGX_DECLINED;
+
+    default:
+        ngx_str_null(&geo.country);
+    }
+
+    list = pl->geo_allow ? pl->geo_allow : pl->geo_deny;
+    c = list->elts;
+    found = 0;
+
+    for (i = 0; geo.country.len && i < list->nelts; i++) {
+        if (c[i].len == geo.country.len
+            && ngx_strncasecmp(c[i].data, geo.country.data, c[i].len) == 0)
+        {
+            found = 1;
+            break;
+        }
+    }
+
+    if (pl->geo_deny && found && list == pl->geo_deny) {
+        goto reject;
+    }
+
+    if (pl->geo_allow && !found) {
+        goto reject;
+    }
+
+    if (pl->geo_allow && pl->geo_deny) {
+        /* an allowed country may still be denied explicitly */
+        c = pl->geo_deny->elts;
+
+        for (i = 0; i < pl->geo_deny->nelts; i++) {
+            if (c[i].len == geo.country.len
+                && ngx_strncasecmp(c[i].data, geo.country.data, c[i].len)
+                   == 0)
+            {
+                goto reject;
+            }
+        }
+    }
+
+    return NGX_OK;
+
+reject:
+
+    ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
+                                pl->geo_status,
+                                "access from this location is not allowed");
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A key that cannot exist is refused without touching Redis or the
+ * origin.  A filter not loaded yet lets everything through (fail open);
+ * in shadow mode a rejection is only counted.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       item;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    static ngx_str_t  none = ngx_null_string;
+
+    pl = ctx->policy;
+
+    if (pl->bloom_item_fn != LUA_NOREF) {
+        rc = ngx_http_cache_guard_policy_call(r, pl, pl->bloom_item_fn,
+                                              "bloom.item", &item, NULL);
+        if (rc == NGX_ERROR) {
+            return ngx_http_cache_guard_fallback(r, ctx);
+        }
+
+    } else {
+        rc = ngx_http_cache_guard_policy_eval_key(r, pl->bloom_item, &none,
+                                                  &none, &item);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rc != NGX_OK) {
+        /* no item (an empty one, or nil from the hook): nothing to test */
+        return NGX_OK;
+    }
+
+    if (ngx_http_cache_guard_bloom_test(pl->bloom, item.data, item.len)
+        != NGX_DECLINED)
+    {
+        return NGX_OK;
+    }
+
+    ngx_http_cache_guard_bloom_rejected(pl->bloom);
+
+    if (ngx_http_cache_guard_bloom_mode(pl->bloom)
+        == NGX_HTTP_CACHE_GUARD_BLOOM_SHADOW)
+    {
+        return NGX_OK;
+    }
+
+    return ngx_http_cache_guard_reject(r, ctx,
+                                       NGX_HTTP_CACHE_GUARD_BLOOM_REJECT,
+                                       pl->bloom_status, "not found");
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
+{
+    size_t                       len;
+    u_char                      *p;
+    ngx_int_t                    rc;
+    ngx_buf_t                   *b;
+    ngx_chain_t                  out;
+    ngx_http_cache_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* the message may hold what a hook returned: escape it */
+
+    len = sizeof("{\"error\": \"\"}\n") - 1
+          + ctx->reject_msg.len
+          + ngx_escape_json(NULL, ctx->reject_msg.data, ctx->reject_msg.len);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(b->last, "{\"error\": \"", sizeof("{\"error\": \"") - 1);
+    p = (u_char *) ngx_escape_json(p, ctx->reject_msg.data,
+                                   ctx->reject_msg.len);
+    b->last = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = ctx->reject_code;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

@@ -1,0 +1,650 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The admin API: the content handler of a location with cache_guard_admin.
+ * Calls are matched on the URI after the location's prefix, so with
+ * "location /admin/" the Bloom filter "users" is /admin/bloom/users.
+ *
+ * The module does no access control of its own: the location must be
+ * protected with allow/deny, auth_basic or auth_request, since anyone who
+ * reaches it can add items to a filter.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+/* how much of a request body in a temporary file is read at a time */
+#define NGX_HTTP_CACHE_GUARD_ADMIN_READ   65536
+
+#define NGX_HTTP_CACHE_GUARD_ADMIN_ERROR  256
+
+
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_http_cache_guard_bloom_t   *bf;
+    ngx_array_t                     hashes;       /* uint64_t */
+} ngx_http_cache_guard_admin_add_t;
+
+
+static ngx_int_t ngx_http_cache_guard_admin_handler(ngx_http_request_t *r);
+static ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_admin_filter(
+    ngx_http_request_t *r, ngx_str_t *name);
+static ngx_int_t ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_t *bf);
+static ngx_int_t ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_t *bf, ngx_str_t *arg);
+static ngx_int_t ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_t *bf);
+static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_cache_guard_admin_bloom_read(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_lines_t *ls);
+static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
+    ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
+static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_add_t *add, ngx_int_t rc);
+static ngx_int_t ngx_http_cache_guard_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *fmt, ...);
+static ngx_int_t ngx_http_cache_guard_admin_send(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *p, size_t len);
+static size_t ngx_http_cache_guard_admin_json_len(ngx_str_t *s);
+static u_char *ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s);
+static u_char *ngx_http_cache_guard_admin_number(u_char *p, double d);
+
+
+char *
+ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_cache_guard_admin_handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_cache_guard_admin_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                      name;
+    ngx_http_cache_guard_bloom_t  *bf;
+
+    bf = ngx_http_cache_guard_admin_filter(r, &name);
+
+    if (bf) {
+        return ngx_http_cache_guard_admin_bloom(r, bf);
+    }
+
+    if (name.len) {
+        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                                "unknown bloom filter "
+                                                "\"%V\"", &name);
+    }
+
+    return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                            "unknown admin call");
+}
+
+
+/*
+ * The filter of a /bloom/NAME call, or NULL with name empty when the URI
+ * is no such call
+ */
+
+static ngx_http_cache_guard_bloom_t *
+ngx_http_cache_guard_admin_filter(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_str_t                  path;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    path = r->uri;
+
+    if (path.len >= clcf->name.len
+        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path.data += clcf->name.len;
+        path.len -= clcf->name.len;
+    }
+
+    while (path.len && path.data[0] == '/') {
+        path.data++;
+        path.len--;
+    }
+
+    name->len = 0;
+
+    if (path.len <= 6
+        || ngx_strncmp(path.data, "bloom/", 6) != 0
+        || ngx_strlchr(path.data + 6, path.data + path.len, '/'))
+    {
+        return NULL;
+    }
+
+    name->data = path.data + 6;
+    name->len = path.len - 6;
+
+    return ngx_http_cache_guard_bloom_get(r, name);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_t *bf)
+{
+    ngx_int_t         rc;
+    ngx_str_t         arg;
+    ngx_table_elt_t  *h;
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+
+        if (ngx_http_arg(r, (u_char *) "item", 4, &arg) == NGX_OK) {
+            return ngx_http_cache_guard_admin_bloom_test(r, bf, &arg);
+        }
+
+        return ngx_http_cache_guard_admin_bloom_info(r, bf);
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "GET, HEAD, POST");
+
+        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_ALLOWED,
+                                                "method not allowed, use "
+                                                "GET, HEAD or POST");
+    }
+
+    /*
+     * a body over client_max_body_size never gets here: nginx answers
+     * 413 itself when it finds the location
+     */
+
+    rc = ngx_http_read_client_request_body(r,
+                                       ngx_http_cache_guard_admin_bloom_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* GET /bloom/NAME?item=X */
+
+static ngx_int_t
+ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_t *bf, ngx_str_t *arg)
+{
+    u_char                            *p, *start, *src;
+    size_t                             len;
+    ngx_str_t                          item;
+    ngx_uint_t                         present;
+    ngx_http_cache_guard_bloom_info_t  info;
+
+    item.data = ngx_pnalloc(r->pool, arg->len);
+    if (item.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = item.data;
+    src = arg->data;
+    ngx_unescape_uri(&p, &src, arg->len, 0);
+    item.len = p - item.data;
+
+    if (item.len == 0 || item.len > NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM) {
+        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "an item is 1 to %d bytes",
+                                         NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM);
+    }
+
+    ngx_http_cache_guard_bloom_info(bf, &info);
+
+    present = ngx_http_cache_guard_bloom_contains(bf, item.data, item.len);
+
+    len = sizeof("{\"filter\": , \"item\": , \"present\": false, "
+                 "\"loaded\": false}\n") - 1
+          + ngx_http_cache_guard_admin_json_len(&info.name)
+          + ngx_http_cache_guard_admin_json_len(&item);
+
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(start, "{\"filter\": ", sizeof("{\"filter\": ") - 1);
+    p = ngx_http_cache_guard_admin_json(p, &info.name);
+    p = ngx_cpymem(p, ", \"item\": ", sizeof(", \"item\": ") - 1);
+    p = ngx_http_cache_guard_admin_json(p, &item);
+    p = ngx_sprintf(p, ", \"present\": %s, \"loaded\": %s}\n",
+                    present ? "true" : "false",
+                    info.loaded ? "true" : "false");
+
+    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+}
+
+
+/* GET /bloom/NAME: what the filter is and holds */
+
+static ngx_int_t
+ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_t *bf)
+{
+    u_char                             *p, *start;
+    size_t                              len;
+    ngx_http_cache_guard_bloom_info_t   info;
+
+    ngx_http_cache_guard_bloom_info(bf, &info);
+
+    len = 512
+          + ngx_http_cache_guard_admin_json_len(&info.name)
+          + ngx_http_cache_guard_admin_json_len(&info.file)
+          + ngx_http_cache_guard_admin_json_len(&info.redis_key);
+
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(start, "{\"filter\": ", sizeof("{\"filter\": ") - 1);
+    p = ngx_http_cache_guard_admin_json(p, &info.name);
+
+    p = ngx_sprintf(p, ", \"mode\": \"%s\", \"loaded\": %s, "
+                    "\"capacity\": %ui, \"error_rate\": ",
+                    info.mode == NGX_HTTP_CACHE_GUARD_BLOOM_SHADOW
+                    ? "shadow" : "enforce",
+                    info.loaded ? "true" : "false", info.capacity);
+    p = ngx_http_cache_guard_admin_number(p, info.error_rate);
+
+    p = ngx_sprintf(p, ", \"items\": %ui, \"blocks\": %uD, \"bytes\": %uz, "
+                    "\"bits_per_item\": ",
+                    info.items, info.blocks, info.bytes);
+    p = ngx_http_cache_guard_admin_number(p,
+                                   (double) info.bytes * 8 / info.capacity);
+
+    p = ngx_sprintf(p, ", \"zone_bytes\": %uz, \"rejected\": %ui, "
+                    "\"shadow_rejected\": %ui, \"file\": ",
+                    info.zone_bytes, info.rejected, info.shadow_rejected);
+
+    if (info.file.len) {
+        p = ngx_http_cache_guard_admin_json(p, &info.file);
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    p = ngx_cpymem(p, ", \"redis_key\": ", sizeof(", \"redis_key\": ") - 1);
+
+    if (info.redis_key.len) {
+        p = ngx_http_cache_guard_admin_json(p, &info.redis_key);
+        p = ngx_sprintf(p, ", \"sync_ms\": %M, \"last_sync\": ", info.sync);
+
+        if (info.last_sync) {
+            p = ngx_sprintf(p, "%T", info.last_sync);
+
+        } else {
+            p = ngx_cpymem(p, "null", 4);
+        }
+
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    *p++ = '}';
+    *p++ = LF;
+
+    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+}
+
+
+/* POST /bloom/NAME: the body is read, one item per line */
+
+static void
+ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r)
+{
+    ngx_int_t                            rc;
+    ngx_str_t                            name;
+    ngx_http_cache_guard_admin_add_t    *add;
+    ngx_http_cache_guard_bloom_lines_t   ls;
+
+    add = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_admin_add_t));
+    if (add == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    add->request = r;
+    add->bf = ngx_http_cache_guard_admin_filter(r, &name);
+
+    ls.handler = ngx_http_cache_guard_admin_bloom_line;
+    ls.data = add;
+    ls.carry = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
+    ls.carry_len = 0;
+    ls.line = 0;
+
+    if (ls.carry == NULL
+        || ngx_array_init(&add->hashes, r->pool, 64, sizeof(uint64_t))
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* hash every item first: a bad line adds nothing */
+
+    rc = ngx_http_cache_guard_admin_bloom_read(r, &ls);
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "line %ui is longer than %d bytes, "
+                                         "nothing was added", ls.line,
+                                         NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_cache_guard_bloom_add(add->bf, add->hashes.elts,
+                                   add->hashes.nelts);
+
+    rc = ngx_http_cache_guard_bloom_push(add->bf, r->pool, add->hashes.elts,
+                                     add->hashes.nelts,
+                                     ngx_http_cache_guard_admin_bloom_pushed,
+                                     add);
+
+    if (rc == NGX_AGAIN) {
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+                   ngx_http_cache_guard_admin_bloom_added(r, add, rc));
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_admin_bloom_read(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_lines_t *ls)
+{
+    off_t         off;
+    u_char       *buf;
+    size_t        size;
+    ssize_t       n;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL) {
+        return NGX_OK;
+    }
+
+    buf = NULL;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            rc = ngx_http_cache_guard_bloom_split(ls, b->pos, b->last);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            continue;
+        }
+
+        if (!b->in_file) {
+            continue;
+        }
+
+        /* a body over client_body_buffer_size is in a temporary file */
+
+        if (buf == NULL) {
+            buf = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_ADMIN_READ);
+            if (buf == NULL) {
+                return NGX_ERROR;
+            }
+        }
+
+        for (off = b->file_pos; off < b->file_last; off += n) {
+            size = (size_t) ngx_min(b->file_last - off,
+                                    NGX_HTTP_CACHE_GUARD_ADMIN_READ);
+
+            n = ngx_read_file(b->file, buf, size, off);
+
+            if (n == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (n == 0) {
+                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                              "cache guard: request body file \"%V\" is "
+                              "shorter than expected", &b->file->name);
+                return NGX_ERROR;
+            }
+
+            rc = ngx_http_cache_guard_bloom_split(ls, buf, buf + n);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+        }
+    }
+
+    return ngx_http_cache_guard_bloom_split_end(ls);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_admin_bloom_line(ngx_http_cache_guard_bloom_lines_t *ls,
+    u_char *item, size_t len)
+{
+    ngx_http_cache_guard_admin_add_t  *add = ls->data;
+
+    uint64_t  *h;
+
+    h = ngx_array_push(&add->hashes);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_cache_guard_bloom_hash(item, len);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc)
+{
+    ngx_http_cache_guard_admin_add_t  *add = data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = add->request;
+    c = r->connection;
+
+    ngx_http_finalize_request(r,
+                   ngx_http_cache_guard_admin_bloom_added(r, add, rc));
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* {"filter": NAME, "added": N} and, with a redis_key, whether Redis has them */
+
+static ngx_int_t
+ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_add_t *add, ngx_int_t rc)
+{
+    u_char                             *p, *start;
+    size_t                              len;
+    ngx_http_cache_guard_bloom_info_t   info;
+
+    ngx_http_cache_guard_bloom_info(add->bf, &info);
+
+    len = sizeof("{\"filter\": , \"added\": , \"redis\": false}\n") - 1
+          + NGX_INT_T_LEN + ngx_http_cache_guard_admin_json_len(&info.name);
+
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(start, "{\"filter\": ", sizeof("{\"filter\": ") - 1);
+    p = ngx_http_cache_guard_admin_json(p, &info.name);
+    p = ngx_sprintf(p, ", \"added\": %ui", add->hashes.nelts);
+
+    if (rc != NGX_DECLINED) {
+        p = ngx_sprintf(p, ", \"redis\": %s",
+                        rc == NGX_OK ? "true" : "false");
+    }
+
+    *p++ = '}';
+    *p++ = LF;
+
+    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+}
+
+
+/* {"error": "..."} with a 4xx status */
+
+static ngx_int_t
+ngx_http_cache_guard_admin_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *fmt, ...)
+{
+    u_char     msg[NGX_HTTP_CACHE_GUARD_ADMIN_ERROR], *p, *start;
+    size_t     len;
+    va_list    args;
+    ngx_str_t  s;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
+    va_end(args);
+
+    s.data = msg;
+    s.len = p - msg;
+
+    len = sizeof("{\"error\": }\n") - 1
+          + ngx_http_cache_guard_admin_json_len(&s);
+
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(start, "{\"error\": ", sizeof("{\"error\": ") - 1);
+    p = ngx_http_cache_guard_admin_json(p, &s);
+    *p++ = '}';
+    *p++ = LF;
+
+    return ngx_http_cache_guard_admin_send(r, status, start, p - start);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *p, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    /* a no-op once the body was read */
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = p;
+    b->last = p + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static size_t
+ngx_http_cache_guard_admin_json_len(ngx_str_t *s)
+{
+    return 2 + s->len + ngx_escape_json(NULL, s->data, s->len);
+}
+
+
+/* a JSON string, quoted */
+
+static u_char *
+ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s)
+{
+    *p++ = '"';
+    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+/* a fraction without the trailing zeros of a fixed width */
+
+static u_char *
+ngx_http_cache_guard_admin_number(u_char *p, double d)
+{
+    u_char  *last;
+
+    last = ngx_sprintf(p, "%.15f", d);
+
+    while (last[-1] == '0') {
+        last--;
+    }
+
+    if (last[-1] == '.') {
+        last--;
+    }
+
+    return last;
+}

@@ -118,7 +118,7 @@ qr{cache guard: policy .*/p\.lua:1: tll is not a policy field}
 
 
 
-=== TEST 8: a function-valued key is refused until hooks are supported
+=== TEST 8: a key that is neither a template nor a function is refused
 --- http_config
     cache_guard_zone main size=1m;
 --- config
@@ -130,11 +130,11 @@ qr{cache guard: policy .*/p\.lua:1: tll is not a policy field}
 --- user_files
 >>> p.lua
 return {
-  key = function(r) return r.uri end,
+  key = 42,
 }
 --- must_die
 --- error_log eval
-qr{cache guard: policy .*/p\.lua:2: key as a function is not supported by this version yet}
+qr{cache guard: policy .*/p\.lua:2: key must be a string of nginx variables or a function}
 
 
 

@@ -227,7 +227,8 @@ TEST_NGINX_MODULE (default build/nginx/objs/ngx_http_cache_guard_module.so),
 TEST_NGINX_NO_MODULE=1 (no load_module line), TEST_NGINX_BINARY
 (/usr/sbin/nginx), TEST_NGINX_SERVER_PORT (1984), TEST_NGINX_SERVER_PORT2
 (1986), TEST_NGINX_ORIGIN_PORT (1985), TEST_NGINX_REDIS_PORT (6390),
-TEST_NGINX_SERVROOT (t/servroot), TEST_NGINX_HTML_DIR (set by the harness),
+TEST_NGINX_SERVROOT (t/servroot), TEST_NGINX_ROOT (the repository),
+TEST_NGINX_HTML_DIR (set by the harness),
 TEST_NGINX_LOG_LEVEL (debug), TEST_NGINX_USE_VALGRIND=1 (run nginx under
 valgrind memcheck, master_process off, t/valgrind.suppress if present,
 extra options in TEST_NGINX_VALGRIND_OPTS; a block fails when valgrind
@@ -238,6 +239,7 @@ reports errors).
 my $REPO = repo_root();
 
 $ENV{TEST_NGINX_SERVROOT} ||= "$REPO/t/servroot";
+$ENV{TEST_NGINX_ROOT} ||= $REPO;
 $ENV{TEST_NGINX_HTML_DIR} = "$ENV{TEST_NGINX_SERVROOT}/html";
 $ENV{TEST_NGINX_MODULE} ||=
     "$REPO/build/nginx/objs/ngx_http_cache_guard_module.so";

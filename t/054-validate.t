@@ -1,0 +1,249 @@
+# Penetration protection, validation: declarative rules checked in C and
+# Lua hooks (key, validate) with the request object.  A rejected request
+# gets the configured status and a JSON error, and reaches neither Redis
+# nor the origin (the origin counts, Redis is read).
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+CONF
+    $block->set_value('config', <<'CONF') unless defined $block->config;
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+        add_header X-Key $cache_guard_key always;
+    }
+CONF
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+sub json_error { return $_[0]{body} =~ /^\{"error": "(?:[^"\\]|\\.)+"\}\n$/ }
+
+# A request that was refused: status, JSON body, INVALID, nothing reached
+# the origin or Redis for it.
+sub refused {
+    my ($path, $status, %opt) = @_;
+    my $r = http_request($opt{method} // 'GET', $path, %opt);
+    is($r->{status}, $status, "$path refused with $status");
+    ok(json_error($r), "$path: a JSON error body") or diag($r->{body});
+    is(guard($r), $opt{guard} // 'INVALID', "$path: status variable");
+    return $r;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: uri, methods and typed argument rules, checked in C
+--- user_files
+>>> p.lua
+return {
+  key = "$uri?$args",
+  validate = {
+    uri = "^/api/users/[0-9]{1,9}$",
+    methods = { "GET", "HEAD" },
+    args = {
+      fields = { type = "int", min = 1, max = 999 },
+      q = { type = "string", max = 8, pattern = "^[a-z]+$" },
+      v = { type = "int", required = true },
+    },
+  },
+}
+--- check
+refused('/api/users/abc?v=1', 400);
+refused('/api/users/1234567890?v=1', 400);
+refused('/api/users/1?v=1', 400, method => 'DELETE');
+refused('/api/users/1', 400);
+refused('/api/users/1?v=x', 400);
+refused('/api/users/1?v=1&fields=0', 400);
+refused('/api/users/1?v=1&fields=1000', 400);
+refused('/api/users/1?v=1&fields=12a', 400);
+refused('/api/users/1?v=1&q=toolongvalue', 400);
+refused('/api/users/1?v=1&q=UPPER', 400);
+is(origin_total(), 0, 'no refused request reached the origin');
+is(scalar @{ redis('KEYS', '*') }, 0, 'nor left anything in Redis');
+my $r = http_get('/api/users/42?v=1&fields=999&q=abc');
+is($r->{status}, 200, 'a valid request passes');
+is(guard($r), 'MISS', 'and is cached as usual');
+like(http_get('/api/users/1?v=-3')->{body}, qr/"path"/, 'negative ints parse');
+is(origin_total(), 2, 'both valid requests reached the origin');
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: reject.status sets the status of declarative rejections
+--- user_files
+>>> p.lua
+return {
+  validate = { args = { id = { type = "int", min = 1, required = true } } },
+  reject = { status = 422 },
+}
+--- check
+my $r = refused('/x?id=0', 422);
+like($r->{body}, qr/invalid argument \\"id\\"/, 'the message names the argument');
+is(origin_total(), 0, 'nothing reached the origin');
+
+
+
+=== TEST 3: max_key_length refuses over-long keys
+--- user_files
+>>> p.lua
+return { key = "$uri", validate = { max_key_length = 16 } }
+--- check
+refused('/' . ('a' x 16), 400);
+is(http_get('/' . ('a' x 15))->{status}, 200, 'a key of 16 bytes passes');
+is(origin_total(), 1, 'only it reached the origin');
+
+
+
+=== TEST 4: a validate hook: nil passes, (status, message) refuses
+--- user_files
+>>> p.lua
+return {
+  validate = function(r)
+    local id = r:arg("id")
+    if not id then return 400, "id is required" end
+    if r:header("X-Tenant") ~= "acme" then return 403, "unknown tenant" end
+    if r.method ~= "GET" then return 405, "read only" end
+    return nil
+  end,
+}
+--- check
+my $r = refused('/v?x=1', 400);
+like($r->{body}, qr/id is required/, 'the hook message is the error');
+$r = refused('/v?id=1', 403);
+like($r->{body}, qr/unknown tenant/, 'header read through r:header');
+$r = http_get('/v?id=1', headers => { 'X-Tenant' => 'acme' });
+is($r->{status}, 200, 'a request the hook accepts passes');
+is(origin_total(), 1, 'only it reached the origin');
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: a key hook builds the key from the request object; nil bypasses
+--- user_files
+>>> p.lua
+return {
+  key = function(r)
+    if r:arg("nocache") then return nil end
+    return r.method .. " " .. r.host .. r.uri .. "#" .. (r:arg("id") or "")
+           .. "#" .. r:var("request_method") .. "#" .. r.client_ip
+  end,
+}
+--- check
+my $r = http_get('/k?id=7&utm=1');
+is($r->{headers}{'x-key'}, 'GET localhost/k#7#GET#127.0.0.1', 'the hook key');
+is(guard($r), 'MISS', 'a miss');
+$r = http_get('/k?id=7&utm=2');
+is(guard($r), 'HIT', 'the same key for another utm');
+$r = http_get('/k?id=7&nocache=1');
+is(guard($r), 'BYPASS', 'nil from the key hook bypasses the cache');
+is(origin_total(), 2, 'the miss and the bypass reached the origin');
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: a hook that raises an error: fallback status, the error logged, the next request fine
+--- user_files
+>>> p.lua
+return {
+  name = "users",
+  validate = function(r)
+    if r:arg("boom") then error("kaboom") end
+    return nil
+  end,
+  fallback = { status = 503, retry_after = 7 },
+}
+--- check
+my $r = http_get('/h?boom=1');
+is($r->{status}, 503, 'the fallback status');
+is($r->{headers}{'retry-after'}, '7', 'with Retry-After');
+is(guard($r), 'FALLBACK', 'FALLBACK');
+like($r->{body}, qr/^\{"error": /, 'a JSON body');
+is(origin_total(), 0, 'the origin was not asked');
+ok(wait_for(sub { error_log_since_block() =~ /policy "users" validate hook failed: .*kaboom/ }, 5),
+   'the error is logged with the policy name');
+$r = http_get('/h');
+is($r->{status}, 200, 'the next request is fine');
+is(origin_total(), 1, 'and reached the origin');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 7: a hook that returns the wrong type, and one that keeps the request object
+--- user_files
+>>> p.lua
+local kept
+return {
+  key = function(r)
+    if r:arg("table") then return {} end
+    if r:arg("late") then return kept.uri end
+    kept = r
+    return r.uri
+  end,
+}
+--- check
+my $r = http_get('/w?table=1');
+is($r->{status}, 503, 'a table from the key hook: the fallback');
+http_get('/w');
+$r = http_get('/w?late=1');
+is($r->{status}, 503, 'a request object kept past its hook raises, the fallback');
+ok(wait_for(sub { error_log_since_block() =~ /key hook returned table, expected a string or nil/ }, 5),
+   'the wrong type is logged');
+ok(wait_for(sub { error_log_since_block() =~ /used after its hook returned/ }, 5),
+   'the stale request object is logged');
+is(http_get('/w')->{status}, 200, 'and the worker still serves');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: policies are checked when nginx reads them: a bad regex names the field
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  validate = {
+    uri = "^/api/(users",
+  },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:3: validate\.uri is not a valid regex}
+
+
+
+=== TEST 9: an unknown validate rule is refused
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  validate = { urls = "^/x$" },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:2: validate may hold uri, methods, args and max_key_length only}

@@ -1,0 +1,103 @@
+# The Lua library under lua/ (validators, key builders) and the example
+# policies the demo uses: policies find it through LUA_PATH, read when
+# nginx reads its configuration.
+use lib 't/lib';
+use Cwd qw(getcwd);
+BEGIN { $ENV{LUA_PATH} = getcwd() . '/lua/?.lua;;' }
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+CONF
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the demo's catalog policy: library validators and key builder
+--- config
+    location /api/catalog {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_ROOT/lua/examples/catalog.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+        add_header X-Key $cache_guard_key always;
+    }
+--- check
+my $r = http_get('/api/catalog?page=0');
+is($r->{status}, 400, 'page out of range refused');
+like($r->{body}, qr/argument \\"page\\" must be from 1 to 1000/, 'with the reason');
+is(http_get('/api/catalog?sort=weight')->{status}, 400, 'an unknown sort refused');
+$r = http_get('/api/catalog?sort=name&page=2&utm=x');
+is($r->{headers}{'x-key'}, 'localhost|/api/catalog|page=2|sort=name', 'the key');
+is(guard($r), 'MISS', 'a miss');
+$r = http_get('/api/catalog?page=2&utm=y&sort=name');
+is(guard($r), 'HIT', 'argument order and tracking arguments share the entry');
+is(origin_total(), 1, 'one origin request');
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: the demo's users policy: declarative rules
+--- config
+    location /api/users/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_ROOT/lua/examples/users.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- check
+is(http_get('/api/users/abc')->{status}, 400, 'a non-numeric id refused');
+is(http_get('/api/users/1', )->{status}, 200, 'a numeric id passes');
+is(http_get('/api/users/9?status=404')->{status}, 404, 'a 404 passes through');
+is(guard(http_get('/api/users/9?status=404')), 'NEGATIVE', 'and is remembered');
+is(origin_total(), 2, 'the refused request never reached the origin');
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: a policy next to a module of its own finds it without LUA_PATH
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Key $cache_guard_key always;
+    }
+--- user_files
+>>> mykeys.lua
+return { tenant = function(r) return "t:" .. (r:header("X-Tenant") or "-") .. r.uri end }
+>>> p.lua
+local mykeys = require "mykeys"
+return { key = mykeys.tenant }
+--- check
+my $r = http_get('/x', headers => { 'X-Tenant' => 'acme' });
+is($r->{headers}{'x-key'}, 't:acme/x', 'the key from a module next to the policy');
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: a library misuse is reported when nginx reads the policy
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+local v = require "cache_guard.validate"
+return { validate = v.all(v.int_arg("id"), "oops") }
+--- must_die
+--- error_log eval
+qr{p\.lua:2: cache_guard\.validate\.all: check 2 is a string, not a function}

@@ -38,7 +38,8 @@ start() {
         > "$dir/logs/origin.log" 2>&1 &
     echo $! > "$dir/origin.pid"
     wait_port 6391 && wait_port 8081 || { stop; exit 1; }
-    nginx -p "$dir" -c conf/nginx.conf || { stop; exit 1; }
+    LUA_PATH="$root/lua/?.lua;;" nginx -p "$dir" -c conf/nginx.conf \
+        || { stop; exit 1; }
     wait_port 8080 || { stop; exit 1; }
 
     cat <<MSG

@@ -1,9 +1,18 @@
--- Demo policy for /api/catalog: the query string is part of the key, and
--- entries stay in this node's shared memory for at most ten seconds.
+-- Demo policy for /api/catalog: validation by hooks from the library, a
+-- key of the URI and two known arguments only (tracking arguments do not
+-- split the cache), entries kept 10 s per node.
+local v = require "cache_guard.validate"
+local key = require "cache_guard.key"
+
 return {
   name = "catalog",
-  key = "$host$uri?$args",
+  key = key.uri_with_args({ "page", "sort" }),
+  validate = v.all(
+    v.int_arg("page", { min = 1, max = 1000 }),
+    v.one_of_arg("sort", { "name", "price" })
+  ),
   ttl = 60,
   jitter = 0.1,
+  stale = { while_revalidate = 30, if_error = 600 },
   l1 = { ttl = 10 },
 }

@@ -21,15 +21,19 @@ redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
 trap 'kill $(cat "$out/redis.pid") 2>/dev/null' EXIT
 
 printf "return { l1 = false, ttl = 3600 }\n" > "$out/l2.lua"; mkdir -p "$out/tmp"
-for conf in return200 l1hit l2hit; do
+printf 'return { bloom = { filter = "users", item = "$1" } }\n' > "$out/bloom.lua"
+seq 1 100000 > "$out/ids.txt"
+for conf in return200 l1hit l2hit return404 bloom404; do
     sed -e "s#@MODULE@#$module#" -e "s#@BODY@#$body#" \
         -e "s#@REDIS_PORT@#$rport#" -e "s#@OUT@#$out#" \
         "$root/bench/$conf.conf.in" > "$out/$conf.conf"
 done
 
 declare -A ipr_of
-for conf in return200 l1hit l2hit; do
-    r=$("$ipr" "$out/$conf.conf" "http://127.0.0.1:8090/k" | sed -n 's/^ipr=//p')
+for conf in return200 l1hit l2hit return404 bloom404; do
+    url=http://127.0.0.1:8090/k
+    case $conf in *404) url=http://127.0.0.1:8090/k/999999999 ;; esac
+    r=$("$ipr" "$out/$conf.conf" "$url" | sed -n 's/^ipr=//p')
     ipr_of[$conf]=$r
     echo "$conf: ipr=$r"
 done
@@ -38,3 +42,5 @@ for conf in l1hit l2hit; do
     awk -v a="${ipr_of[$conf]}" -v b="$base" -v n="$conf" \
         'BEGIN { printf "%s / return200 = %.2fx\n", n, a / b }'
 done
+awk -v a="${ipr_of[bloom404]}" -v b="${ipr_of[return404]}" \
+    'BEGIN { printf "bloom404 / return404 = %.2fx\n", a / b }'

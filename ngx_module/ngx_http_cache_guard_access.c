@@ -123,23 +123,44 @@ ngx_http_cache_guard_reject(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
     const char *fmt, ...)
 {
-    u_char   *p, buf[1024];
-    va_list   args;
+    u_char     *p, buf[1024];
+    va_list     args;
+    ngx_str_t   msg;
 
     va_start(args, fmt);
     p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
     va_end(args);
 
-    ctx->reject_msg.len = p - buf;
-    ctx->reject_msg.data = ngx_pnalloc(r->pool, p - buf);
+    msg.len = p - buf;
+    msg.data = ngx_pnalloc(r->pool, msg.len);
 
-    if (ctx->reject_msg.data) {
-        ngx_memcpy(ctx->reject_msg.data, buf, p - buf);
+    if (msg.data == NULL) {
+        msg.len = 0;
 
     } else {
-        ctx->reject_msg.len = 0;
+        ngx_memcpy(msg.data, buf, msg.len);
     }
 
+    ngx_http_cache_guard_reject_str(r, ctx, cg_status, status, &msg);
+
+    /* it may hold what a hook returned */
+    ctx->reject_escape = 1;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The same with a constant message that needs no JSON escaping: no
+ * formatting, no copy, no escaping (a Bloom rejection is a hot path).
+ */
+
+ngx_int_t
+ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
+    ngx_str_t *msg)
+{
+    ctx->reject_msg = *msg;
     ctx->status = cg_status;
     ctx->reject_code = status;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
@@ -319,6 +340,7 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
     ngx_http_cache_guard_policy_t  *pl;
 
     static ngx_str_t  none = ngx_null_string;
+    static ngx_str_t  not_found = ngx_string("not found");
 
     pl = ctx->policy;
 
@@ -356,9 +378,9 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    return ngx_http_cache_guard_reject(r, ctx,
-                                       NGX_HTTP_CACHE_GUARD_BLOOM_REJECT,
-                                       pl->bloom_status, "not found");
+    return ngx_http_cache_guard_reject_str(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_BLOOM_REJECT,
+                                           pl->bloom_status, &not_found);
 }
 
 
@@ -380,11 +402,12 @@ ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
         return rc;
     }
 
-    /* the message may hold what a hook returned: escape it */
+    len = sizeof("{\"error\": \"\"}\n") - 1 + ctx->reject_msg.len;
 
-    len = sizeof("{\"error\": \"\"}\n") - 1
-          + ctx->reject_msg.len
-          + ngx_escape_json(NULL, ctx->reject_msg.data, ctx->reject_msg.len);
+    if (ctx->reject_escape) {
+        len += ngx_escape_json(NULL, ctx->reject_msg.data,
+                               ctx->reject_msg.len);
+    }
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -392,8 +415,10 @@ ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
     }
 
     p = ngx_cpymem(b->last, "{\"error\": \"", sizeof("{\"error\": \"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->reject_msg.data,
-                                   ctx->reject_msg.len);
+    p = ctx->reject_escape
+        ? (u_char *) ngx_escape_json(p, ctx->reject_msg.data,
+                                     ctx->reject_msg.len)
+        : ngx_cpymem(p, ctx->reject_msg.data, ctx->reject_msg.len);
     b->last = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
     b->last_buf = 1;
     b->last_in_chain = 1;

@@ -85,7 +85,11 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 
     if (!ctx->fill) {
         /* a pass-through: its origin slot is free once it answers */
-        ngx_http_cache_guard_fill_end(ctx, 0);
+
+        if (ctx->counted || ctx->node_locked || ctx->redis_locked) {
+            ngx_http_cache_guard_fill_end(ctx, 0);
+        }
+
         goto next;
     }
 

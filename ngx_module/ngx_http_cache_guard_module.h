@@ -483,6 +483,7 @@ typedef struct {
     unsigned                        queued:1;
     unsigned                        cleanup_set:1;
     unsigned                        checked:1;    /* access phase done */
+    unsigned                        reject_escape:1;
     unsigned                        fill:1;       /* may store the reply */
     unsigned                        capture:1;    /* capturing the body */
     unsigned                        stored:1;
@@ -538,6 +539,9 @@ ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_get_ctx(
 ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
     const char *fmt, ...);
+ngx_int_t ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
+    ngx_str_t *msg);
 ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 ngx_int_t ngx_http_cache_guard_filter_init(ngx_conf_t *cf);

@@ -46,20 +46,28 @@ is(origin_total(), 1, 'one origin request');
 
 
 
-=== TEST 2: the demo's users policy: declarative rules
+=== TEST 2: the demo's users policy: declarative rules and the Bloom filter of ids
+--- http_config
+    cache_guard_bloom users capacity=1000 error_rate=0.01 file=$TEST_NGINX_HTML_DIR/ids.txt;
+--- user_files
+>>> ids.txt
+1
+9
 --- config
-    location /api/users/ {
+    location ~ ^/api/users/([0-9]+)$ {
         cache_guard main;
         cache_guard_policy $TEST_NGINX_ROOT/lua/examples/users.lua;
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
         add_header X-Guard $cache_guard_status always;
     }
 --- check
-is(http_get('/api/users/abc')->{status}, 400, 'a non-numeric id refused');
+my $r = http_get('/api/users/5000');
+is($r->{status}, 404, 'an id not in the filter refused');
+is(guard($r), 'BLOOM_REJECT', 'by the Bloom filter');
 is(http_get('/api/users/1', )->{status}, 200, 'a numeric id passes');
 is(http_get('/api/users/9?status=404')->{status}, 404, 'a 404 passes through');
 is(guard(http_get('/api/users/9?status=404')), 'NEGATIVE', 'and is remembered');
-is(origin_total(), 2, 'the refused request never reached the origin');
+is(origin_total(), 2, 'the refused requests never reached the origin');
 --- no_error_log
 [error]
 

@@ -7,11 +7,29 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$root/build/demo
 module=${TEST_NGINX_MODULE:-$root/build/nginx/objs/ngx_http_cache_guard_module.so}
 
+# Stops what start started and waits (bounded) until it is gone, so that a
+# new start finds its ports free.
 stop() {
-    [ -f "$dir/logs/nginx.pid" ] && nginx -p "$dir" -c conf/nginx.conf -s quit 2>/dev/null
-    [ -f "$dir/origin.pid" ] && kill "$(cat "$dir/origin.pid")" 2>/dev/null
-    [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null
-    rm -f "$dir/origin.pid"
+    local pids="" p
+    [ -f "$dir/logs/nginx.pid" ] && pids="$pids $(cat "$dir/logs/nginx.pid")"
+    [ -f "$dir/origin.pid" ] && pids="$pids $(cat "$dir/origin.pid")"
+    [ -f "$dir/redis.pid" ] && pids="$pids $(cat "$dir/redis.pid")"
+    for p in $pids; do
+        kill -QUIT "$p" 2>/dev/null
+    done
+    for _ in $(seq 1 50); do
+        alive=
+        for p in $pids; do
+            [ -d "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" \
+                && alive=1
+        done
+        [ -z "$alive" ] && break
+        sleep 0.1
+    done
+    for p in $pids; do
+        kill -KILL "$p" 2>/dev/null
+    done
+    rm -f "$dir/origin.pid" "$dir/redis.pid" "$dir/logs/nginx.pid"
     echo "demo stopped"
 }
 
@@ -28,7 +46,8 @@ start() {
     [ -f "$module" ] || { echo "demo: build the module first (make)" >&2; exit 1; }
     stop >/dev/null 2>&1
     mkdir -p "$dir/conf" "$dir/logs" "$dir/tmp"
-    sed -e "s#@ROOT@#$root#g" -e "s#@MODULE@#$module#g" \
+    seq 1 1000 > "$dir/user-ids.txt"
+    sed -e "s#@ROOT@#$root#g" -e "s#@MODULE@#$module#g" -e "s#@DIR@#$dir#g" \
         "$root/docs/demo/nginx.conf.in" > "$dir/conf/nginx.conf"
 
     redis-server --port 6391 --bind 127.0.0.1 --save '' --appendonly no \
@@ -63,6 +82,9 @@ MSG
 Try:
   curl -i http://127.0.0.1:8080/api/users/7          (MISS, then HIT)
   curl -i 'http://127.0.0.1:8080/api/users/9?status=404'  (NEGATIVE the 2nd time)
+  curl -i http://127.0.0.1:8080/api/users/5000       (BLOOM_REJECT: no such id)
+  curl -i 'http://127.0.0.1:8080/api/users/7?status=99' (INVALID: refused in C)
+  curl -i 'http://127.0.0.1:8080/api/catalog?page=0' (INVALID: a Lua validator)
   curl -i 'http://127.0.0.1:8080/api/catalog?page=2&delay=1'  (a slow origin, once)
   redis-cli -p 6391 --scan --pattern 'demo:*'
   tail -f $dir/logs/access.log

@@ -1,6 +1,8 @@
--- Demo policy for /api/users/ID: declarative validation in C (no Lua per
--- request), one Redis entry per user for five minutes spread by 20%, 404s
--- remembered for 30 s, single flight and a stale copy for bad days.
+-- Demo policy for /api/users/ID (a regex location capturing the id):
+-- declarative validation in C (no Lua per request), ids that cannot exist
+-- refused by the "users" Bloom filter, one Redis entry per user for five
+-- minutes spread by 20%, 404s remembered for 30 s, single flight and a
+-- stale copy for bad days.
 return {
   name = "users",
   key = "$host$uri",
@@ -12,6 +14,7 @@ return {
       status = { type = "int", min = 200, max = 599 },
     },
   },
+  bloom = { filter = "users", item = "$1", on_reject = 404 },
   ttl = 300,
   jitter = 0.2,
   negative_ttl = 30,

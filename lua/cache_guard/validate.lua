@@ -26,10 +26,9 @@ local function bad(status, fmt, ...)
 end
 
 
--- An integer query argument within [min, max].
-function _M.int_arg(name, opts)
-  opts = opts or {}
-  local min, max = opts.min or -2^53, opts.max or 2^53
+-- A check of one query argument: absent is fine unless opts.required;
+-- test(v) returns nil, or the reason the value is refused.
+local function arg_check(name, opts, test)
   return function(r)
     local v = r:arg(name)
     if v == nil then
@@ -38,16 +37,28 @@ function _M.int_arg(name, opts)
       end
       return nil
     end
-    if not str_match(v, "^%-?%d+$") then
-      return bad(opts.status, "argument %q must be an integer", name)
-    end
-    local n = tonumber(v)
-    if n < min or n > max then
-      return bad(opts.status, "argument %q must be from %d to %d",
-                 name, min, max)
+    local reason = test(v)
+    if reason then
+      return bad(opts.status, "argument %q %s", name, reason)
     end
     return nil
   end
+end
+
+
+-- An integer query argument within [min, max].
+function _M.int_arg(name, opts)
+  opts = opts or {}
+  local min, max = opts.min or -2^53, opts.max or 2^53
+  return arg_check(name, opts, function(v)
+    if not str_match(v, "^%-?%d+$") then
+      return "must be an integer"
+    end
+    local n = tonumber(v)
+    if n < min or n > max then
+      return str_format("must be from %d to %d", min, max)
+    end
+  end)
 end
 
 
@@ -58,19 +69,11 @@ function _M.one_of_arg(name, values, opts)
   for _, v in ipairs(values) do
     allowed[v] = true
   end
-  return function(r)
-    local v = r:arg(name)
-    if v == nil then
-      if opts.required then
-        return bad(opts.status, "argument %q is required", name)
-      end
-      return nil
-    end
+  return arg_check(name, opts, function(v)
     if not allowed[v] then
-      return bad(opts.status, "argument %q has an unknown value", name)
+      return "has an unknown value"
     end
-    return nil
-  end
+  end)
 end
 
 
@@ -79,19 +82,11 @@ function _M.uuid_arg(name, opts)
   opts = opts or {}
   local pattern = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-"
                   .. "%x%x%x%x%x%x%x%x%x%x%x%x$"
-  return function(r)
-    local v = r:arg(name)
-    if v == nil then
-      if opts.required then
-        return bad(opts.status, "argument %q is required", name)
-      end
-      return nil
-    end
+  return arg_check(name, opts, function(v)
     if not str_match(v, pattern) then
-      return bad(opts.status, "argument %q must be a UUID", name)
+      return "must be a UUID"
     end
-    return nil
-  end
+  end)
 end
 
 

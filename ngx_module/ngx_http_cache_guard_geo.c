@@ -17,6 +17,8 @@
 
 
 static void ngx_http_cache_guard_geo_close(void *data);
+static ngx_int_t ngx_http_cache_guard_geo_value(ngx_http_request_t *r,
+    MMDB_entry_s *entry, const char *const *path, MMDB_entry_data_s *data);
 static ngx_int_t ngx_http_cache_guard_geo_string(ngx_http_request_t *r,
     MMDB_entry_s *entry, const char *const *path, ngx_str_t *out);
 static ngx_int_t ngx_http_cache_guard_geo_number(ngx_http_request_t *r,
@@ -236,20 +238,34 @@ failed:
  */
 
 static ngx_int_t
-ngx_http_cache_guard_geo_string(ngx_http_request_t *r, MMDB_entry_s *entry,
-    const char *const *path, ngx_str_t *out)
+ngx_http_cache_guard_geo_value(ngx_http_request_t *r, MMDB_entry_s *entry,
+    const char *const *path, MMDB_entry_data_s *data)
 {
-    int                status;
-    MMDB_entry_data_s  data;
+    int  status;
 
-    status = MMDB_aget_value(entry, &data, path);
+    status = MMDB_aget_value(entry, data, path);
 
     if (status == MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR) {
+        data->has_data = 0;
         return NGX_OK;
     }
 
     if (status != MMDB_SUCCESS) {
         ngx_http_cache_guard_geo_error(r, status);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_geo_string(ngx_http_request_t *r, MMDB_entry_s *entry,
+    const char *const *path, ngx_str_t *out)
+{
+    MMDB_entry_data_s  data;
+
+    if (ngx_http_cache_guard_geo_value(r, entry, path, &data) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -278,17 +294,9 @@ static ngx_int_t
 ngx_http_cache_guard_geo_number(ngx_http_request_t *r, MMDB_entry_s *entry,
     const char *const *path, ngx_uint_t *out)
 {
-    int                status;
     MMDB_entry_data_s  data;
 
-    status = MMDB_aget_value(entry, &data, path);
-
-    if (status == MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR) {
-        return NGX_OK;
-    }
-
-    if (status != MMDB_SUCCESS) {
-        ngx_http_cache_guard_geo_error(r, status);
+    if (ngx_http_cache_guard_geo_value(r, entry, path, &data) != NGX_OK) {
         return NGX_DECLINED;
     }
 

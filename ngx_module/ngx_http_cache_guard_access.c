@@ -165,89 +165,133 @@ ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
     ctx->reject_code = status;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
 
+    ctx->answered = 1;
     r->content_handler = ngx_http_cache_guard_send_reject;
 
     return NGX_DECLINED;
 }
 
 
+/*
+ * Every occurrence of a ruled argument is checked, not just the first
+ * (as $arg_ and ngx_http_arg() see it): "?id=1&id=junk" must not pass to
+ * an origin that reads the last one.
+ */
+
 static ngx_int_t
 ngx_http_cache_guard_check_args(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    u_char                           *p, *end;
-    double                            v;
-    ngx_str_t                         value;
-    ngx_uint_t                        i, digits;
+    u_char                           *p, *end, *v;
+    double                            n;
+    ngx_str_t                         name, value;
+    ngx_uint_t                        i, digits, nrules;
+    ngx_uint_t                        seen[NGX_HTTP_CACHE_GUARD_MAX_ARG_RULES];
     ngx_http_cache_guard_policy_t    *pl;
     ngx_http_cache_guard_arg_rule_t  *rule;
 
     pl = ctx->policy;
     rule = pl->validate_args->elts;
+    nrules = pl->validate_args->nelts;
 
-    for (i = 0; i < pl->validate_args->nelts; i++) {
+    ngx_memzero(seen, sizeof(seen));
 
-        if (ngx_http_arg(r, rule[i].name.data, rule[i].name.len, &value)
-            != NGX_OK)
-        {
-            if (!rule[i].required) {
-                continue;
+    p = r->args.data;
+    end = p + r->args.len;
+
+    while (p < end) {
+        name.data = p;
+
+        while (p < end && *p != '=' && *p != '&') {
+            p++;
+        }
+
+        name.len = p - name.data;
+        value.len = 0;
+
+        if (p < end && *p == '=') {
+            value.data = ++p;
+
+            while (p < end && *p != '&') {
+                p++;
             }
 
+            value.len = p - value.data;
+        }
+
+        if (p < end) {
+            p++;
+        }
+
+        for (i = 0; i < nrules; i++) {
+            if (rule[i].name.len == name.len
+                && ngx_strncasecmp(rule[i].name.data, name.data, name.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == nrules) {
+            continue;
+        }
+
+        seen[i] = 1;
+
+        if (rule[i].type == NGX_HTTP_CACHE_GUARD_ARG_INT) {
+            v = value.data;
+            n = 0;
+            digits = 0;
+
+            if (value.len && *v == '-') {
+                v++;
+            }
+
+            for ( /* void */ ; v < value.data + value.len
+                               && *v >= '0' && *v <= '9'; v++)
+            {
+                n = n * 10 + (*v - '0');
+                digits++;
+            }
+
+            if (value.len && value.data[0] == '-') {
+                n = -n;
+            }
+
+            if (v != value.data + value.len || digits == 0 || digits > 15
+                || n < rule[i].min || n > rule[i].max)
+            {
+                goto invalid;
+            }
+
+        } else if ((double) value.len < rule[i].min
+                   || (double) value.len > rule[i].max
+                   || (rule[i].pattern
+                       && ngx_regex_exec(rule[i].pattern, &value, NULL, 0)
+                          == NGX_REGEX_NO_MATCHED))
+        {
+            goto invalid;
+        }
+    }
+
+    for (i = 0; i < nrules; i++) {
+        if (rule[i].required && !seen[i]) {
             ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
                                         pl->reject_status,
                                         "argument \"%V\" is required",
                                         &rule[i].name);
             return NGX_DECLINED;
         }
-
-        if (rule[i].type == NGX_HTTP_CACHE_GUARD_ARG_INT) {
-            p = value.data;
-            end = p + value.len;
-            v = 0;
-            digits = 0;
-
-            if (p < end && *p == '-') {
-                p++;
-            }
-
-            for ( /* void */ ; p < end && *p >= '0' && *p <= '9'; p++) {
-                v = v * 10 + (*p - '0');
-                digits++;
-            }
-
-            if (value.len && value.data[0] == '-') {
-                v = -v;
-            }
-
-            if (p != end || digits == 0 || digits > 15
-                || v < rule[i].min || v > rule[i].max)
-            {
-                goto invalid;
-            }
-
-        } else {
-            if ((double) value.len < rule[i].min
-                || (double) value.len > rule[i].max
-                || (rule[i].pattern
-                    && ngx_regex_exec(rule[i].pattern, &value, NULL, 0)
-                       == NGX_REGEX_NO_MATCHED))
-            {
-                goto invalid;
-            }
-        }
-
-        continue;
-
-    invalid:
-
-        ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
-                                    pl->reject_status,
-                                    "invalid argument \"%V\"", &rule[i].name);
-        return NGX_DECLINED;
     }
 
     return NGX_OK;
+
+invalid:
+
+    ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
+                                pl->reject_status,
+                                "invalid argument \"%V\"", &rule[i].name);
+    return NGX_DECLINED;
 }
 
 
@@ -359,13 +403,16 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
         }
     }
 
-    if (rc != NGX_OK) {
+    if (rc == NGX_DECLINED) {
         /* no item (an empty one, or nil from the hook): nothing to test */
         return NGX_OK;
     }
 
-    if (ngx_http_cache_guard_bloom_test(pl->bloom, item.data, item.len)
-        != NGX_DECLINED)
+    /* an item too long to have been added (NGX_ABORT) is absent */
+
+    if (rc == NGX_OK
+        && ngx_http_cache_guard_bloom_test(pl->bloom, item.data, item.len)
+           != NGX_DECLINED)
     {
         return NGX_OK;
     }

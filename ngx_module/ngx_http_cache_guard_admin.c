@@ -58,6 +58,8 @@ char *
 ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
+    ngx_http_cache_guard_loc_conf_t  *lcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -65,6 +67,21 @@ ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     if (clcf->handler == ngx_http_cache_guard_admin_handler) {
         return "is duplicate";
     }
+
+    /* the admin calls are matched by the path under a prefix location */
+
+    if (clcf->regex || clcf->named) {
+        return "must be in a prefix location";
+    }
+
+    /* an admin answer must never come from the cache */
+
+    if (lcf->enable == 1) {
+        return "cannot share a location with cache_guard";
+    }
+
+    lcf->enable = 0;
+    lcf->shm_zone = NULL;
 
     clcf->handler = ngx_http_cache_guard_admin_handler;
 

@@ -392,13 +392,22 @@ ngx_http_cache_guard_bloom_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     pages = (bf->bytes + ngx_pagesize - 1) / ngx_pagesize + 8;
     size = pages * (ngx_pagesize + sizeof(ngx_slab_page_t)) + ngx_pagesize;
 
-    zname.len = sizeof("cache_guard_bloom:") - 1 + bf->name.len;
+    /*
+     * The layout is in the name: nginx keeps a segment across a reload
+     * when its name and size match, and sizes are rounded to pages, so a
+     * new block count must never land in the running workers' segment.
+     */
+
+    zname.len = sizeof("cache_guard_bloom::") - 1 + bf->name.len
+                + NGX_INT_T_LEN;
     zname.data = ngx_pnalloc(cf->pool, zname.len);
     if (zname.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_sprintf(zname.data, "cache_guard_bloom:%V", &bf->name);
+    zname.len = ngx_sprintf(zname.data, "cache_guard_bloom:%V:%ui",
+                            &bf->name, (ngx_uint_t) bf->nblocks)
+                - zname.data;
 
     bf->shm_zone = ngx_shared_memory_add(cf, &zname, size,
                                          &ngx_http_cache_guard_module);

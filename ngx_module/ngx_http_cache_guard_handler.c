@@ -104,6 +104,7 @@ static ngx_http_variable_t  ngx_http_cache_guard_variables[] = {
 ngx_int_t
 ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                         rc;
     ngx_http_cache_guard_ctx_t       *ctx;
     ngx_http_cache_guard_loc_conf_t  *lcf;
 
@@ -122,8 +123,13 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
-        return ctx->waiting ? NGX_DONE
-                            : ngx_http_cache_guard_refresh_step(r, ctx);
+        if (ctx->waiting) {
+            return NGX_DONE;
+        }
+
+        rc = ngx_http_cache_guard_refresh_step(r, ctx);
+
+        return (rc == NGX_DECLINED && ctx->answered) ? NGX_OK : rc;
     }
 
     if (ctx == NULL) {
@@ -137,7 +143,14 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    return ngx_http_cache_guard_step(r, ctx);
+    rc = ngx_http_cache_guard_step(r, ctx);
+
+    /*
+     * Our own answer (a hit, a stale copy, a refusal): the rest of the
+     * precontent phase (try_files, mirror) must not replace it.
+     */
+
+    return (rc == NGX_DECLINED && ctx->answered) ? NGX_OK : rc;
 }
 
 
@@ -545,6 +558,7 @@ ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
     ctx->status = status;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
 
+    ctx->answered = 1;
     r->content_handler = ngx_http_cache_guard_send_hit;
 
     return NGX_DECLINED;
@@ -559,6 +573,7 @@ ngx_http_cache_guard_fallback(ngx_http_request_t *r,
     ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
 
+    ctx->answered = 1;
     r->content_handler = ngx_http_cache_guard_send_fallback;
 
     return NGX_DECLINED;
@@ -637,6 +652,7 @@ ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
     }
 
     /* after the refresh: its subrequest copies the content handler */
+    ctx->answered = 1;
     r->content_handler = ngx_http_cache_guard_send_hit;
 
     return NGX_HTTP_CACHE_GUARD_SERVED;
@@ -726,6 +742,7 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
             /* another node refreshes it */
             ngx_http_cache_guard_fill_end(ctx, 0);
             ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+            ctx->answered = 1;
             r->content_handler = ngx_http_cache_guard_send_nothing;
             return NGX_DECLINED;
         }
@@ -740,6 +757,7 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
         != NGX_DECLINED || !ctx->fill)
     {
         /* over the origin cap: no refresh now */
+        ctx->answered = 1;
         r->content_handler = ngx_http_cache_guard_send_nothing;
     }
 

@@ -238,6 +238,8 @@ typedef struct {
 } ngx_http_cache_guard_policy_t;
 
 
+#define NGX_HTTP_CACHE_GUARD_MAX_ARG_RULES  32
+
 #define NGX_HTTP_CACHE_GUARD_ARG_INT     0
 #define NGX_HTTP_CACHE_GUARD_ARG_STRING  1
 
@@ -484,6 +486,7 @@ typedef struct {
     unsigned                        cleanup_set:1;
     unsigned                        checked:1;    /* access phase done */
     unsigned                        reject_escape:1;
+    unsigned                        answered:1;   /* by our content handler */
     unsigned                        fill:1;       /* may store the reply */
     unsigned                        capture:1;    /* capturing the body */
     unsigned                        stored:1;

@@ -611,8 +611,14 @@ ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
         len += vals[i].len;
     }
 
-    if (len == 0 || len > NGX_HTTP_CACHE_GUARD_MAX_KEY) {
+    /* too long is not "nothing": an attacker must not skip checks so */
+
+    if (len == 0) {
         return NGX_DECLINED;
+    }
+
+    if (len > NGX_HTTP_CACHE_GUARD_MAX_KEY) {
+        return NGX_ABORT;
     }
 
     out->len = prefix->len + len + suffix->len;
@@ -948,7 +954,7 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
     const char *field, ngx_http_cache_guard_subfield_t *subs,
     const char *expected)
 {
-    u_char                           *base, name[64];
+    u_char                           *base, name[128];
     double                            v;
     lua_State                        *L;
     const char                       *key, *str, **e;
@@ -958,7 +964,7 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
     base = (u_char *) pc->policy;
 
     if (!lua_istable(L, -1)) {
-        ngx_snprintf(name, sizeof(name), "must be %s%Z", expected);
+        *ngx_snprintf(name, sizeof(name) - 1, "must be %s", expected) = '\0';
         ngx_http_cache_guard_policy_error(pc, field, (char *) name);
         return NGX_CONF_ERROR;
     }
@@ -974,8 +980,9 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
             }
         }
 
-        ngx_snprintf(name, sizeof(name), "%s.%s%Z", field,
-                     sf->name ? sf->name : key);
+        /* ngx_snprintf() does not terminate what it truncates */
+        *ngx_snprintf(name, sizeof(name) - 1, "%s.%s", field,
+                      sf->name ? sf->name : key) = '\0';
 
         if (sf->name == NULL) {
             ngx_http_cache_guard_policy_error(pc, (char *) name,
@@ -1002,7 +1009,8 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
         case NGX_HTTP_CACHE_GUARD_INTEGER:
             v = lua_tonumber(L, -1);
 
-            if (lua_type(L, -1) != LUA_TNUMBER || v < sf->min || v > sf->max
+            if (lua_type(L, -1) != LUA_TNUMBER || v != v
+                || v < sf->min || v > sf->max
                 || (sf->kind == NGX_HTTP_CACHE_GUARD_INTEGER
                     && v != (double) (ngx_int_t) v))
             {
@@ -1408,6 +1416,14 @@ ngx_http_cache_guard_policy_args(ngx_http_cache_guard_policy_ctx_t *pc)
 
         if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
             goto invalid;
+        }
+
+        if (pc->policy->validate_args->nelts
+            == NGX_HTTP_CACHE_GUARD_MAX_ARG_RULES)
+        {
+            ngx_http_cache_guard_policy_error(pc, "validate.args", "may "
+                                              "hold 32 rules at most");
+            return NGX_CONF_ERROR;
         }
 
         rule = ngx_array_push(pc->policy->validate_args);

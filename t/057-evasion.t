@@ -1,0 +1,169 @@
+# Attempts to get past the checks, and places where an answer must not be
+# replaced or cached: try_files after a refusal or a hit, over-long keys
+# and Bloom items, repeated arguments, the admin API under a guarded
+# server, and a reload that changes a Bloom filter's size.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+CONF
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: try_files after the guard can neither undo a refusal nor replace a hit
+--- config
+    location /api/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        try_files /nonexistent @origin;
+        add_header X-Guard $cache_guard_status always;
+    }
+    location @origin {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+    location /fill {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+--- user_files
+>>> p.lua
+return { key = "k:$arg_k", validate = { uri = "^/(api/ok|fill)$" } }
+--- check
+my $r = http_get('/api/bad?k=1');
+is($r->{status}, 400, 'the refusal stands');
+is(guard($r), 'INVALID', 'INVALID');
+is(origin_count('/api/bad'), 0, 'the origin was not asked');
+http_get('/fill?k=1');
+ok(stored('cg:k:1'), 'an entry filled by another location');
+$r = http_get('/api/ok?k=1');
+is(guard($r), 'HIT', 'is a hit here, which try_files does not replace');
+like($r->{body}, qr/"path":"\/fill"/, 'with the stored body');
+is(origin_count('/api/ok'), 0, 'the origin was not asked');
+
+
+
+=== TEST 2: a Bloom item or a key over 4096 bytes is refused, not skipped
+--- http_config
+    cache_guard_bloom ids capacity=1000 error_rate=0.01 file=$TEST_NGINX_HTML_DIR/ids.txt;
+--- config
+    location /b {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/b.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+    location /k {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/k.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> ids.txt
+7
+>>> b.lua
+return { bloom = { filter = "ids", item = "$arg_id" } }
+>>> k.lua
+return { key = "$uri$args", validate = { max_key_length = 64 } }
+--- check
+is(http_get('/b?id=7')->{status}, 200, 'a known id passes');
+my $r = http_get('/b?id=' . ('9' x 5000));
+is($r->{status}, 404, 'a 5000-byte id is refused');
+is(guard($r), 'BLOOM_REJECT', 'by the filter');
+$r = http_get('/k?q=' . ('x' x 100));
+is($r->{status}, 400, 'a key over max_key_length is refused');
+$r = http_get('/k?q=' . ('x' x 5000));
+is($r->{status}, 400, 'and so is a key over 4096 bytes');
+is(guard($r), 'INVALID', 'INVALID, not BYPASS');
+is(origin_total(), 1, 'only the known id reached the origin');
+
+
+
+=== TEST 3: every occurrence of a ruled argument is checked
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+--- user_files
+>>> p.lua
+return { validate = { args = { id = { type = "int", max = 999, required = true } } } }
+--- check
+is(http_get('/a?id=1')->{status}, 200, 'one valid id passes');
+is(http_get('/a?id=1&id=2')->{status}, 200, 'two valid ids pass');
+is(http_get('/a?id=1&id=abc')->{status}, 400, 'a bad second id is refused');
+is(http_get('/a?id=1&ID=99999')->{status}, 400, 'in any case of the name');
+is(http_get('/a?x=1')->{status}, 400, 'a missing required id is refused');
+is(origin_total(), 2, 'only the valid requests reached the origin');
+
+
+
+=== TEST 4: the admin API under a guarded server is never cached
+--- http_config
+    cache_guard_bloom ids capacity=1000 error_rate=0.01;
+--- config
+    cache_guard main;
+    location /admin/ {
+        cache_guard_admin;
+    }
+--- check
+my $r = http_get('/admin/bloom/ids?item=7');
+like($r->{body}, qr/"present":\s*false/, 'absent at first');
+http_request('POST', '/admin/bloom/ids', body => "7\n");
+$r = http_get('/admin/bloom/ids?item=7');
+like($r->{body}, qr/"present":\s*true/, 'present after the add, not a cached answer');
+is(scalar @{ redis('KEYS', 'cg:*') }, 0, 'nothing of the admin API in Redis');
+
+
+
+=== TEST 5: cache_guard_admin refuses a regex location
+--- config
+    location ~ ^/adm/ {
+        cache_guard_admin;
+    }
+--- must_die
+--- error_log
+must be in a prefix location
+
+
+
+=== TEST 6: a reload that changes a filter's size never re-lays the running workers' filter
+--- http_config
+    cache_guard_bloom ids capacity=1000 error_rate=0.01 file=$TEST_NGINX_HTML_DIR/ids.txt;
+--- config
+    location /b {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/b.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+--- user_files eval
+">>> ids.txt\n" . join('', map { "$_\n" } 1 .. 100)
+. ">>> b.lua\nreturn { bloom = { filter = \"ids\", item = \"\$arg_id\" } }\n"
+--- check
+my $ok = grep { http_get("/b?id=$_")->{status} == 200 } 1 .. 100;
+is($ok, 100, 'all 100 ids pass before the reload');
+my $conf = servroot() . '/conf/nginx.conf';
+open my $in, '<', $conf or die $!;
+my $text = do { local $/; <$in> };
+close $in;
+# a new size, and a second filter whose file does not exist: the reload fails
+$text =~ s/capacity=1000 /capacity=1100 /;
+$text =~ s/(cache_guard_bloom ids [^\n]*\n)/$1    cache_guard_bloom other capacity=10 error_rate=0.01 file=\/nonexistent\/ids.txt;\n/;
+open my $out, '>', $conf or die $!;
+print $out $text;
+close $out;
+ok(!nginx_reload(), 'the reload fails');
+$ok = grep { http_get("/b?id=$_")->{status} == 200 } 1 .. 100;
+is($ok, 100, 'the running workers still let all 100 ids pass');

@@ -77,7 +77,7 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     ngx_int_t                    rc;
     ngx_http_cache_guard_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+    ctx = ngx_http_cache_guard_find_ctx(r);
 
     if (ctx == NULL || (r != r->main && !ctx->refresh)) {
         return ngx_http_next_header_filter(r);
@@ -87,7 +87,8 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
         /* a pass-through: its origin slot is free once it answers */
 
         if (ctx->counted || ctx->node_locked || ctx->redis_locked) {
-            ngx_http_cache_guard_fill_end(ctx, 0);
+            ngx_http_cache_guard_fill_end(ctx,
+                                          NGX_HTTP_CACHE_GUARD_FILL_RETRY);
         }
 
         goto next;
@@ -102,8 +103,18 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     }
 
     if (rc != NGX_OK) {
+        /*
+         * An error answers the waiters with a stale copy or the fallback;
+         * a 304 or 206 (the filler's own conditional or range request)
+         * says nothing of the entry: one of them fills again.
+         */
+
         ngx_http_cache_guard_fill_end(ctx,
-                                      r->headers_out.status >= 500 ? 1 : 2);
+            r->headers_out.status >= 500 ? NGX_HTTP_CACHE_GUARD_FILL_FAILED
+            : (r->headers_out.status == NGX_HTTP_NOT_MODIFIED
+               || r->headers_out.status == NGX_HTTP_PARTIAL_CONTENT)
+              ? NGX_HTTP_CACHE_GUARD_FILL_RETRY
+              : NGX_HTTP_CACHE_GUARD_FILL_PASS);
         goto next;
     }
 
@@ -135,7 +146,7 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t                 *cl;
     ngx_http_cache_guard_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+    ctx = ngx_http_cache_guard_find_ctx(r);
 
     if (ctx == NULL || (!ctx->capture && !ctx->refresh)) {
         return ngx_http_next_body_filter(r, in);
@@ -148,7 +159,7 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "cache guard: body in a file, not stored");
             ctx->capture = 0;
-            ngx_http_cache_guard_fill_end(ctx, 2);
+            ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_PASS);
             break;
         }
 
@@ -157,7 +168,7 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                != NGX_OK)
         {
             ctx->capture = 0;
-            ngx_http_cache_guard_fill_end(ctx, 2);
+            ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_PASS);
             break;
         }
 
@@ -166,7 +177,12 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         if (r == r->main ? b->last_buf : b->last_in_chain) {
             ctx->capture = 0;
             ngx_http_cache_guard_store(r, ctx);
-            ngx_http_cache_guard_fill_end(ctx, 0);
+
+            /* waiters told "stored" look again: it must be there */
+            ngx_http_cache_guard_fill_end(ctx,
+                                          ctx->stored
+                                          ? NGX_HTTP_CACHE_GUARD_FILL_STORED
+                                          : NGX_HTTP_CACHE_GUARD_FILL_PASS);
             break;
         }
     }

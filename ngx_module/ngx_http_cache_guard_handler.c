@@ -114,7 +114,7 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+    ctx = ngx_http_cache_guard_find_ctx(r);
 
     if (r != r->main) {
         /* only our own refresh subrequests carry a context */
@@ -154,13 +154,47 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * An internal redirect (error_page, try_files to a named location,
+ * X-Accel-Redirect) wipes the request's module contexts; a context that
+ * holds locks or a fill is found again through its pool cleanup, as the
+ * realip module does, so the fill goes on and the locks are released.
+ */
+
+ngx_http_cache_guard_ctx_t *
+ngx_http_cache_guard_find_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_cache_guard_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+
+    if (ctx || !r->internal) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_cache_guard_cleanup) {
+            ctx = cln->data;
+
+            if (ctx->request == r) {
+                ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
+                return ctx;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
 ngx_http_cache_guard_ctx_t *
 ngx_http_cache_guard_get_ctx(ngx_http_request_t *r)
 {
     ngx_http_cache_guard_ctx_t       *ctx;
     ngx_http_cache_guard_loc_conf_t  *lcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
+    ctx = ngx_http_cache_guard_find_ctx(r);
 
     if (ctx) {
         return ctx;
@@ -219,7 +253,7 @@ ngx_http_cache_guard_step(ngx_http_request_t *r,
 
         failed = ngx_http_cache_guard_lock_failed(ctx);
 
-        if (failed == 1) {
+        if (failed == NGX_HTTP_CACHE_GUARD_FILL_FAILED) {
             if (ctx->stale_blob.len
                 && ngx_http_cache_guard_now() < ctx->stale.fresh_until
                                                  + ctx->policy->if_error)
@@ -231,7 +265,7 @@ ngx_http_cache_guard_step(ngx_http_request_t *r,
             return ngx_http_cache_guard_fallback(r, ctx);
         }
 
-        if (failed == 2) {
+        if (failed == NGX_HTTP_CACHE_GUARD_FILL_PASS) {
             return ngx_http_cache_guard_origin(r, ctx,
                                                NGX_HTTP_CACHE_GUARD_MISS, 0);
         }
@@ -353,7 +387,8 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
         /* STALE for the request that starts the refresh */
 
         return ngx_http_cache_guard_serve_stale(r, ctx,
-                   ngx_http_cache_guard_refresh(r, ctx) == NGX_OK
+                   (r->method == NGX_HTTP_GET
+                    && ngx_http_cache_guard_refresh(r, ctx) == NGX_OK)
                    ? NGX_HTTP_CACHE_GUARD_STALE
                    : NGX_HTTP_CACHE_GUARD_UPDATING);
     }
@@ -415,7 +450,7 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
     {
         /* another node stored it meanwhile */
         ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value, &ctx->entry);
-        ngx_http_cache_guard_fill_end(ctx, 0);
+        ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_STORED);
         return NGX_DECLINED;
     }
 
@@ -426,7 +461,7 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
     }
 
     if (ngx_current_msec - ctx->wait_start >= ctx->policy->lock_wait) {
-        ngx_http_cache_guard_fill_end(ctx, 0);
+        ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
         ctx->timed_out = 1;
         return ngx_http_cache_guard_timeout(r, ctx);
     }
@@ -488,7 +523,8 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
 
         if (ngx_atomic_fetch_add(n, 1) >= pl->max_concurrent) {
             (void) ngx_atomic_fetch_add(n, -1);
-            ngx_http_cache_guard_fill_end(ctx, 1);
+            ngx_http_cache_guard_fill_end(ctx,
+                                          NGX_HTTP_CACHE_GUARD_FILL_FAILED);
 
             if (pl->on_overload == NGX_HTTP_CACHE_GUARD_ON_STALE
                 && ctx->stale_blob.len)
@@ -509,7 +545,7 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
 
     if (!fill) {
         /* a request that does not fill holds no lock */
-        ngx_http_cache_guard_fill_end(ctx, 0);
+        ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
     }
 
     if (ctx->status == 0 || !ctx->refresh) {
@@ -519,7 +555,7 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
     ctx->fill = fill;
-    ctx->fill_start = ngx_http_cache_guard_now();
+    ctx->fill_start = ngx_current_msec;
 
     return NGX_DECLINED;
 }
@@ -740,7 +776,8 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
     case NGX_HTTP_CACHE_GUARD_S_RLOCK:
         if (ctx->rlock_rc == NGX_DECLINED) {
             /* another node refreshes it */
-            ngx_http_cache_guard_fill_end(ctx, 0);
+            ngx_http_cache_guard_fill_end(ctx,
+                                          NGX_HTTP_CACHE_GUARD_FILL_STORED);
             ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
             ctx->answered = 1;
             r->content_handler = ngx_http_cache_guard_send_nothing;
@@ -888,8 +925,7 @@ ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
         ctx->l2_rc = NGX_DECLINED;
 
     } else if (reply->type == REDIS_REPLY_STRING
-               && reply->len <= ctx->policy->max_entry_size
-                                + NGX_HTTP_CACHE_GUARD_MAX_KEY * 4)
+               && reply->len <= NGX_HTTP_CACHE_GUARD_ENTRY_MAX(ctx->policy))
     {
         ctx->l2_value.data = ngx_pnalloc(r->pool, reply->len);
 
@@ -983,7 +1019,13 @@ ngx_http_cache_guard_cleanup(void *data)
     }
 
     ngx_http_cache_guard_lock_unwait(ctx);
-    ngx_http_cache_guard_fill_end(ctx, 1);
+
+    /*
+     * A fill that ended without a result (its client went away, the
+     * upstream response was cut): the waiters try again, one fills.
+     */
+
+    ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
 }
 
 

@@ -192,7 +192,11 @@ ngx_http_cache_guard_lock_wait(ngx_http_cache_guard_ctx_t *ctx)
         ev->data = &ngx_http_cache_guard_tick_conn;
         ev->handler = ngx_http_cache_guard_tick_handler;
         ev->log = ngx_cycle->log;
-        ev->cancelable = 1;
+
+        /*
+         * not cancelable: a worker shutting down gracefully answers its
+         * waiters first, which lock.wait bounds
+         */
     }
 
     ngx_queue_insert_tail(&ngx_http_cache_guard_waiters, &ctx->queue);

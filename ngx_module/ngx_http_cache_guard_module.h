@@ -27,6 +27,10 @@
 
 #define NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE   0x0001
 
+/* the largest encoded entry read from Redis: the body and its headers */
+#define NGX_HTTP_CACHE_GUARD_ENTRY_MAX(pl)                                  \
+    ((pl)->max_entry_size + 4 * NGX_HTTP_CACHE_GUARD_MAX_KEY)
+
 
 typedef struct {
     ngx_uint_t                      status;
@@ -471,7 +475,7 @@ typedef struct {
     ngx_str_t                       reject_msg;
     u_char                          token[16];
 
-    uint64_t                        fill_start;
+    ngx_msec_t                      fill_start;   /* ngx_current_msec */
     ngx_buf_t                      *body;         /* captured */
     ngx_array_t                     headers;      /* ngx_keyval_t */
 
@@ -492,6 +496,12 @@ typedef struct {
     unsigned                        stored:1;
 } ngx_http_cache_guard_ctx_t;
 
+
+/* how a fill ended, for its waiters (lock_release) */
+#define NGX_HTTP_CACHE_GUARD_FILL_STORED  0     /* look again: it is there */
+#define NGX_HTTP_CACHE_GUARD_FILL_FAILED  1     /* stale copy or fallback */
+#define NGX_HTTP_CACHE_GUARD_FILL_PASS    2     /* not storable: go yourself */
+#define NGX_HTTP_CACHE_GUARD_FILL_RETRY   3     /* no result: one fills again */
 
 #define NGX_HTTP_CACHE_GUARD_S_NEW       0
 #define NGX_HTTP_CACHE_GUARD_S_L2         1     /* GET sent */
@@ -524,10 +534,10 @@ ngx_int_t ngx_http_cache_guard_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_int_t ngx_http_cache_guard_l1_get(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *blob, uint64_t now);
-void ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
+ngx_int_t ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log,
     ngx_http_cache_guard_policy_t *pl, ngx_uint_t negative);
-void ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
+ngx_int_t ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob,
     ngx_http_cache_guard_entry_t *e);
 uint64_t ngx_http_cache_guard_now(void);
@@ -538,6 +548,8 @@ uint64_t ngx_http_cache_guard_now(void);
 ngx_int_t ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_cache_guard_access_handler(ngx_http_request_t *r);
 ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_get_ctx(
+    ngx_http_request_t *r);
+ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_find_ctx(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,

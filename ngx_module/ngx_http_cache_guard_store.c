@@ -179,7 +179,7 @@ done:
  * a policy keeps at most negative_max of them.
  */
 
-void
+ngx_int_t
 ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_str_t *blob, uint64_t expires, ngx_log_t *log,
     ngx_http_cache_guard_policy_t *pl, ngx_uint_t negative)
@@ -201,7 +201,7 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                        "cache guard: entry of %uz bytes too large for l1 "
                        "zone \"%V\"", size, &zone->name);
-        return;
+        return NGX_DECLINED;
     }
 
     hash = ngx_http_cache_guard_crc32c(0, key->data, key->len);
@@ -216,7 +216,7 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
 
     if (negative && zone->sh->negative[pl->index] >= pl->negative_max) {
         ngx_shmtx_unlock(&zone->shpool->mutex);
-        return;
+        return NGX_DECLINED;
     }
 
     for ( ;; ) {
@@ -233,7 +233,7 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
 
         if (ngx_queue_empty(lru)) {
             ngx_shmtx_unlock(&zone->shpool->mutex);
-            return;
+            return NGX_DECLINED;
         }
 
         q = ngx_queue_last(lru);
@@ -273,6 +273,8 @@ ngx_http_cache_guard_l1_put(ngx_http_cache_guard_zone_t *zone,
                       "cache guard: zone \"%V\" is full, evicting least "
                       "recently used entries", &zone->name);
     }
+
+    return NGX_OK;
 }
 
 
@@ -326,7 +328,7 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
     /* kept past fresh-until for stale-while-revalidate and stale-if-error */
     e.stale_until = e.fresh_until
                     + ngx_max(pl->while_revalidate, pl->if_error);
-    e.fill_ms = (uint32_t) (now - ctx->fill_start);
+    e.fill_ms = (uint32_t) (ngx_current_msec - ctx->fill_start);
     e.nheaders = ctx->headers.nelts;
     e.headers = ctx->headers.elts;
     e.body.data = ctx->body->pos;
@@ -340,9 +342,13 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 
     ngx_http_cache_guard_entry_encode(blob.data, &e);
 
-    ctx->stored = 1;
+    /* what a lookup would refuse to read back is not written */
 
-    ngx_http_cache_guard_l1_keep(r, ctx, &blob, &e);
+    if (blob.len > NGX_HTTP_CACHE_GUARD_ENTRY_MAX(pl)) {
+        return;
+    }
+
+    ctx->stored = (ngx_http_cache_guard_l1_keep(r, ctx, &blob, &e) == NGX_OK);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
     rd = mcf->redis;
@@ -364,9 +370,12 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
     argv[4] = (const char *) px;
     argvlen[4] = p - px;
 
-    (void) ngx_http_cache_guard_redis_command(rd,
-                                              ngx_http_cache_guard_set_done,
-                                              rd, 5, argv, argvlen);
+    if (ngx_http_cache_guard_redis_command(rd, ngx_http_cache_guard_set_done,
+                                           rd, 5, argv, argvlen)
+        != NULL)
+    {
+        ctx->stored = 1;
+    }
 }
 
 
@@ -402,7 +411,7 @@ ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
  * short, because other nodes may change the key there.
  */
 
-void
+ngx_int_t
 ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob,
     ngx_http_cache_guard_entry_t *e)
@@ -414,7 +423,7 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     pl = ctx->policy;
 
     if (!pl->l1) {
-        return;
+        return NGX_DECLINED;
     }
 
     now = ngx_http_cache_guard_now();
@@ -431,9 +440,10 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
         }
     }
 
-    ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, blob, expires,
-                                r->connection->log, pl,
-                                e->flags & NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE);
+    return ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, blob, expires,
+                                       r->connection->log, pl,
+                                       e->flags
+                                       & NGX_HTTP_CACHE_GUARD_ENTRY_NEGATIVE);
 }
 
 

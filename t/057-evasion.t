@@ -140,6 +140,7 @@ must be in a prefix location
 
 
 === TEST 6: a reload that changes a filter's size never re-lays the running workers' filter
+--- skip_valgrind
 --- http_config
     cache_guard_bloom ids capacity=1000 error_rate=0.01 file=$TEST_NGINX_HTML_DIR/ids.txt;
 --- config

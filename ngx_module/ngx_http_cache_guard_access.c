@@ -165,8 +165,7 @@ ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
     ctx->reject_code = status;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
 
-    ctx->answered = 1;
-    r->content_handler = ngx_http_cache_guard_send_reject;
+    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_reject);
 
     return NGX_DECLINED;
 }

@@ -594,10 +594,24 @@ ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
     ctx->status = status;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
 
-    ctx->answered = 1;
-    r->content_handler = ngx_http_cache_guard_send_hit;
+    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_hit);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The request is answered by one of our content handlers: the
+ * precontent handler then ends its phase, so that try_files or mirror
+ * cannot replace the answer.
+ */
+
+void
+ngx_http_cache_guard_answer(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_http_handler_pt handler)
+{
+    ctx->answered = 1;
+    r->content_handler = handler;
 }
 
 
@@ -609,8 +623,7 @@ ngx_http_cache_guard_fallback(ngx_http_request_t *r,
     ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
 
-    ctx->answered = 1;
-    r->content_handler = ngx_http_cache_guard_send_fallback;
+    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_fallback);
 
     return NGX_DECLINED;
 }
@@ -688,8 +701,7 @@ ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
     }
 
     /* after the refresh: its subrequest copies the content handler */
-    ctx->answered = 1;
-    r->content_handler = ngx_http_cache_guard_send_hit;
+    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_hit);
 
     return NGX_HTTP_CACHE_GUARD_SERVED;
 }
@@ -779,8 +791,8 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
             ngx_http_cache_guard_fill_end(ctx,
                                           NGX_HTTP_CACHE_GUARD_FILL_STORED);
             ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-            ctx->answered = 1;
-            r->content_handler = ngx_http_cache_guard_send_nothing;
+            ngx_http_cache_guard_answer(r, ctx,
+                                        ngx_http_cache_guard_send_nothing);
             return NGX_DECLINED;
         }
 
@@ -794,8 +806,7 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
         != NGX_DECLINED || !ctx->fill)
     {
         /* over the origin cap: no refresh now */
-        ctx->answered = 1;
-        r->content_handler = ngx_http_cache_guard_send_nothing;
+        ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_nothing);
     }
 
     return NGX_DECLINED;

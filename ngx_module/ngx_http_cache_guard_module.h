@@ -557,6 +557,8 @@ ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
 ngx_int_t ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
     ngx_str_t *msg);
+void ngx_http_cache_guard_answer(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_http_handler_pt handler);
 ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 ngx_int_t ngx_http_cache_guard_filter_init(ngx_conf_t *cf);

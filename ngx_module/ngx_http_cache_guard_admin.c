@@ -29,6 +29,15 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_cache_guard_admin_handler(ngx_http_request_t *r);
+static void ngx_http_cache_guard_admin_path(ngx_http_request_t *r,
+    ngx_str_t *path);
+static ngx_int_t ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r,
+    ngx_str_t *path);
+static u_char *ngx_http_cache_guard_admin_breaker_json(u_char *p,
+    ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc);
+static ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
+    const char *methods);
 static ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_admin_filter(
     ngx_http_request_t *r, ngx_str_t *name);
 static ngx_int_t ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
@@ -92,8 +101,16 @@ ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                      name;
+    ngx_str_t                      name, path;
     ngx_http_cache_guard_bloom_t  *bf;
+
+    ngx_http_cache_guard_admin_path(r, &path);
+
+    if ((path.len == 7 || (path.len > 7 && path.data[7] == '/'))
+        && ngx_strncmp(path.data, "breaker", 7) == 0)
+    {
+        return ngx_http_cache_guard_admin_breaker(r, &path);
+    }
 
     bf = ngx_http_cache_guard_admin_filter(r, &name);
 
@@ -112,6 +129,239 @@ ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
 }
 
 
+/* the URI after the location's prefix, without leading slashes */
+
+static void
+ngx_http_cache_guard_admin_path(ngx_http_request_t *r, ngx_str_t *path)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    *path = r->uri;
+
+    if (path->len >= clcf->name.len
+        && ngx_strncmp(path->data, clcf->name.data, clcf->name.len) == 0)
+    {
+        path->data += clcf->name.len;
+        path->len -= clcf->name.len;
+    }
+
+    while (path->len && path->data[0] == '/') {
+        path->data++;
+        path->len--;
+    }
+}
+
+
+/*
+ * GET /breaker: every breaker of this configuration;
+ * GET /breaker/NAME: one; POST /breaker/NAME?state=open|closed|auto
+ */
+
+#define NGX_HTTP_CACHE_GUARD_ADMIN_BREAKER_JSON                              \
+    (NGX_HTTP_CACHE_GUARD_RECORD_NAME * 6 + 512)
+
+static ngx_int_t
+ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
+{
+    u_char                               *p, *start;
+    ngx_str_t                             name, arg;
+    ngx_uint_t                            i, n, forced;
+    ngx_http_cache_guard_policy_t       **plp, *pl;
+    ngx_http_cache_guard_record_t        *rec;
+    ngx_http_cache_guard_main_conf_t     *mcf;
+    ngx_http_cache_guard_breaker_conf_t  *bc;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
+        return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
+    }
+
+    n = mcf->policies.nelts + 2;
+
+    if (path->len <= 8) {
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_http_cache_guard_admin_allow(r, "GET, HEAD");
+        }
+
+        start = ngx_pnalloc(r->pool,
+                            n * NGX_HTTP_CACHE_GUARD_ADMIN_BREAKER_JSON + 32);
+        if (start == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_cpymem(start, "{\"breakers\": [", 14);
+
+        if (mcf->redis && mcf->redis->rec) {
+            p = ngx_http_cache_guard_admin_breaker_json(p, mcf->redis->rec,
+                                                        &mcf->redis->breaker);
+        }
+
+        plp = mcf->policies.elts;
+
+        for (i = 0; i <= mcf->policies.nelts; i++) {
+            pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
+
+            if (pl == NULL || pl->rec == NULL) {
+                continue;
+            }
+
+            if (p[-1] == '}') {
+                *p++ = ',';
+                *p++ = ' ';
+            }
+
+            p = ngx_http_cache_guard_admin_breaker_json(p, pl->rec,
+                                                        &pl->breaker);
+        }
+
+        p = ngx_cpymem(p, "]}\n", 3);
+
+        return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start,
+                                               p - start);
+    }
+
+    name.data = path->data + 8;
+    name.len = path->len - 8;
+
+    rec = NULL;
+    bc = NULL;
+
+    if (mcf->redis && mcf->redis->rec
+        && name.len == 5 && ngx_strncmp(name.data, "redis", 5) == 0)
+    {
+        rec = mcf->redis->rec;
+        bc = &mcf->redis->breaker;
+
+    } else {
+        plp = mcf->policies.elts;
+
+        for (i = 0; i <= mcf->policies.nelts; i++) {
+            pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
+
+            if (pl && pl->rec && pl->rec->len == name.len
+                && ngx_strncmp(pl->rec->name, name.data, name.len) == 0)
+            {
+                rec = pl->rec;
+                bc = &pl->breaker;
+                break;
+            }
+        }
+    }
+
+    if (rec == NULL) {
+        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_FOUND,
+                                                "unknown breaker \"%V\"",
+                                                &name);
+    }
+
+    if (r->method == NGX_HTTP_POST) {
+
+        if (ngx_http_arg(r, (u_char *) "state", 5, &arg) != NGX_OK) {
+            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                    "state=open, closed or "
+                                                    "auto is missing");
+        }
+
+        if (arg.len == 4 && ngx_strncmp(arg.data, "open", 4) == 0) {
+            forced = NGX_HTTP_CACHE_GUARD_FORCED_OPEN;
+
+        } else if (arg.len == 6 && ngx_strncmp(arg.data, "closed", 6) == 0) {
+            forced = NGX_HTTP_CACHE_GUARD_FORCED_CLOSED;
+
+        } else if (arg.len == 4 && ngx_strncmp(arg.data, "auto", 4) == 0) {
+            forced = NGX_HTTP_CACHE_GUARD_FORCED_AUTO;
+
+        } else {
+            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                    "state must be open, "
+                                                    "closed or auto");
+        }
+
+        (void) ngx_http_cache_guard_breaker_force(rec, forced,
+                                                  r->connection->log);
+    }
+
+    start = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_ADMIN_BREAKER_JSON + 2);
+    if (start == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_http_cache_guard_admin_breaker_json(start, rec, bc);
+    *p++ = LF;
+
+    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+}
+
+
+static u_char *
+ngx_http_cache_guard_admin_breaker_json(u_char *p,
+    ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc)
+{
+    ngx_str_t                      name;
+    ngx_uint_t                     forced;
+    ngx_http_cache_guard_window_t  win;
+
+    static const char  *forced_names[] = { "auto", "open", "closed" };
+
+    name.data = rec->name;
+    name.len = rec->len;
+    forced = rec->forced;
+
+    ngx_http_cache_guard_breaker_window(rec, bc->window, &win);
+
+    *p++ = '{';
+    p = ngx_cpymem(p, "\"name\": ", 8);
+    p = ngx_http_cache_guard_admin_json(p, &name);
+
+    p = ngx_sprintf(p, ", \"state\": \"%s\", \"forced\": \"%s\", "
+                    "\"enabled\": %s, \"window\": %ui, \"requests\": %ui, "
+                    "\"failures\": %ui, \"min_requests\": %ui, "
+                    "\"failure_rate\": ",
+                    ngx_http_cache_guard_breaker_name(
+                        ngx_http_cache_guard_breaker_state(rec)),
+                    forced_names[forced < 3 ? forced : 0],
+                    bc->enabled ? "true" : "false", bc->window,
+                    win.requests, win.failures, bc->min_requests);
+
+    p = ngx_http_cache_guard_admin_number(p, bc->failure_rate);
+
+    p = ngx_sprintf(p, ", \"open_for\": %M, \"half_open_requests\": %ui, "
+                    "\"opened\": %uA, \"since_ms\": %M, "
+                    "\"inflight\": %A}",
+                    bc->open_for / 1000, bc->half_open,
+                    rec->opened,
+                    ngx_current_msec - (ngx_msec_t) rec->since,
+                    (ngx_atomic_int_t) rec->inflight);
+
+    return p;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_admin_allow(ngx_http_request_t *r, const char *methods)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+    h->value.data = (u_char *) methods;
+    h->value.len = ngx_strlen(methods);
+
+    return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_ALLOWED,
+                                            "method not allowed, use %s",
+                                            methods);
+}
+
+
 /*
  * The filter of a /bloom/NAME call, or NULL with name empty when the URI
  * is no such call
@@ -120,24 +370,9 @@ ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
 static ngx_http_cache_guard_bloom_t *
 ngx_http_cache_guard_admin_filter(ngx_http_request_t *r, ngx_str_t *name)
 {
-    ngx_str_t                  path;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t  path;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    path = r->uri;
-
-    if (path.len >= clcf->name.len
-        && ngx_strncmp(path.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        path.data += clcf->name.len;
-        path.len -= clcf->name.len;
-    }
-
-    while (path.len && path.data[0] == '/') {
-        path.data++;
-        path.len--;
-    }
+    ngx_http_cache_guard_admin_path(r, &path);
 
     name->len = 0;
 
@@ -161,7 +396,6 @@ ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
 {
     ngx_int_t         rc;
     ngx_str_t         arg;
-    ngx_table_elt_t  *h;
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
 
@@ -173,18 +407,7 @@ ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
     }
 
     if (r->method != NGX_HTTP_POST) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "GET, HEAD, POST");
-
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                                "method not allowed, use "
-                                                "GET, HEAD or POST");
+        return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
     }
 
     /*

@@ -83,6 +83,30 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    if (ctx->to_origin && ctx->request == r) {
+        /* the origin's answer (nginx's own 502 or 504 included) */
+
+        ctx->to_origin = 0;
+        ngx_http_cache_guard_breaker_record(ctx->policy->rec,
+                                     &ctx->policy->breaker,
+                                     ngx_http_cache_guard_breaker_counts(
+                                         &ctx->policy->breaker,
+                                         r->headers_out.status),
+                                     r->connection->log);
+
+        if (ctx->fill && r == r->main
+            && r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+            && ctx->stale_blob.len
+            && ngx_http_cache_guard_now() < ctx->stale.fresh_until
+                                             + ctx->policy->if_error)
+        {
+            ctx->fill = 0;
+            ngx_http_cache_guard_fill_end(ctx,
+                                          NGX_HTTP_CACHE_GUARD_FILL_FAILED);
+            return ngx_http_cache_guard_stale_if_error(r, ctx);
+        }
+    }
+
     if (!ctx->fill) {
         /* a pass-through: its origin slot is free once it answers */
 
@@ -148,8 +172,20 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_cache_guard_find_ctx(r);
 
-    if (ctx == NULL || (!ctx->capture && !ctx->refresh)) {
+    if (ctx == NULL || (!ctx->capture && !ctx->refresh && !ctx->swallow)) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->swallow && r == ctx->request) {
+        /* the origin's error body, replaced by a stale copy */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        /* what the client has not taken yet of the stale copy */
+        return ngx_http_next_body_filter(r, NULL);
     }
 
     for (cl = in; cl && ctx->capture; cl = cl->next) {

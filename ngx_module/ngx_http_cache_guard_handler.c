@@ -31,6 +31,10 @@ static ngx_int_t ngx_http_cache_guard_locked(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill);
+static ngx_int_t ngx_http_cache_guard_pass(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_origin_down(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_timeout(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
@@ -299,9 +303,7 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
             || r->headers_in.authorization)
         {
             /* a response to an authorised request is that user's alone */
-            ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
-            ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-            return NGX_DECLINED;
+            return ngx_http_cache_guard_pass(r, ctx);
         }
 
         rc = ngx_http_cache_guard_make_key(r, ctx);
@@ -319,9 +321,7 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
         }
 
         if (rc != NGX_OK) {
-            ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
-            ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-            return NGX_DECLINED;
+            return ngx_http_cache_guard_pass(r, ctx);
         }
     }
 
@@ -513,16 +513,22 @@ static ngx_int_t
 ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill)
 {
-    ngx_atomic_t                   *n;
     ngx_http_cache_guard_policy_t  *pl;
 
     pl = ctx->policy;
 
-    if (pl->max_concurrent) {
-        n = &ctx->zone->sh->origin[pl->index];
+    if (ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
+                                           r->connection->log)
+        == NGX_DECLINED)
+    {
+        return ngx_http_cache_guard_origin_down(r, ctx);
+    }
 
-        if (ngx_atomic_fetch_add(n, 1) >= pl->max_concurrent) {
-            (void) ngx_atomic_fetch_add(n, -1);
+    if (pl->max_concurrent && pl->rec) {
+
+        if (ngx_http_cache_guard_inflight_add(pl->rec, pl->max_concurrent)
+            != NGX_OK)
+        {
             ngx_http_cache_guard_fill_end(ctx,
                                           NGX_HTTP_CACHE_GUARD_FILL_FAILED);
 
@@ -555,9 +561,97 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
     ctx->fill = fill;
+    ctx->to_origin = 1;
     ctx->fill_start = ngx_current_msec;
 
     return NGX_DECLINED;
+}
+
+
+/* not cached at all (Authorization, a nil key): still behind the breaker */
+
+static ngx_int_t
+ngx_http_cache_guard_pass(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_http_cache_guard_policy_t  *pl;
+
+    pl = ctx->policy;
+
+    if (ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
+                                           r->connection->log)
+        == NGX_DECLINED)
+    {
+        return ngx_http_cache_guard_fallback(r, ctx);
+    }
+
+    ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
+    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+    ctx->to_origin = 1;
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The origin's breaker is open: nobody waits on a dead origin.  A stale
+ * copy within stale.if_error, else the fallback at once; a refresh simply
+ * does not happen.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_origin_down(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_FAILED);
+
+    if (ctx->refresh) {
+        ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
+        ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_nothing);
+        return NGX_DECLINED;
+    }
+
+    if (ctx->stale_blob.len
+        && ngx_http_cache_guard_now() < ctx->stale.fresh_until
+                                         + ctx->policy->if_error)
+    {
+        return ngx_http_cache_guard_serve_stale(r, ctx,
+                                                NGX_HTTP_CACHE_GUARD_STALE);
+    }
+
+    return ngx_http_cache_guard_fallback(r, ctx);
+}
+
+
+/*
+ * Called by the header filter: the filler's own origin answered with an
+ * error, and a stale copy within stale.if_error replaces the answer.  The
+ * origin's body that follows is swallowed by the body filter.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_stale_if_error(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "cache guard: origin answered %ui, serving stale",
+                   r->headers_out.status);
+
+    ngx_http_clean_header(r);
+
+    /* a special response (nginx's own 502 or 504) sets it; ours wins */
+    r->err_status = 0;
+
+    ctx->entry = ctx->stale;
+    ctx->status = NGX_HTTP_CACHE_GUARD_STALE;
+
+    rc = ngx_http_cache_guard_send_hit(r);
+
+    ctx->swallow = 1;
+
+    return (rc == NGX_AGAIN) ? NGX_OK : rc;
 }
 
 
@@ -924,7 +1018,8 @@ ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
 {
     ngx_http_cache_guard_ctx_t  *ctx = data;
 
-    ngx_http_request_t  *r;
+    ngx_http_request_t                *r;
+    ngx_http_cache_guard_main_conf_t  *mcf;
 
     r = ctx->request;
     ctx->cmd = NULL;
@@ -950,11 +1045,17 @@ ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
         }
 
     } else {
-        /* an error reply, a wrong type or an oversized value */
+        /* an error reply, a wrong type or an oversized value: rate-limited */
         ctx->l2_rc = NGX_ERROR;
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "cache guard: unexpected redis reply of type %d "
-                      "for \"%V\"", reply->type, &ctx->rkey);
+        mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+        ngx_http_cache_guard_redis_error(mcf->redis,
+                            "cache guard: unexpected redis reply of type %d "
+                            "for \"%V\"%s%*s", reply->type, &ctx->rkey,
+                            reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                            (size_t) (reply->type == REDIS_REPLY_ERROR
+                                      ? ngx_min(reply->len, 128) : 0),
+                            reply->type == REDIS_REPLY_ERROR
+                            ? reply->str : "");
     }
 
     ngx_http_cache_guard_resume(ctx);

@@ -141,6 +141,10 @@ ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_cache_guard_access_handler;
 
+    if (ngx_http_cache_guard_breaker_init_conf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_cache_guard_filter_init(cf);
 }
 
@@ -365,6 +369,8 @@ ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_cache_guard_state_init_worker(cycle->log);
+
     if (mcf->redis
         && ngx_http_cache_guard_redis_init_worker(mcf->redis, cycle)
            != NGX_OK)
@@ -387,4 +393,6 @@ ngx_http_cache_guard_exit_process(ngx_cycle_t *cycle)
     if (mcf && mcf->redis) {
         ngx_http_cache_guard_redis_exit_worker(mcf->redis);
     }
+
+    ngx_http_cache_guard_state_exit_worker();
 }

@@ -61,6 +61,93 @@ uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
 ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
 
 
+/* circuit breakers and shared state (ngx_http_cache_guard_breaker.c) */
+
+#define NGX_HTTP_CACHE_GUARD_MAX_RECORDS   256
+#define NGX_HTTP_CACHE_GUARD_RECORD_NAME   128
+#define NGX_HTTP_CACHE_GUARD_SLOTS         128
+#define NGX_HTTP_CACHE_GUARD_MAX_WINDOW    60     /* seconds, one bucket each */
+
+#define NGX_HTTP_CACHE_GUARD_CLOSED        0
+#define NGX_HTTP_CACHE_GUARD_OPEN          1
+#define NGX_HTTP_CACHE_GUARD_HALF_OPEN     2
+
+#define NGX_HTTP_CACHE_GUARD_FORCED_AUTO   0
+#define NGX_HTTP_CACHE_GUARD_FORCED_OPEN   1
+#define NGX_HTTP_CACHE_GUARD_FORCED_CLOSED 2
+
+
+typedef struct {
+    ngx_flag_t                      enabled;
+    ngx_uint_t                      set;          /* written by a policy */
+    ngx_msec_t                      window_ms;    /* as parsed */
+    ngx_uint_t                      window;       /* seconds */
+    ngx_uint_t                      min_requests;
+    double                          failure_rate;
+    ngx_msec_t                      open_for;
+    ngx_uint_t                      half_open;    /* probes */
+    uint64_t                        statuses[10]; /* bit per HTTP status */
+} ngx_http_cache_guard_breaker_conf_t;
+
+
+typedef struct {
+    u_char                          name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
+    size_t                          len;
+    ngx_atomic_t                    state;
+    ngx_atomic_t                    forced;
+    ngx_atomic_t                    since;        /* ngx_current_msec */
+    ngx_atomic_t                    probes;       /* let through, half-open */
+    ngx_atomic_t                    probe_ok;
+    ngx_atomic_t                    opened;       /* times it opened */
+    ngx_atomic_t                    buckets[NGX_HTTP_CACHE_GUARD_MAX_WINDOW];
+    ngx_atomic_t                    inflight;     /* origin fetches */
+    ngx_atomic_t                    slot_inflight[NGX_HTTP_CACHE_GUARD_SLOTS];
+} ngx_http_cache_guard_record_t;
+
+
+typedef struct {
+    ngx_uint_t                      layout;
+    ngx_pid_t                       slots[NGX_HTTP_CACHE_GUARD_SLOTS];
+    ngx_uint_t                      nrecords;
+    ngx_http_cache_guard_record_t   records[NGX_HTTP_CACHE_GUARD_MAX_RECORDS];
+} ngx_http_cache_guard_state_t;
+
+
+typedef struct {
+    ngx_uint_t                      requests;
+    ngx_uint_t                      failures;
+} ngx_http_cache_guard_window_t;
+
+
+extern ngx_http_cache_guard_state_t  *ngx_http_cache_guard_state;
+
+ngx_int_t ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf);
+void ngx_http_cache_guard_state_init_worker(ngx_log_t *log);
+void ngx_http_cache_guard_state_exit_worker(void);
+ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_find(
+    ngx_str_t *name);
+ngx_int_t ngx_http_cache_guard_inflight_add(
+    ngx_http_cache_guard_record_t *rec, ngx_uint_t max);
+void ngx_http_cache_guard_inflight_done(ngx_http_cache_guard_record_t *rec);
+ngx_int_t ngx_http_cache_guard_breaker_allow(
+    ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_log_t *log);
+void ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_uint_t failed,
+    ngx_log_t *log);
+ngx_uint_t ngx_http_cache_guard_breaker_state(
+    ngx_http_cache_guard_record_t *rec);
+void ngx_http_cache_guard_breaker_window(ngx_http_cache_guard_record_t *rec,
+    ngx_uint_t window, ngx_http_cache_guard_window_t *win);
+ngx_int_t ngx_http_cache_guard_breaker_force(
+    ngx_http_cache_guard_record_t *rec, ngx_uint_t forced, ngx_log_t *log);
+const char *ngx_http_cache_guard_breaker_name(ngx_uint_t state);
+
+#define ngx_http_cache_guard_breaker_counts(bc, status)                     \
+    ((status) < 640                                                         \
+     && ((bc)->statuses[(status) / 64] & ((uint64_t) 1 << ((status) % 64))))
+
+
 /* Redis client */
 
 typedef struct ngx_http_cache_guard_bloom_s  ngx_http_cache_guard_bloom_t;
@@ -98,6 +185,9 @@ struct ngx_http_cache_guard_redis_s {
     ngx_str_t                       user;
     ngx_int_t                       db;
     ngx_str_t                       prefix;
+    ngx_http_cache_guard_breaker_conf_t  breaker;
+    ngx_http_cache_guard_record_t  *rec;         /* the breaker "redis" */
+    size_t                          max_reply;   /* the largest we read */
 
     /* per worker state */
     redisAsyncContext              *ac;
@@ -157,7 +247,6 @@ typedef struct {
     ngx_atomic_t                    entries;
     ngx_atomic_t                    bytes;
     ngx_atomic_t                    evictions;
-    ngx_atomic_t                    origin[NGX_HTTP_CACHE_GUARD_MAX_POLICIES];
     ngx_atomic_t                    negative[NGX_HTTP_CACHE_GUARD_MAX_POLICIES];
     ngx_queue_t                     lru_negative;
     ngx_http_cache_guard_lock_slot_t  locks[NGX_HTTP_CACHE_GUARD_LOCK_SLOTS];
@@ -217,7 +306,10 @@ typedef struct {
     ngx_uint_t                      on_overload;
     ngx_uint_t                      fallback_status;
     time_t                          retry_after;
-    ngx_uint_t                      index;        /* origin counter */
+    ngx_uint_t                      index;        /* counter index */
+    ngx_http_cache_guard_breaker_conf_t  breaker;  /* origin */
+    ngx_http_cache_guard_breaker_conf_t  redis_breaker;
+    ngx_http_cache_guard_record_t  *rec;          /* "origin:NAME" */
 
     /* checked in the access phase, before the lookup */
     ngx_uint_t                      access;       /* any of these is set */
@@ -274,6 +366,8 @@ ngx_int_t ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
 ngx_int_t ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     ngx_http_cache_guard_policy_t *pl, int fn, const char *what,
     ngx_str_t *str, ngx_uint_t *status);
+void ngx_http_cache_guard_policy_breaker_defaults(
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_msec_t open_for);
 ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
     ngx_uint_t n, ngx_uint_t status);
 
@@ -494,6 +588,8 @@ typedef struct {
     unsigned                        fill:1;       /* may store the reply */
     unsigned                        capture:1;    /* capturing the body */
     unsigned                        stored:1;
+    unsigned                        to_origin:1;  /* a result to count */
+    unsigned                        swallow:1;    /* replaced by stale */
 } ngx_http_cache_guard_ctx_t;
 
 
@@ -567,6 +663,8 @@ void ngx_http_cache_guard_store(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 void ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
     ngx_uint_t failed);
+ngx_int_t ngx_http_cache_guard_stale_if_error(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 
 
 extern ngx_module_t  ngx_http_cache_guard_module;

@@ -79,6 +79,10 @@ static char *ngx_http_cache_guard_policy_early_refresh(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_origin(
     ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_breaker(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static char *ngx_http_cache_guard_policy_breaker_one(
+    ngx_http_cache_guard_policy_ctx_t *pc, ngx_uint_t origin);
 static char *ngx_http_cache_guard_policy_fallback(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_statuses(
@@ -145,7 +149,7 @@ static ngx_http_cache_guard_field_t  ngx_http_cache_guard_fields[] = {
     { "lock", ngx_http_cache_guard_policy_lock },
     { "origin", ngx_http_cache_guard_policy_origin },
     { "fallback", ngx_http_cache_guard_policy_fallback },
-    { "breaker", NULL },
+    { "breaker", ngx_http_cache_guard_policy_breaker },
     { NULL, NULL }
 };
 
@@ -445,6 +449,9 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     ngx_memcpy(pl->cache_statuses,
                ngx_http_cache_guard_default_cache_statuses,
                sizeof(ngx_http_cache_guard_default_cache_statuses));
+
+    ngx_http_cache_guard_policy_breaker_defaults(&pl->breaker, 30000);
+    ngx_http_cache_guard_policy_breaker_defaults(&pl->redis_breaker, 10000);
 
     pl->nnegative = sizeof(ngx_http_cache_guard_default_negative_statuses)
                     / sizeof(ngx_uint_t);
@@ -944,6 +951,201 @@ ngx_http_cache_guard_policy_fallback(ngx_http_cache_guard_policy_ctx_t *pc)
                                              "a table such as "
                                              "{ status = 503, "
                                              "retry_after = 5 }");
+}
+
+
+/*
+ * breaker = { redis = { ... }, origin = { ..., statuses = { 502, 504 } } },
+ * or false for neither; each of the two may be false too
+ */
+
+#define NGX_HTTP_CACHE_GUARD_BREAKER_SUBS(f)                                  \
+    {                                                                         \
+        { "window", NGX_HTTP_CACHE_GUARD_SECONDS,                             \
+          offsetof(ngx_http_cache_guard_policy_t, f.window_ms), 0, 0, NULL }, \
+        { "min_requests", NGX_HTTP_CACHE_GUARD_INTEGER,                       \
+          offsetof(ngx_http_cache_guard_policy_t, f.min_requests), 1, 1e6,    \
+          NULL },                                                             \
+        { "failure_rate", NGX_HTTP_CACHE_GUARD_NUMBER,                        \
+          offsetof(ngx_http_cache_guard_policy_t, f.failure_rate), 0.01, 1,   \
+          NULL },                                                             \
+        { "open_for", NGX_HTTP_CACHE_GUARD_SECONDS,                           \
+          offsetof(ngx_http_cache_guard_policy_t, f.open_for), 0, 0, NULL },  \
+        { "half_open_requests", NGX_HTTP_CACHE_GUARD_INTEGER,                 \
+          offsetof(ngx_http_cache_guard_policy_t, f.half_open), 1, 1000,      \
+          NULL },                                                             \
+        { NULL, 0, 0, 0, 0, NULL }                                            \
+    }
+
+
+void
+ngx_http_cache_guard_policy_breaker_defaults(
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_msec_t open_for)
+{
+    ngx_uint_t  status;
+
+    ngx_memzero(bc, sizeof(ngx_http_cache_guard_breaker_conf_t));
+
+    bc->enabled = 1;
+    bc->window_ms = 10000;
+    bc->window = 10;
+    bc->min_requests = 20;
+    bc->failure_rate = 0.5;
+    bc->open_for = open_for;
+    bc->half_open = 3;
+
+    for (status = 500; status < 600; status++) {
+        bc->statuses[status / 64] |= (uint64_t) 1 << (status % 64);
+    }
+}
+
+
+static char *
+ngx_http_cache_guard_policy_breaker(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    lua_State                      *L;
+    const char                     *key;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    L = pc->L;
+    pl = pc->policy;
+
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        pl->breaker.enabled = 0;
+        pl->redis_breaker.enabled = 0;
+        pl->redis_breaker.set = 1;
+        return NGX_CONF_OK;
+    }
+
+    if (!lua_istable(L, -1)) {
+        ngx_http_cache_guard_policy_error(pc, "breaker", "must be false or a "
+                                          "table such as { origin = "
+                                          "{ failure_rate = 0.5 } }");
+        return NGX_CONF_ERROR;
+    }
+
+    lua_pushnil(L);
+
+    while (lua_next(L, -2) != 0) {
+        key = (lua_type(L, -2) == LUA_TSTRING) ? lua_tostring(L, -2) : "";
+
+        if (ngx_strcmp(key, "origin") == 0) {
+            if (ngx_http_cache_guard_policy_breaker_one(pc, 1)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "redis") == 0) {
+            if (ngx_http_cache_guard_policy_breaker_one(pc, 0)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+        } else {
+            ngx_http_cache_guard_policy_error(pc, "breaker", "may hold "
+                                              "\"redis\" and \"origin\" "
+                                              "only");
+            return NGX_CONF_ERROR;
+        }
+
+        lua_pop(L, 1);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_cache_guard_policy_breaker_one(ngx_http_cache_guard_policy_ctx_t *pc,
+    ngx_uint_t origin)
+{
+    double                                v;
+    lua_State                            *L;
+    ngx_uint_t                            i, n;
+    const char                           *field;
+    ngx_http_cache_guard_breaker_conf_t  *bc;
+
+    static ngx_http_cache_guard_subfield_t  origin_subs[] =
+        NGX_HTTP_CACHE_GUARD_BREAKER_SUBS(breaker);
+    static ngx_http_cache_guard_subfield_t  redis_subs[] =
+        NGX_HTTP_CACHE_GUARD_BREAKER_SUBS(redis_breaker);
+
+    L = pc->L;
+    bc = origin ? &pc->policy->breaker : &pc->policy->redis_breaker;
+    field = origin ? "breaker.origin" : "breaker.redis";
+
+    bc->set = 1;
+
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        bc->enabled = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (origin && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "statuses");
+
+        if (!lua_isnil(L, -1)) {
+            if (!lua_istable(L, -1) || (n = lua_objlen(L, -1)) == 0) {
+                goto invalid;
+            }
+
+            ngx_memzero(bc->statuses, sizeof(bc->statuses));
+
+            for (i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                v = lua_tonumber(L, -1);
+
+                if (lua_type(L, -1) != LUA_TNUMBER
+                    || v < 100 || v > 599 || v != (double) (ngx_uint_t) v)
+                {
+                    lua_pop(L, 1);
+                    goto invalid;
+                }
+
+                lua_pop(L, 1);
+                bc->statuses[(ngx_uint_t) v / 64] |=
+                                        (uint64_t) 1 << ((ngx_uint_t) v % 64);
+            }
+
+            /* read here: the generic table reader must not see it */
+            lua_pop(L, 1);
+            lua_pushnil(L);
+            lua_setfield(L, -2, "statuses");
+
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+
+    if (ngx_http_cache_guard_policy_table(pc, field,
+                                          origin ? origin_subs : redis_subs,
+                                          "false or a table such as "
+                                          "{ failure_rate = 0.5, "
+                                          "open_for = 10 }")
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (bc->window_ms % 1000 || bc->window_ms > 60000) {
+        ngx_http_cache_guard_policy_error(pc, field, "window must be whole "
+                                          "seconds, 60 at most");
+        return NGX_CONF_ERROR;
+    }
+
+    bc->window = bc->window_ms / 1000;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    lua_pop(L, 1);
+    ngx_http_cache_guard_policy_error(pc, "breaker.origin.statuses",
+                                      "must be a list of HTTP statuses such "
+                                      "as { 500, 502, 503, 504 }");
+    return NGX_CONF_ERROR;
 }
 
 

@@ -53,8 +53,52 @@ static void ngx_http_cache_guard_redis_cleanup(void *privdata);
 static size_t ngx_http_cache_guard_redis_format(
     ngx_http_cache_guard_redis_t *rd, int argc, const char **argv,
     const size_t *argvlen);
+static ngx_uint_t ngx_http_cache_guard_redis_unhealthy(redisReply *reply);
+static void *ngx_http_cache_guard_redis_string(const redisReadTask *task,
+    char *str, size_t len);
+static void *ngx_http_cache_guard_redis_array(const redisReadTask *task,
+    int elements);
+static void *ngx_http_cache_guard_redis_integer(const redisReadTask *task,
+    long long value);
+static void *ngx_http_cache_guard_redis_nil(const redisReadTask *task);
+static ngx_int_t ngx_http_cache_guard_redis_spend(const redisReadTask *task,
+    size_t bytes);
 static u_char *ngx_http_cache_guard_redis_number(u_char *p, u_char type,
     size_t n);
+
+
+/*
+ * Replies are untrusted: hiredis' own reply objects, built within a budget
+ * per reply, so that a broken or hostile server cannot make a worker
+ * allocate without bound (a huge array count, endless elements).
+ */
+
+static redisReplyObjectFunctions  *ngx_http_cache_guard_redis_default_fn;
+static ssize_t                     ngx_http_cache_guard_redis_budget;
+static size_t                      ngx_http_cache_guard_redis_max_reply;
+
+static redisReplyObjectFunctions  ngx_http_cache_guard_redis_fn = {
+    ngx_http_cache_guard_redis_string,
+    ngx_http_cache_guard_redis_array,
+    ngx_http_cache_guard_redis_integer,
+    ngx_http_cache_guard_redis_nil,
+    freeReplyObject
+};
+
+
+/* error replies that say the server itself is unwell */
+
+static ngx_str_t  ngx_http_cache_guard_redis_unwell[] = {
+    ngx_string("LOADING"),
+    ngx_string("BUSY"),
+    ngx_string("MASTERDOWN"),
+    ngx_string("READONLY"),
+    ngx_string("OOM"),
+    ngx_string("ERR max number of clients"),
+    ngx_string("MISCONF"),
+    ngx_string("TRYAGAIN"),
+    ngx_null_string
+};
 
 
 static const char  ngx_http_cache_guard_redis_auth[] = "AUTH";
@@ -330,9 +374,16 @@ ngx_http_cache_guard_redis_init_worker(ngx_http_cache_guard_redis_t *rd,
     rd->backoff_timer.log = rd->log;
     rd->backoff_timer.cancelable = 1;
 
-    /* a failure here only starts the backoff; the worker runs without L2 */
+    /*
+     * a failure here only starts the backoff; the worker runs without L2;
+     * an open breaker (kept across a reload) means no connect at all
+     */
 
-    (void) ngx_http_cache_guard_redis_connect(rd);
+    if (ngx_http_cache_guard_breaker_state(rd->rec)
+        == NGX_HTTP_CACHE_GUARD_CLOSED)
+    {
+        (void) ngx_http_cache_guard_redis_connect(rd);
+    }
 
     return NGX_OK;
 }
@@ -375,22 +426,39 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
     const char **argv, const size_t *argvlen)
 {
     size_t                             len;
+    ngx_int_t                          rc;
     ngx_http_cache_guard_redis_cmd_t  *cmd;
 
     if (rd->exiting) {
         return NULL;
     }
 
+    /* an open breaker: no command, no connect, until a probe */
+
+    rc = ngx_http_cache_guard_breaker_allow(rd->rec, &rd->breaker, rd->log);
+
+    if (rc == NGX_DECLINED) {
+        return NULL;
+    }
+
     if (rd->ac == NULL) {
 
-        if ((ngx_msec_int_t) (rd->retry_at - ngx_current_msec) > 0) {
+        /* a probe does not wait for the backoff: open_for was its wait */
+
+        if (rc != NGX_AGAIN
+            && (ngx_msec_int_t) (rd->retry_at - ngx_current_msec) > 0)
+        {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                            "cache guard: redis \"%V\" in backoff, "
                            "command failed", &rd->addr_text);
+            ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker, 1,
+                                                rd->log);
             return NULL;
         }
 
         if (ngx_http_cache_guard_redis_connect(rd) != NGX_OK) {
+            ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker, 1,
+                                                rd->log);
             return NULL;
         }
     }
@@ -508,6 +576,13 @@ ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
     c->write->log = rd->log;
     c->read->handler = ngx_http_cache_guard_redis_read_handler;
     c->write->handler = ngx_http_cache_guard_redis_write_handler;
+
+    if (ngx_http_cache_guard_redis_default_fn == NULL) {
+        ngx_http_cache_guard_redis_default_fn = ac->c.reader->fn;
+    }
+
+    ac->c.reader->fn = &ngx_http_cache_guard_redis_fn;
+    ngx_http_cache_guard_redis_max_reply = rd->max_reply;
 
     ac->data = rd;
     ac->ev.data = c;
@@ -830,6 +905,14 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
         rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
     }
 
+    if (!rd->exiting) {
+        ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker,
+                                   reply == NULL
+                                   || ngx_http_cache_guard_redis_unhealthy(
+                                                                       reply),
+                                   rd->log);
+    }
+
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "cache guard: redis \"%V\" reply type:%d, pending:%ui%s",
                    &rd->addr_text, reply ? reply->type : 0, rd->pending,
@@ -887,7 +970,10 @@ ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev)
 
     /* connect ahead of the next command, unless a command already did */
 
-    if (rd->ac == NULL && !ngx_exiting) {
+    if (rd->ac == NULL && !ngx_exiting
+        && ngx_http_cache_guard_breaker_state(rd->rec)
+           == NGX_HTTP_CACHE_GUARD_CLOSED)
+    {
         (void) ngx_http_cache_guard_redis_connect(rd);
     }
 }
@@ -898,9 +984,36 @@ ngx_http_cache_guard_redis_read_handler(ngx_event_t *rev)
 {
     ngx_connection_t  *c = rev->data;
 
+    redisReader                   *reader;
+    redisAsyncContext             *ac;
+    ngx_http_cache_guard_redis_t  *rd;
+
+    ac = c->data;
+    rd = ac->data;
+
     /* the context and the connection may be gone when this returns */
 
-    redisAsyncHandleRead(c->data);
+    redisAsyncHandleRead(ac);
+
+    if (rd->ac != ac) {
+        return;
+    }
+
+    /*
+     * what is left unparsed is one reply still arriving: a bulk string
+     * longer than any entry is not buffered to its end
+     */
+
+    reader = ac->c.reader;
+
+    if (reader->len - reader->pos > rd->max_reply + 4096) {
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" sent a reply over "
+                            "%uz bytes, connection dropped",
+                            &rd->addr_text, rd->max_reply);
+        ngx_http_cache_guard_redis_backoff(rd);
+        ngx_http_cache_guard_redis_close(rd);
+    }
 }
 
 
@@ -1076,4 +1189,103 @@ ngx_http_cache_guard_redis_number(u_char *p, u_char type, size_t n)
     *p++ = LF;
 
     return p;
+}
+
+
+static ngx_uint_t
+ngx_http_cache_guard_redis_unhealthy(redisReply *reply)
+{
+    ngx_str_t  *e;
+
+    if (reply->type != REDIS_REPLY_ERROR) {
+        return 0;
+    }
+
+    for (e = ngx_http_cache_guard_redis_unwell; e->len; e++) {
+        if ((size_t) reply->len >= e->len
+            && ngx_strncmp(reply->str, e->data, e->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* NGX_OK, or NGX_ERROR when the reply would pass its budget */
+
+static ngx_int_t
+ngx_http_cache_guard_redis_spend(const redisReadTask *task, size_t bytes)
+{
+    /* a reply starts with its outermost object */
+
+    if (task->parent == NULL) {
+        ngx_http_cache_guard_redis_budget =
+                      (ssize_t) ngx_http_cache_guard_redis_max_reply + 65536;
+    }
+
+    ngx_http_cache_guard_redis_budget -= (ssize_t) bytes + 32;
+
+    if (ngx_http_cache_guard_redis_budget < 0) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "cache guard: a redis reply over %uz bytes, "
+                      "connection dropped",
+                      ngx_http_cache_guard_redis_max_reply);
+
+        /* hiredis takes NULL for no memory: the connection is dropped */
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_cache_guard_redis_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    if (ngx_http_cache_guard_redis_spend(task, len) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_redis_default_fn->createString(task, str,
+                                                               len);
+}
+
+
+static void *
+ngx_http_cache_guard_redis_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0
+        || ngx_http_cache_guard_redis_spend(task,
+                                           (size_t) elements * sizeof(void *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_redis_default_fn->createArray(task, elements);
+}
+
+
+static void *
+ngx_http_cache_guard_redis_integer(const redisReadTask *task, long long value)
+{
+    if (ngx_http_cache_guard_redis_spend(task, 0) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_redis_default_fn->createInteger(task, value);
+}
+
+
+static void *
+ngx_http_cache_guard_redis_nil(const redisReadTask *task)
+{
+    if (ngx_http_cache_guard_redis_spend(task, 0) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_redis_default_fn->createNil(task);
 }

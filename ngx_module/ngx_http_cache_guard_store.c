@@ -400,8 +400,7 @@ ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
 
     if (ctx->counted) {
         ctx->counted = 0;
-        (void) ngx_atomic_fetch_add(&ctx->zone->sh->origin[ctx->policy->index],
-                                    -1);
+        ngx_http_cache_guard_inflight_done(ctx->policy->rec);
     }
 }
 
@@ -435,7 +434,12 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     } else {
         mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
 
-        if (mcf->redis) {
+        /* without Redis (its breaker open), L1 is the only copy */
+
+        if (mcf->redis
+            && ngx_http_cache_guard_breaker_state(mcf->redis->rec)
+               == NGX_HTTP_CACHE_GUARD_CLOSED)
+        {
             expires = ngx_min(expires, now + 5000);
         }
     }

@@ -227,7 +227,7 @@ qr{unknown "no_such_variable" variable}
 
 
 
-=== TEST 14: documented fields of later versions are refused clearly
+=== TEST 14: a breaker window that is not whole seconds is refused with its line
 --- http_config
     cache_guard_zone main size=1m;
 --- config
@@ -240,11 +240,77 @@ qr{unknown "no_such_variable" variable}
 >>> p.lua
 return {
   ttl = 30,
-  breaker = { redis = { window = 10 } },
+  breaker = { redis = { window = 1.5 } },
 }
 --- must_die
 --- error_log eval
-qr{p\.lua:3: breaker is not supported by this version yet}
+qr{p\.lua:3: breaker\.redis window must be whole seconds, 60 at most}
+
+
+
+=== TEST 14b: breaker fields are checked: unknown sub-fields, statuses, rates
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  breaker = { origin = { failure_rate = 2 } },
+}
+--- must_die
+--- error_log eval
+qr{p\.lua:2: breaker\.origin\.failure_rate is out of range}
+
+
+
+=== TEST 14c: two policies cannot give the one Redis backend two breakers
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/a.lua;
+        return 200;
+    }
+    location /b {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/b.lua;
+        return 200;
+    }
+--- user_files
+>>> a.lua
+return { breaker = { redis = { open_for = 5 } } }
+>>> b.lua
+return { breaker = { redis = { open_for = 7 } } }
+--- must_die
+--- error_log eval
+qr{set breaker\.redis differently; one Redis backend has one breaker}
+
+
+
+=== TEST 14d: breaker.origin.statuses must list HTTP statuses
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        return 200;
+    }
+--- user_files
+>>> p.lua
+return {
+  breaker = { origin = { statuses = { "500" } } },
+}
+--- must_die
+--- error_log eval
+qr{breaker\.origin\.statuses must be a list of HTTP statuses}
 
 
 
@@ -269,6 +335,11 @@ return {
   cache_statuses = { 200, 404 },
   max_entry_size = "64k",
   l1 = { ttl = 2.5 },
+  breaker = {
+    redis = { window = 5, min_requests = 10, failure_rate = 0.25,
+              open_for = 3, half_open_requests = 2 },
+    origin = { statuses = { 502, 503, 504 }, open_for = "1m" },
+  },
 }
 --- request
 GET /a

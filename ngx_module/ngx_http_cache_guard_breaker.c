@@ -1,0 +1,763 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * Circuit breakers and the other state every worker shares and a reload
+ * keeps: one record per Redis backend ("redis") and per policy
+ * ("origin:NAME"), in a zone of its own whose size never depends on the
+ * configuration, so that nginx hands the same memory to the new workers.
+ *
+ * A record counts results in per-second buckets, each one 64-bit word
+ * updated by compare-and-swap: the closed state costs a request two loads
+ * and, for a result, one CAS.  State changes are rare and happen under the
+ * slab mutex, which nginx's master releases if its holder dies.
+ *
+ * A record also counts the fetches in flight to its origin, in total and
+ * per worker slot, so that a worker killed in the middle of fetches takes
+ * its share with it: the next worker to start subtracts the dead one's.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+#include <signal.h>
+
+
+/* a bucket: the second (24 bits), requests (20 bits), failures (20 bits) */
+
+#define NGX_HTTP_CACHE_GUARD_B_SEC(w)     ((w) >> 40)
+#define NGX_HTTP_CACHE_GUARD_B_REQ(w)     (((w) >> 20) & 0xfffff)
+#define NGX_HTTP_CACHE_GUARD_B_FAIL(w)    ((w) & 0xfffff)
+#define NGX_HTTP_CACHE_GUARD_B_SECMASK    0xffffff
+#define NGX_HTTP_CACHE_GUARD_B_MAX        0xfffff
+
+#define NGX_HTTP_CACHE_GUARD_STATE_LAYOUT  1
+
+
+static ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
+static ngx_int_t ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_get(
+    ngx_http_cache_guard_state_t *st, u_char *name, size_t len,
+    ngx_log_t *log);
+static void ngx_http_cache_guard_breaker_set(
+    ngx_http_cache_guard_record_t *rec, ngx_uint_t from, ngx_uint_t to,
+    ngx_log_t *log, const char *why);
+static void ngx_http_cache_guard_breaker_clear(
+    ngx_http_cache_guard_record_t *rec);
+
+
+ngx_http_cache_guard_state_t  *ngx_http_cache_guard_state;
+static ngx_slab_pool_t        *ngx_http_cache_guard_state_pool;
+ngx_int_t                      ngx_http_cache_guard_slot = -1;
+
+
+static ngx_str_t  ngx_http_cache_guard_state_name =
+    ngx_string("cache_guard:state");
+
+static const char  *ngx_http_cache_guard_breaker_names[] = {
+    "closed", "open", "half-open"
+};
+
+
+/*
+ * One Redis backend has one breaker: its settings come from the policies
+ * that set breaker.redis, which must agree.  Also sizes the largest reply
+ * read from Redis.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf)
+{
+    ngx_uint_t                            i;
+    ngx_http_cache_guard_redis_t         *rd;
+    ngx_http_cache_guard_policy_t       **plp, *pl, *first;
+    ngx_http_cache_guard_breaker_conf_t  *a, *b;
+    ngx_http_cache_guard_main_conf_t     *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+    rd = mcf->redis;
+
+    if (rd) {
+        ngx_http_cache_guard_policy_breaker_defaults(&rd->breaker, 10000);
+
+        /* GETRANGE chunks of Bloom filters and INFO fit in this */
+        rd->max_reply = 1024 * 1024;
+
+        first = NULL;
+        plp = mcf->policies.elts;
+
+        for (i = 0; i <= mcf->policies.nelts; i++) {
+            pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
+
+            if (pl == NULL) {
+                continue;
+            }
+
+            rd->max_reply = ngx_max(rd->max_reply,
+                                    NGX_HTTP_CACHE_GUARD_ENTRY_MAX(pl));
+
+            if (!pl->redis_breaker.set) {
+                continue;
+            }
+
+            if (first == NULL) {
+                first = pl;
+                rd->breaker = pl->redis_breaker;
+                continue;
+            }
+
+            a = &first->redis_breaker;
+            b = &pl->redis_breaker;
+
+            if (a->enabled != b->enabled
+                || (a->enabled
+                    && (a->window != b->window
+                        || a->min_requests != b->min_requests
+                        || a->failure_rate != b->failure_rate
+                        || a->open_for != b->open_for
+                        || a->half_open != b->half_open)))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cache guard: the policies \"%V\" and "
+                                   "\"%V\" set breaker.redis differently; "
+                                   "one Redis backend has one breaker",
+                                   &first->file, &pl->file);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return ngx_http_cache_guard_state_add(cf);
+}
+
+
+/* from postconfiguration: every policy and the Redis backend are known */
+
+static ngx_int_t
+ngx_http_cache_guard_state_add(ngx_conf_t *cf)
+{
+    size_t                             size;
+    ngx_shm_zone_t                    *shm_zone;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+
+    if (mcf->npolicies == 0 && mcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    /* fixed, whatever the configuration: a reload keeps the segment */
+
+    size = ngx_align(sizeof(ngx_http_cache_guard_state_t), ngx_pagesize)
+           + 16 * ngx_pagesize;
+
+    shm_zone = ngx_shared_memory_add(cf, &ngx_http_cache_guard_state_name,
+                                     size, &ngx_http_cache_guard_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: the zone name \"%V\" is reserved",
+                           &ngx_http_cache_guard_state_name);
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_cache_guard_state_init;
+    shm_zone->data = mcf;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    u_char                             name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
+    size_t                             len;
+    ngx_uint_t                         i;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_cache_guard_state_t      *st;
+    ngx_http_cache_guard_policy_t    **plp, *pl;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists || data) {
+        st = shpool->data;
+
+        if (st == NULL || st->layout != NGX_HTTP_CACHE_GUARD_STATE_LAYOUT) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "cache guard: the state zone has another layout, "
+                          "restart nginx");
+            return NGX_ERROR;
+        }
+
+    } else {
+        st = ngx_slab_calloc(shpool, sizeof(ngx_http_cache_guard_state_t));
+        if (st == NULL) {
+            return NGX_ERROR;
+        }
+
+        st->layout = NGX_HTTP_CACHE_GUARD_STATE_LAYOUT;
+        shpool->data = st;
+        shpool->log_nomem = 0;
+    }
+
+    ngx_http_cache_guard_state = st;
+    ngx_http_cache_guard_state_pool = shpool;
+
+    /* the records of this configuration, found again by name on reload */
+
+    if (mcf->redis) {
+        mcf->redis->rec = ngx_http_cache_guard_record_get(st,
+                                           (u_char *) "redis", 5,
+                                           shm_zone->shm.log);
+        if (mcf->redis->rec == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    plp = mcf->policies.elts;
+
+    for (i = 0; i <= mcf->policies.nelts; i++) {
+        pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
+
+        if (pl == NULL) {
+            continue;
+        }
+
+        len = ngx_snprintf(name, sizeof(name), "origin:%V", &pl->name) - name;
+
+        pl->rec = ngx_http_cache_guard_record_get(st, name, len,
+                                                  shm_zone->shm.log);
+        if (pl->rec == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_http_cache_guard_record_t *
+ngx_http_cache_guard_record_get(ngx_http_cache_guard_state_t *st,
+    u_char *name, size_t len, ngx_log_t *log)
+{
+    ngx_uint_t                      i;
+    ngx_http_cache_guard_record_t  *rec;
+
+    if (len >= NGX_HTTP_CACHE_GUARD_RECORD_NAME) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "cache guard: the name \"%*s\" is too long for a "
+                      "breaker, %d bytes at most", len, name,
+                      NGX_HTTP_CACHE_GUARD_RECORD_NAME - 1);
+        return NULL;
+    }
+
+    for (i = 0; i < st->nrecords; i++) {
+        rec = &st->records[i];
+
+        if (rec->len == len && ngx_strncmp(rec->name, name, len) == 0) {
+            return rec;
+        }
+    }
+
+    /* records are never moved or freed: old workers still point at them */
+
+    if (st->nrecords == NGX_HTTP_CACHE_GUARD_MAX_RECORDS) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "cache guard: no room for the breaker \"%*s\": "
+                      "%d names were used since nginx started, restart it "
+                      "to forget the old ones", len, name,
+                      NGX_HTTP_CACHE_GUARD_MAX_RECORDS);
+        return NULL;
+    }
+
+    rec = &st->records[st->nrecords];
+    ngx_memcpy(rec->name, name, len);
+    rec->len = len;
+    rec->since = ngx_current_msec;
+
+    ngx_memory_barrier();
+    st->nrecords++;
+
+    return rec;
+}
+
+
+ngx_http_cache_guard_record_t *
+ngx_http_cache_guard_record_find(ngx_str_t *name)
+{
+    ngx_uint_t                      i, n;
+    ngx_http_cache_guard_state_t   *st;
+    ngx_http_cache_guard_record_t  *rec;
+
+    st = ngx_http_cache_guard_state;
+
+    if (st == NULL) {
+        return NULL;
+    }
+
+    n = st->nrecords;
+
+    for (i = 0; i < n; i++) {
+        rec = &st->records[i];
+
+        if (rec->len == name->len
+            && ngx_strncmp(rec->name, name->data, name->len) == 0)
+        {
+            return rec;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A worker takes a slot for its fetch counts; the slots of workers that
+ * died (SIGKILL, a crash) are freed and their counts given back first.
+ */
+
+void
+ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
+{
+    ngx_int_t                       free;
+    ngx_uint_t                      i, j, n;
+    ngx_atomic_int_t                v;
+    ngx_http_cache_guard_state_t   *st;
+    ngx_http_cache_guard_record_t  *rec;
+
+    st = ngx_http_cache_guard_state;
+
+    if (st == NULL) {
+        return;
+    }
+
+    free = -1;
+
+    ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
+
+    n = st->nrecords;
+
+    for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
+
+        if (st->slots[i] != 0
+            && (st->slots[i] == ngx_pid
+                || (kill(st->slots[i], 0) == -1 && ngx_errno == NGX_ESRCH)))
+        {
+            for (j = 0; j < n; j++) {
+                rec = &st->records[j];
+                v = (ngx_atomic_int_t) rec->slot_inflight[i];
+
+                if (v) {
+                    (void) ngx_atomic_fetch_add(&rec->inflight, -v);
+                    rec->slot_inflight[i] = 0;
+
+                    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                                  "cache guard: %A fetches to \"%*s\" of "
+                                  "the dead worker %P given back", v,
+                                  rec->len, rec->name, st->slots[i]);
+                }
+            }
+
+            st->slots[i] = 0;
+        }
+
+        if (st->slots[i] == 0 && free == -1) {
+            free = i;
+        }
+    }
+
+    if (free != -1) {
+        st->slots[free] = ngx_pid;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);
+
+    ngx_http_cache_guard_slot = free;
+
+    if (free == -1) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "cache guard: no free worker slot, the fetches of "
+                      "this worker are not given back if it dies");
+    }
+}
+
+
+void
+ngx_http_cache_guard_state_exit_worker(void)
+{
+    ngx_int_t                       slot;
+    ngx_uint_t                      j;
+    ngx_atomic_int_t                v;
+    ngx_http_cache_guard_state_t   *st;
+    ngx_http_cache_guard_record_t  *rec;
+
+    st = ngx_http_cache_guard_state;
+    slot = ngx_http_cache_guard_slot;
+
+    if (st == NULL || slot == -1) {
+        return;
+    }
+
+    /* what is still counted here will never end: give it back */
+
+    ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
+
+    if (st->slots[slot] == ngx_pid) {
+
+        for (j = 0; j < st->nrecords; j++) {
+            rec = &st->records[j];
+            v = (ngx_atomic_int_t) rec->slot_inflight[slot];
+
+            if (v) {
+                (void) ngx_atomic_fetch_add(&rec->inflight, -v);
+                rec->slot_inflight[slot] = 0;
+            }
+        }
+
+        st->slots[slot] = 0;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);
+
+    ngx_http_cache_guard_slot = -1;
+}
+
+
+/* origin.max_concurrent: NGX_OK, or NGX_BUSY at the cap */
+
+ngx_int_t
+ngx_http_cache_guard_inflight_add(ngx_http_cache_guard_record_t *rec,
+    ngx_uint_t max)
+{
+    if (ngx_atomic_fetch_add(&rec->inflight, 1) >= max) {
+        (void) ngx_atomic_fetch_add(&rec->inflight, -1);
+        return NGX_BUSY;
+    }
+
+    if (ngx_http_cache_guard_slot != -1) {
+        (void) ngx_atomic_fetch_add(
+                             &rec->slot_inflight[ngx_http_cache_guard_slot], 1);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_cache_guard_inflight_done(ngx_http_cache_guard_record_t *rec)
+{
+    if (ngx_http_cache_guard_slot != -1) {
+        (void) ngx_atomic_fetch_add(
+                            &rec->slot_inflight[ngx_http_cache_guard_slot], -1);
+    }
+
+    (void) ngx_atomic_fetch_add(&rec->inflight, -1);
+}
+
+
+/*
+ * NGX_OK: go ahead; NGX_AGAIN: go ahead as a half-open probe;
+ * NGX_DECLINED: the breaker is open.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_breaker_allow(ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_log_t *log)
+{
+    ngx_uint_t  state;
+    ngx_msec_t  since;
+
+    if (rec == NULL || !bc->enabled) {
+        return NGX_OK;
+    }
+
+    switch (rec->forced) {
+    case NGX_HTTP_CACHE_GUARD_FORCED_OPEN:
+        return NGX_DECLINED;
+    case NGX_HTTP_CACHE_GUARD_FORCED_CLOSED:
+        return NGX_OK;
+    }
+
+    state = rec->state;
+
+    if (state == NGX_HTTP_CACHE_GUARD_CLOSED) {
+        return NGX_OK;
+    }
+
+    since = (ngx_msec_t) rec->since;
+
+    if ((ngx_msec_int_t) (ngx_current_msec - since) < (ngx_msec_int_t)
+                                                      bc->open_for)
+    {
+        if (state == NGX_HTTP_CACHE_GUARD_OPEN) {
+            return NGX_DECLINED;
+        }
+
+    } else {
+        /*
+         * open_for passed: an open breaker lets probes through; a
+         * half-open one whose probes never reported lets new ones through
+         */
+
+        ngx_http_cache_guard_breaker_set(rec, state,
+                                         NGX_HTTP_CACHE_GUARD_HALF_OPEN, log,
+                                         "probing");
+    }
+
+    if (rec->state != NGX_HTTP_CACHE_GUARD_HALF_OPEN) {
+        return rec->state == NGX_HTTP_CACHE_GUARD_CLOSED ? NGX_OK
+                                                          : NGX_DECLINED;
+    }
+
+    if (ngx_atomic_fetch_add(&rec->probes, 1) < bc->half_open) {
+        return NGX_AGAIN;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* NGX_HTTP_CACHE_GUARD_CLOSED, _OPEN or _HALF_OPEN, forced ones included */
+
+ngx_uint_t
+ngx_http_cache_guard_breaker_state(ngx_http_cache_guard_record_t *rec)
+{
+    if (rec == NULL) {
+        return NGX_HTTP_CACHE_GUARD_CLOSED;
+    }
+
+    switch (rec->forced) {
+    case NGX_HTTP_CACHE_GUARD_FORCED_OPEN:
+        return NGX_HTTP_CACHE_GUARD_OPEN;
+    case NGX_HTTP_CACHE_GUARD_FORCED_CLOSED:
+        return NGX_HTTP_CACHE_GUARD_CLOSED;
+    }
+
+    return rec->state;
+}
+
+
+void
+ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_uint_t failed,
+    ngx_log_t *log)
+{
+    uint64_t                     sec;
+    ngx_uint_t                   req, fail, state;
+    ngx_atomic_uint_t            old, w;
+    ngx_http_cache_guard_window_t  win;
+
+    if (rec == NULL || !bc->enabled) {
+        return;
+    }
+
+    sec = (ngx_current_msec / 1000) & NGX_HTTP_CACHE_GUARD_B_SECMASK;
+
+    /* one CAS: a bucket of another second starts again from this result */
+
+    do {
+        old = rec->buckets[(ngx_current_msec / 1000)
+                           % NGX_HTTP_CACHE_GUARD_MAX_WINDOW];
+
+        if (NGX_HTTP_CACHE_GUARD_B_SEC(old) == sec) {
+            req = NGX_HTTP_CACHE_GUARD_B_REQ(old);
+            fail = NGX_HTTP_CACHE_GUARD_B_FAIL(old);
+
+            if (req == NGX_HTTP_CACHE_GUARD_B_MAX) {
+                break;
+            }
+
+        } else {
+            req = 0;
+            fail = 0;
+        }
+
+        w = (sec << 40) | ((uint64_t) (req + 1) << 20) | (fail + failed);
+
+    } while (!ngx_atomic_cmp_set(&rec->buckets[(ngx_current_msec / 1000)
+                                          % NGX_HTTP_CACHE_GUARD_MAX_WINDOW],
+                                 old, w));
+
+    if (rec->forced != NGX_HTTP_CACHE_GUARD_FORCED_AUTO) {
+        return;
+    }
+
+    state = rec->state;
+
+    switch (state) {
+
+    case NGX_HTTP_CACHE_GUARD_CLOSED:
+        if (!failed) {
+            return;
+        }
+
+        ngx_http_cache_guard_breaker_window(rec, bc->window, &win);
+
+        if (win.requests >= bc->min_requests
+            && (double) win.failures
+               >= bc->failure_rate * (double) win.requests)
+        {
+            ngx_http_cache_guard_breaker_set(rec, state,
+                                             NGX_HTTP_CACHE_GUARD_OPEN, log,
+                                             "too many failures");
+        }
+
+        return;
+
+    case NGX_HTTP_CACHE_GUARD_HALF_OPEN:
+        if (failed) {
+            ngx_http_cache_guard_breaker_set(rec, state,
+                                             NGX_HTTP_CACHE_GUARD_OPEN, log,
+                                             "a probe failed");
+            return;
+        }
+
+        if (ngx_atomic_fetch_add(&rec->probe_ok, 1) + 1 >= bc->half_open) {
+            ngx_http_cache_guard_breaker_set(rec, state,
+                                             NGX_HTTP_CACHE_GUARD_CLOSED, log,
+                                             "the probes succeeded");
+        }
+
+        return;
+
+    default: /* open: results of what was sent before it opened */
+        return;
+    }
+}
+
+
+void
+ngx_http_cache_guard_breaker_window(ngx_http_cache_guard_record_t *rec,
+    ngx_uint_t window, ngx_http_cache_guard_window_t *win)
+{
+    uint64_t           now;
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  w;
+
+    now = ngx_current_msec / 1000;
+    win->requests = 0;
+    win->failures = 0;
+
+    for (i = 0; i < window && i < NGX_HTTP_CACHE_GUARD_MAX_WINDOW; i++) {
+        w = rec->buckets[(now - i) % NGX_HTTP_CACHE_GUARD_MAX_WINDOW];
+
+        if (NGX_HTTP_CACHE_GUARD_B_SEC(w)
+            == ((now - i) & NGX_HTTP_CACHE_GUARD_B_SECMASK))
+        {
+            win->requests += NGX_HTTP_CACHE_GUARD_B_REQ(w);
+            win->failures += NGX_HTTP_CACHE_GUARD_B_FAIL(w);
+        }
+    }
+}
+
+
+/* the admin API: state "open", "closed" or "auto" */
+
+ngx_int_t
+ngx_http_cache_guard_breaker_force(ngx_http_cache_guard_record_t *rec,
+    ngx_uint_t forced, ngx_log_t *log)
+{
+    ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
+
+    if (forced == NGX_HTTP_CACHE_GUARD_FORCED_AUTO
+        && rec->forced == NGX_HTTP_CACHE_GUARD_FORCED_OPEN)
+    {
+        /* released from a forced open: probes decide */
+        rec->probes = 0;
+        rec->probe_ok = 0;
+        rec->state = NGX_HTTP_CACHE_GUARD_HALF_OPEN;
+        rec->since = ngx_current_msec;
+
+    } else if (forced == NGX_HTTP_CACHE_GUARD_FORCED_AUTO
+               && rec->forced == NGX_HTTP_CACHE_GUARD_FORCED_CLOSED)
+    {
+        ngx_http_cache_guard_breaker_clear(rec);
+        rec->state = NGX_HTTP_CACHE_GUARD_CLOSED;
+        rec->since = ngx_current_msec;
+    }
+
+    rec->forced = forced;
+
+    ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "cache guard: breaker \"%*s\" %s by the admin API",
+                  rec->len, rec->name,
+                  forced == NGX_HTTP_CACHE_GUARD_FORCED_OPEN ? "forced open"
+                  : forced == NGX_HTTP_CACHE_GUARD_FORCED_CLOSED
+                    ? "forced closed" : "released");
+
+    return NGX_OK;
+}
+
+
+const char *
+ngx_http_cache_guard_breaker_name(ngx_uint_t state)
+{
+    return ngx_http_cache_guard_breaker_names[state];
+}
+
+
+static void
+ngx_http_cache_guard_breaker_set(ngx_http_cache_guard_record_t *rec,
+    ngx_uint_t from, ngx_uint_t to, ngx_log_t *log, const char *why)
+{
+    ngx_uint_t  changed, level;
+
+    changed = 0;
+
+    ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
+
+    /* another worker may have moved it meanwhile: only one change counts */
+
+    if (rec->state == from && rec->forced == NGX_HTTP_CACHE_GUARD_FORCED_AUTO) {
+
+        if (to == NGX_HTTP_CACHE_GUARD_HALF_OPEN) {
+            rec->probes = 0;
+            rec->probe_ok = 0;
+        }
+
+        if (to == NGX_HTTP_CACHE_GUARD_CLOSED) {
+            ngx_http_cache_guard_breaker_clear(rec);
+        }
+
+        if (to == NGX_HTTP_CACHE_GUARD_OPEN) {
+            rec->opened++;
+        }
+
+        rec->state = to;
+        rec->since = ngx_current_msec;
+        changed = (from != to);
+    }
+
+    ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);
+
+    if (changed) {
+        level = (to == NGX_HTTP_CACHE_GUARD_OPEN) ? NGX_LOG_WARN
+                                                  : NGX_LOG_NOTICE;
+
+        ngx_log_error(level, log, 0, "cache guard: breaker \"%*s\" %s, %s",
+                      rec->len, rec->name,
+                      ngx_http_cache_guard_breaker_names[to], why);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_breaker_clear(ngx_http_cache_guard_record_t *rec)
+{
+    ngx_uint_t  i;
+
+    /* a closed breaker starts with a clean window */
+
+    for (i = 0; i < NGX_HTTP_CACHE_GUARD_MAX_WINDOW; i++) {
+        rec->buckets[i] = 0;
+    }
+}

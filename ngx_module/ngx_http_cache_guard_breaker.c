@@ -37,6 +37,8 @@
 static ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_uint_t ngx_http_cache_guard_state_sweep(
+    ngx_http_cache_guard_state_t *st, ngx_log_t *log);
 static ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_get(
     ngx_http_cache_guard_state_t *st, u_char *name, size_t len,
     ngx_log_t *log);
@@ -326,11 +328,9 @@ ngx_http_cache_guard_record_find(ngx_str_t *name)
 void
 ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
 {
-    ngx_int_t                       free;
-    ngx_uint_t                      i, j, n;
-    ngx_atomic_int_t                v;
-    ngx_http_cache_guard_state_t   *st;
-    ngx_http_cache_guard_record_t  *rec;
+    ngx_int_t                      free;
+    ngx_uint_t                     i;
+    ngx_http_cache_guard_state_t  *st;
 
     st = ngx_http_cache_guard_state;
 
@@ -342,34 +342,12 @@ ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
 
     ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
 
-    n = st->nrecords;
+    (void) ngx_http_cache_guard_state_sweep(st, log);
 
     for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
-
-        if (st->slots[i] != 0
-            && (st->slots[i] == ngx_pid
-                || (kill(st->slots[i], 0) == -1 && ngx_errno == NGX_ESRCH)))
-        {
-            for (j = 0; j < n; j++) {
-                rec = &st->records[j];
-                v = (ngx_atomic_int_t) rec->slot_inflight[i];
-
-                if (v) {
-                    (void) ngx_atomic_fetch_add(&rec->inflight, -v);
-                    rec->slot_inflight[i] = 0;
-
-                    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                                  "cache guard: %A fetches to \"%*s\" of "
-                                  "the dead worker %P given back", v,
-                                  rec->len, rec->name, st->slots[i]);
-                }
-            }
-
-            st->slots[i] = 0;
-        }
-
-        if (st->slots[i] == 0 && free == -1) {
+        if (st->slots[i] == 0 || st->slots[i] == ngx_pid) {
             free = i;
+            break;
         }
     }
 
@@ -386,6 +364,54 @@ ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
                       "cache guard: no free worker slot, the fetches of "
                       "this worker are not given back if it dies");
     }
+}
+
+
+/*
+ * Under the mutex: frees the slots of dead workers, giving their fetches
+ * back; the number given back.  A worker killed while shutting down after
+ * a reload is replaced by nobody, so this also runs when a cap is reached.
+ */
+
+static ngx_uint_t
+ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state_t *st,
+    ngx_log_t *log)
+{
+    ngx_uint_t                      i, j, n, total;
+    ngx_atomic_int_t                v;
+    ngx_http_cache_guard_record_t  *rec;
+
+    n = st->nrecords;
+    total = 0;
+
+    for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
+
+        if (st->slots[i] == 0 || st->slots[i] == ngx_pid
+            || kill(st->slots[i], 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            rec = &st->records[j];
+            v = (ngx_atomic_int_t) rec->slot_inflight[i];
+
+            if (v) {
+                (void) ngx_atomic_fetch_add(&rec->inflight, -v);
+                rec->slot_inflight[i] = 0;
+                total += v;
+
+                ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                              "cache guard: %A fetches to \"%*s\" of "
+                              "the dead worker %P given back", v,
+                              rec->len, rec->name, st->slots[i]);
+            }
+        }
+
+        st->slots[i] = 0;
+    }
+
+    return total;
 }
 
 
@@ -434,11 +460,35 @@ ngx_http_cache_guard_state_exit_worker(void)
 
 ngx_int_t
 ngx_http_cache_guard_inflight_add(ngx_http_cache_guard_record_t *rec,
-    ngx_uint_t max)
+    ngx_uint_t max, ngx_log_t *log)
 {
+    ngx_uint_t  given;
+
+    static ngx_msec_t  last_sweep;
+
     if (ngx_atomic_fetch_add(&rec->inflight, 1) >= max) {
         (void) ngx_atomic_fetch_add(&rec->inflight, -1);
-        return NGX_BUSY;
+
+        /* at the cap: perhaps because of a dead worker, once a second */
+
+        if (ngx_current_msec - last_sweep < 1000) {
+            return NGX_BUSY;
+        }
+
+        last_sweep = ngx_current_msec;
+
+        ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
+        given = ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state,
+                                                 log);
+        ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);
+
+        if (given == 0 || ngx_atomic_fetch_add(&rec->inflight, 1) >= max) {
+            if (given) {
+                (void) ngx_atomic_fetch_add(&rec->inflight, -1);
+            }
+
+            return NGX_BUSY;
+        }
     }
 
     if (ngx_http_cache_guard_slot != -1) {

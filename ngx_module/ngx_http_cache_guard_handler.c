@@ -526,7 +526,8 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
 
     if (pl->max_concurrent && pl->rec) {
 
-        if (ngx_http_cache_guard_inflight_add(pl->rec, pl->max_concurrent)
+        if (ngx_http_cache_guard_inflight_add(pl->rec, pl->max_concurrent,
+                                              r->connection->log)
             != NGX_OK)
         {
             ngx_http_cache_guard_fill_end(ctx,

@@ -127,7 +127,7 @@ void ngx_http_cache_guard_state_exit_worker(void);
 ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_find(
     ngx_str_t *name);
 ngx_int_t ngx_http_cache_guard_inflight_add(
-    ngx_http_cache_guard_record_t *rec, ngx_uint_t max);
+    ngx_http_cache_guard_record_t *rec, ngx_uint_t max, ngx_log_t *log);
 void ngx_http_cache_guard_inflight_done(ngx_http_cache_guard_record_t *rec);
 ngx_int_t ngx_http_cache_guard_breaker_allow(
     ngx_http_cache_guard_record_t *rec,

@@ -1,0 +1,379 @@
+# Replies from Redis are untrusted: a server that is loading, out of
+# memory, sends garbage, stops in the middle of a reply, answers with the
+# wrong type, or announces a 2 GB string or a 2-billion-element array must
+# never fail a request, serve something it did not store, hang a request
+# past the time-out, crash the worker or make it allocate without bound.
+# The Redis here is t/lib/fake-redis.pl in one of its modes; it logs every
+# command and connection it gets.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+use Test::CacheGuard::FakeRedis;
+
+use JSON::PP qw(decode_json);
+use Time::HiRes qw(sleep);
+
+# Every request is asked of Redis (no L1), and the Redis breaker is off
+# unless a block says otherwise, so that every bad reply reaches the module
+# (only the reconnect backoff spares it some).
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_FAKE_REDIS_PORT timeout=300ms connect_timeout=300ms;
+    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('config', <<'CONF');
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+    location /admin/ {
+        cache_guard_admin;
+    }
+CONF
+    $block->set_value('user_files', <<'LUA') unless defined $block->user_files;
+>>> p.lua
+return { key = "$uri", l1 = false, breaker = { redis = false } }
+LUA
+    $block->set_value('cleanup', "fake_redis_stop();\n"
+                                 . ($block->cleanup // ''));
+});
+
+# The Redis time-out of the config above, in seconds.
+sub redis_timeout { return 0.3 }
+
+sub json_of {
+    my ($r) = @_;
+    return eval { decode_json($r->{body}) } // {};
+}
+
+sub breaker { return json_of(http_get('/admin/breaker/redis')) }
+
+# $n keys one after the other, the same $n again, then $n new keys at
+# once.  Every one must be answered 200 by the origin with the body of its
+# own path, fetched anew each time (the origin's body counts the requests
+# for the path), as a MISS, never from Redis, within the time-out plus a
+# margin.  Returns the responses.
+sub survives {
+    my ($prefix, $n) = @_;
+    $n //= 10;
+    my $origin_before = origin_total();
+    my (@res, @want);
+    for my $round (1, 2) {
+        for my $i (1 .. $n) {
+            push @res, http_get("/$prefix$i");
+            push @want, ["/$prefix$i", $round];
+        }
+    }
+    push @res, @{http_concurrent($n, sub { "/${prefix}c$_[0]" })};
+    push @want, map { ["/${prefix}c$_", 1] } 0 .. $n - 1;
+    my $count = @res;
+
+    is(scalar(grep { $_->{status} == 200 } @res), $count,
+       "$prefix: all $count requests answered 200") or diag(tally(\@res));
+    my @wrong = grep {
+        my ($path, $nth) = @{$want[$_]};
+        ($res[$_]{body} // '') !~ /^\{"path":"\Q$path\E","n":$nth,/;
+    } 0 .. $#res;
+    is(scalar @wrong, 0, "$prefix: each with the origin's body for its own path")
+        or diag("request $wrong[0] ($want[$wrong[0]][0]): "
+                . ($res[$wrong[0]]{body} // ''));
+    is(origin_total() - $origin_before, $count,
+       "$prefix: every one was fetched from the origin");
+    is(scalar(grep { guard($_) =~ /^HIT/ } @res), 0,
+       "$prefix: none was served from Redis") or diag(tally(\@res));
+    is(scalar(grep { guard($_) eq 'MISS' } @res), $count,
+       "$prefix: every one a MISS") or diag(tally(\@res));
+    my $max = max_elapsed(\@res);
+    ok($max < (redis_timeout() + 1.5) * slow(),
+       "$prefix: none waited much past the " . redis_timeout() . "s time-out (slowest ${max}s)");
+    return \@res;
+}
+
+# The fake got GETs for keys of $prefix: the bad replies were asked for.
+sub asked {
+    my ($prefix) = @_;
+    my @gets = grep { m{^GET cg:/\Q$prefix\E} } fake_redis_commands('GET');
+    ok(scalar @gets, "$prefix: the module asked the fake Redis ("
+                     . @gets . ' GETs)');
+    return scalar @gets;
+}
+
+# After survives(): the worker backs off after a dropped connection, and
+# requests meanwhile go to the origin without asking Redis.  $rounds
+# times: send requests for new keys until one of them is asked of the fake
+# again (after the worker reconnected), so that the bad reply is met again
+# on a new connection.  Every response must still be a 200 MISS.
+sub again {
+    my ($prefix, $rounds) = @_;
+    my @res;
+    my $k = 0;
+    for my $round (1 .. $rounds) {
+        my $asked = wait_for(sub {
+            push @res, http_get("/${prefix}r$round-" . ++$k);
+            scalar grep { m{^GET cg:/\Q$prefix\Er$round-} }
+                fake_redis_commands('GET');
+        }, 20, "round $round of $prefix to reach the fake Redis");
+        ok($asked, "$prefix: round $round: asked Redis again after $k requests");
+    }
+    is(scalar(grep { $_->{status} == 200 && guard($_) eq 'MISS' } @res),
+       scalar @res, "$prefix: and all " . @res . ' requests meanwhile were 200 MISS')
+        or diag(tally(\@res));
+    my $max = max_elapsed(\@res);
+    ok($max < (redis_timeout() + 1.5) * slow(),
+       "$prefix: none waited much past the time-out (slowest ${max}s)");
+    return \@res;
+}
+
+# "CLOSE n peer|server bytes" lines of the fake's log, by who closed.
+sub closed_by {
+    my ($by) = @_;
+    return grep { /^CLOSE \d+ \Q$by\E / } fake_redis_log();
+}
+
+# The paths of @paths for which the fake got no "$command $prefix$path".
+sub missing {
+    my ($command, $prefix, @paths) = @_;
+    my %seen = map { ($_ => 1) } fake_redis_commands($command);
+    return grep { !$seen{"$command $prefix$_"} } @paths;
+}
+
+# The worker's peak resident memory (VmHWM) in kB; under valgrind, whose
+# own memory that would be, 0.
+sub worker_peak_kb {
+    return 0 if $ENV{TEST_NGINX_USE_VALGRIND};
+    my ($pid) = worker_pids();
+    open my $fh, '<', "/proc/$pid/status" or die "no /proc/$pid/status: $!\n";
+    my ($kb) = map { /^VmHWM:\s+(\d+)\s+kB/ ? $1 : () } <$fh>;
+    return $kb // die "no VmHWM in /proc/$pid/status\n";
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: LOADING replies: requests go to the origin, the Redis breaker opens, then Redis gets no command and no connection
+--- setup
+fake_redis_start('loading');
+--- user_files
+>>> p.lua
+return {
+  key = "$uri", l1 = false,
+  breaker = { redis = { window = 10, min_requests = 5, failure_rate = 0.5,
+                        open_for = 30, half_open_requests = 1 } },
+}
+--- check
+is(breaker()->{state}, 'closed', 'the breaker starts closed');
+my $i = 0;
+my @res;
+ok(wait_for(sub { push @res, http_get('/load' . ++$i); breaker()->{state} eq 'open' },
+            10, 'the breaker to open'),
+   "the breaker opened after $i requests");
+is(scalar(grep { $_->{status} == 200 && guard($_) eq 'MISS' } @res), scalar @res,
+   'those requests were answered 200 MISS by the origin') or diag(tally(\@res));
+my $state = breaker();
+ok($state->{requests} >= 5, "at least min_requests results counted ($state->{requests})");
+ok($state->{failures} >= 0.5 * $state->{requests},
+   "at least half of them failures ($state->{failures})");
+my @logged = fake_redis_log();
+ok(scalar(grep { m{^GET cg:/load} } @logged), 'the fake was asked');
+# commands written just before the breaker opened may still be on the way
+wait_for(sub { my $n = fake_redis_log(); sleep 0.3; $n == fake_redis_log() }, 5);
+my @before = fake_redis_log();
+my $conns = fake_redis_connections();
+my $origin_before = origin_total();
+my @open = map { http_get("/open$_") } 1 .. 10;
+push @open, @{http_concurrent(10, sub { "/openc$_[0]" })};
+is(scalar(grep { $_->{status} == 200 && guard($_) eq 'MISS' } @open), 20,
+   'with the breaker open: 20 requests answered 200 MISS') or diag(tally(\@open));
+is(origin_total() - $origin_before, 20, 'by the origin');
+ok(max_elapsed(\@open) < 1 * slow(), 'at once (slowest ' . max_elapsed(\@open) . 's)');
+my @after = fake_redis_log();
+is(scalar @after, scalar @before, 'the fake Redis got no new command')
+    or diag(join "\n", @after[@before .. $#after]);
+is(fake_redis_connections(), $conns, 'and no new connection');
+is(breaker()->{state}, 'open', 'the breaker is still open');
+--- error_log
+cache guard: breaker "redis" open, too many failures
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 2: OOM on writes: the lock and the value are refused, every request is a MISS from the origin, no lock is released that was never taken
+--- setup
+fake_redis_start('oom');
+--- check
+survives('oom');
+my @paths = ((map { "/oom$_" } 1 .. 10), (map { "/oomc$_" } 0 .. 9));
+ok(wait_for(sub { !missing('SET', 'cg:', @paths) }, 10, 'a SET for each key'),
+   'the module tried to store each response (SET key)')
+    or diag('no SET for ' . join ' ', missing('SET', 'cg:', @paths));
+is(join(' ', missing('SET', 'cg:lock:', @paths)), '',
+   'and asked for the Redis lock of each key (SET lock NX)');
+is(scalar(fake_redis_commands('EVAL', 'EVALSHA')), 0,
+   'no lock release: no lock was ever granted');
+my $r = http_get('/oom1');
+is(guard($r), 'MISS', 'a refused SET is not taken for stored: the next request is a MISS again');
+like($r->{body}, qr/"n":3,/, 'fetched from the origin a third time');
+--- error_log
+OOM command not allowed
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 3: garbage instead of RESP: the connection is dropped, requests go to the origin, the worker reconnects after its backoff and drops the next one too
+--- setup
+fake_redis_start('garbage');
+--- check
+survives('junk');
+asked('junk');
+again('junk', 3);
+ok(fake_redis_connections() >= 4,
+   'the worker reconnected after each drop (' . fake_redis_connections() . ' connections)');
+ok(scalar(closed_by('peer')) >= 4,
+   'the module closed each connection that sent garbage (' . closed_by('peer') . ')');
+--- error_log
+Protocol error
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 4: a bulk reply cut short on an open connection: the command times out, requests go to the origin within the time-out
+--- setup
+fake_redis_start('truncated');
+--- check
+my $res = survives('cut');
+asked('cut');
+ok($res->[0]{elapsed} >= redis_timeout() * 0.9,
+   "the first request did wait for the time-out ($res->[0]{elapsed}s)");
+again('cut', 2);
+ok(scalar(closed_by('peer')) >= 3,
+   'the module dropped each stalled connection (' . closed_by('peer') . ')');
+--- error_log
+timed out
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 5: a bulk reply cut short, then the connection closed: requests go to the origin without waiting for the time-out
+--- setup
+fake_redis_start('truncated-close');
+--- check
+survives('cutclose');
+asked('cutclose');
+again('cutclose', 3);
+ok(fake_redis_connections() >= 4,
+   'the worker reconnected after each close (' . fake_redis_connections() . ' connections)');
+--- error_log
+Server closed the connection
+--- no_error_log
+timed out
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 6: an integer where a GET returns a string: a miss, not an entry, and the connection is kept
+--- setup
+fake_redis_start('wrongtype');
+--- check
+survives('int');
+is(join(' ', missing('GET', 'cg:', (map { "/int$_" } 1 .. 10), map { "/intc$_" } 0 .. 9)),
+   '', 'every key was asked of Redis');
+is(fake_redis_connections(), 1, 'all on the one connection: a wrong type is no reason to drop it');
+--- error_log
+unexpected redis reply of type 3
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 7: an array where a GET returns a string: a miss, not an entry, and the connection is kept
+--- setup
+fake_redis_start('wrongtype-array');
+--- check
+survives('arr');
+is(join(' ', missing('GET', 'cg:', (map { "/arr$_" } 1 .. 10), map { "/arrc$_" } 0 .. 9)),
+   '', 'every key was asked of Redis');
+is(fake_redis_connections(), 1, 'all on the one connection: a wrong type is no reason to drop it');
+--- error_log
+unexpected redis reply of type 2
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 8: a 2 GB bulk string: the connection is dropped past the largest possible entry, memory stays bounded
+--- setup
+fake_redis_start('huge', stream_bytes => 32 * 1024 * 1024);
+--- check
+my $peak = worker_peak_kb();
+survives('big');
+asked('big');
+again('big', 3);
+my $grown = worker_peak_kb() - $peak;
+ok($grown < 24 * 1024,
+   "the worker's peak memory grew by $grown kB, far less than one 32 MiB stream");
+my @closed = closed_by('peer');
+ok(@closed >= 4, 'the module closed each connection in the middle of its stream ('
+                 . @closed . ')') or diag(join "\n", fake_redis_log());
+my @full = grep { (split / /)[3] >= 32 * 1024 * 1024 } @closed;
+is(scalar @full, 0, 'no stream was read to its end') or diag("@full");
+--- error_log
+reply over
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 9: an array of 2 billion elements: refused at its header, memory stays bounded
+--- setup
+fake_redis_start('hugearray', stream_bytes => 8 * 1024 * 1024);
+--- check
+my $peak = worker_peak_kb();
+survives('many');
+asked('many');
+again('many', 3);
+my $grown = worker_peak_kb() - $peak;
+ok($grown < 24 * 1024,
+   "the worker's peak memory grew by $grown kB (8 MiB of elements were streamed)");
+my @closed = closed_by('peer');
+ok(@closed >= 4, 'the module closed each connection in the middle of its stream ('
+                 . @closed . ')') or diag(join "\n", fake_redis_log());
+--- error_log
+reply over
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal

@@ -1,0 +1,313 @@
+# nginx -s reload: requests in flight and arriving during reloads all get
+# their answer; what lives in shared memory is kept: L1 entries, and the
+# circuit breakers' state (forced by the admin API or opened by failures),
+# also when the new configuration differs.
+use lib 't/lib';
+
+# Reloads need nginx's master; valgrind runs one process.
+use Test::CacheGuard $ENV{TEST_NGINX_USE_VALGRIND}
+    ? (skip_all => 'reloads with new workers: not under valgrind')
+    : 'no_plan';
+use Test::CacheGuard::Assert;
+
+use JSON::PP ();
+use POSIX ();
+use Time::HiRes qw(time sleep);
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=8m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('config', <<'CONF') unless defined $block->config;
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+    location /admin/ {
+        cache_guard_admin;
+    }
+CONF
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+# GET (or POST with ?state=) /admin/breaker/NAME, decoded.
+sub breaker {
+    my ($name, $state) = @_;
+    my $r = defined $state
+        ? http_request('POST', "/admin/breaker/$name?state=$state")
+        : http_get("/admin/breaker/$name");
+    die "breaker $name: status $r->{status}: $r->{body}"
+      . ($r->{error} // '') . "\n" unless $r->{status} == 200;
+    return JSON::PP::decode_json($r->{body});
+}
+
+sub breakers {
+    my $r = http_get('/admin/breaker');
+    die "breakers: status $r->{status}\n" unless $r->{status} == 200;
+    return { map { ($_->{name} => $_) }
+             @{JSON::PP::decode_json($r->{body})->{breakers}} };
+}
+
+# Reload with $text added at the end of the server block (a new
+# configuration), or the same configuration without $text.
+sub reload_with {
+    my ($text) = @_;
+    if (defined $text) {
+        my $file = servroot() . '/conf/nginx.conf';
+        open my $in, '<', $file or die "$file: $!\n";
+        my $conf = do { local $/; <$in> };
+        close $in;
+        $text =~ s/\$(TEST_NGINX_\w+)/$ENV{$1}/g;
+        $conf =~ s/(\n    }\n}\n)\z/\n$text$1/ or die "no server block end\n";
+        open my $out, '>', $file or die "$file: $!\n";
+        print {$out} $conf;
+        close $out or die "$file: $!\n";
+    }
+    return nginx_reload();
+}
+
+sub is_fallback {
+    my ($r, $what) = @_;
+    my $ok = $r->{status} == 503 && guard($r) =~ /^FALLBACK\b/
+        && ($r->{headers}{'retry-after'} // '') eq '5'
+        && is_fallback_body($r->{body});
+    ok($ok, "$what: the fallback (503, Retry-After: 5, JSON error)")
+        or diag("$r->{status} '" . guard($r) . "' retry-after "
+                . ($r->{headers}{'retry-after'} // '-') . " $r->{body}");
+}
+
+# The background load: a child process sends batches of 20 concurrent
+# requests (10 for 5 hot keys, 10 for new cold keys whose fill the origin
+# holds for 0.2 s) until $file.stop exists (or the test is gone, or 40 s
+# passed).  One line per response:
+# "R batch status error|- guard path", and per batch "B batch start end".
+sub start_load {
+    my ($file) = @_;
+    my $parent = $$;
+    my $pid = fork // die "fork: $!\n";
+    return $main::load_child = $pid if $pid;
+    my $ok = eval {
+        open my $out, '>', $file or die "$file: $!\n";
+        select((select($out), $| = 1)[0]);
+        my $deadline = time + 40;
+        for (my $b = 0; !-e "$file.stop" && time < $deadline
+                        && getppid() == $parent; $b++) {
+            my @paths = map { $_ < 10 ? '/hot/' . ($_ % 5)
+                                      : "/cold/$b-$_?delay=0.2" } 0 .. 19;
+            my $start = time;
+            my $res = http_concurrent(20, sub { $paths[$_[0]] },
+                                      timeout => 20);
+            my $end = time;
+            for my $i (0 .. 19) {
+                my $r = $res->[$i];
+                (my $error = $r->{error} // '-') =~ s/\s+/_/g;
+                printf {$out} "R %d %d %s %s %s\n", $b, $r->{status}, $error,
+                    (guard($r) || '-') =~ s/ /_/gr, $paths[$i];
+            }
+            printf {$out} "B %d %.6f %.6f\n", $b, $start, $end;
+        }
+        close $out;
+        1;
+    };
+    print STDERR "load: $@" unless $ok;
+    POSIX::_exit($ok ? 0 : 1);
+}
+
+# The load's pid while it runs, for the cleanup of a check that died.
+our $load_child;
+
+sub load_lines {
+    my ($file, $kind) = @_;
+    open my $in, '<', $file or return ();
+    return map { [split ' '] } grep { /^\Q$kind\E / } <$in>;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: three reloads under load (hot and cold keys, fills in flight): no request fails
+--- main_config
+    worker_processes 2;
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60 }
+--- check
+my $file = servroot() . '/logs/load.txt';
+unlink $file, "$file.stop";
+my $batches = sub { my @b = load_lines($file, 'B'); scalar @b };
+my $child = start_load($file);
+my @reloads;
+for my $n (1 .. 3) {
+    my $before = $batches->();
+    ok(wait_for(sub { $batches->() >= $before + 2 }, 20, 'two batches'),
+       "reload $n: load is running");
+    my $start = time;
+    ok(nginx_reload(), "reload $n: new workers serve");
+    push @reloads, [$start, time];
+}
+my $before = $batches->();
+wait_for(sub { $batches->() >= $before + 2 }, 20,
+         'two batches after the reloads');
+open my $stop, '>', "$file.stop" or die $!;
+close $stop;
+ok(wait_for(sub { waitpid($child, POSIX::WNOHANG()) == $child }, 30,
+            'the load to stop'), 'the load stopped');
+is($? >> 8, 0, 'the load ran without dying');
+undef $main::load_child;
+
+my @res = load_lines($file, 'R');
+my @batch = load_lines($file, 'B');
+note(scalar(@res) . ' requests in ' . scalar(@batch) . ' batches');
+ok(@res >= 9 * 20, 'at least 9 batches of 20 requests were sent');
+my @failed = grep { $_->[2] != 200 || $_->[3] ne '-' } @res;
+is(scalar @failed, 0, 'every request got a 200, none a connection error')
+    or diag(join "\n", map { "@$_" } grep { defined } @failed[0 .. 9]);
+for my $n (0 .. 2) {
+    my ($h0, $h1) = @{$reloads[$n]};
+    ok((grep { $_->[2] < $h1 && $_->[3] > $h0 } @batch),
+       'requests were in flight during reload ' . ($n + 1));
+}
+my @cold = grep { $_->[5] =~ m{^/cold/} } @res;
+is(scalar(grep { $_->[4] eq 'MISS' } @cold), scalar @cold,
+   'every cold key was a fill');
+is(scalar(grep { $_->[5] =~ m{^/hot/} && $_->[4] eq 'MISS' } @res), 5,
+   'each hot key was filled once, and then hit');
+is(origin_count("/hot/$_"), 1, "/hot/$_ reached the origin once") for 0 .. 4;
+is(origin_total(), 5 + @cold,
+   'the origin saw the 5 hot fills and the cold ones');
+--- cleanup
+if (my $pid = $main::load_child) {    # the check died: stop the load
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    undef $main::load_child;
+}
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 2: L1 is kept across a reload that changes the configuration
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, l1 = { ttl = 60 } }
+--- check
+my $r = http_get('/l1');
+is(guard($r), 'MISS', 'filled');
+ok(stored('cg:/l1'), 'stored in Redis');
+is(guard(http_get('/l1')), 'HIT l1', 'in L1');
+redis_flush();
+ok(reload_with(<<'CONF'), 'reloaded with a new location');
+    location /new/ {
+        return 204;
+    }
+CONF
+is(http_get('/new/')->{status}, 204, 'the new configuration serves');
+my $again = http_get('/l1');
+is(guard($again), 'HIT l1', 'served from L1 after the reload, Redis empty');
+is($again->{body}, $r->{body}, 'with the same body');
+is(origin_count('/l1'), 1, 'the origin was asked once');
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 3: a breaker forced open stays open across a reload that adds a policy, until released
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60 }
+>>> q.lua
+return { key = "$uri", ttl = 60 }
+--- check
+my $b = breaker('origin:p');
+is($b->{state}, 'closed', 'closed at first');
+is($b->{forced}, 'auto', 'not forced');
+$b = breaker('origin:p', 'open');
+is($b->{state}, 'open', 'POST state=open: open');
+is($b->{forced}, 'open', 'and forced');
+is_fallback(http_get('/a'), 'a cold key before the reload');
+ok(reload_with(<<'CONF'), 'reloaded with a location of another policy');
+    location /q/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/q.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+CONF
+$b = breaker('origin:p');
+is($b->{state}, 'open', 'still open after the reload');
+is($b->{forced}, 'open', 'still forced');
+my $all = breakers();
+is(join(' ', sort keys %$all), 'origin:p origin:q redis',
+   'the list has the new policy\'s breaker');
+is($all->{'origin:q'}{state}, 'closed', 'which is closed');
+is_fallback(http_get('/b'), 'a cold key after the reload');
+is(origin_total(), 0, 'no request reached the origin');
+my $q = http_get('/q/x');
+is($q->{status} . ' ' . guard($q), '200 MISS', 'the other policy still fills');
+is(origin_count('/q/x'), 1, 'from the origin');
+$b = breaker('origin:p', 'auto');
+is($b->{forced}, 'auto', 'POST state=auto: released');
+isnt($b->{state}, 'open', "and no longer open ($b->{state})");
+for my $i (1 .. 3) {
+    my $r = http_get("/c$i");
+    is($r->{status} . ' ' . guard($r), '200 MISS', "/c$i reaches the origin");
+}
+is(origin_total(), 4, 'the origin saw them');
+is(breaker('origin:p')->{state}, 'closed', 'closed after 3 good answers');
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 4: a breaker opened by failures stays open across a reload, and is not opened again
+--- user_files
+>>> p.lua
+return {
+  key = "$uri", ttl = 60,
+  breaker = { origin = { min_requests = 5, failure_rate = 0.5, window = 10,
+                         open_for = 60 } },
+}
+--- check
+my @r = map { http_get("/f$_?status=500") } 1 .. 10;
+is(join(' ', map { $_->{status} } @r),
+   '500 500 500 500 500 503 503 503 503 503',
+   '5 failures from the origin, then the fallback');
+is(scalar(grep { guard($_) =~ /^FALLBACK\b/ } @r[5 .. 9]), 5, 'FALLBACK')
+    or diag(tally(\@r));
+is(origin_total(), 5, 'the origin saw 5 requests');
+my $b = breaker('origin:p');
+is($b->{state}, 'open', 'the breaker opened');
+is($b->{forced}, 'auto', 'by itself');
+is($b->{opened}, 1, 'once');
+is("$b->{requests}/$b->{failures}", '5/5',
+   '5 requests, 5 failures in the window');
+my $since = $b->{since_ms};
+ok(reload_with(), 'reloaded');
+my $after = breaker('origin:p');
+is($after->{state}, 'open', 'still open after the reload');
+is($after->{opened}, 1, 'not opened again');
+ok($after->{since_ms} >= $since,
+   "open since before the reload ($since -> $after->{since_ms} ms)");
+is("$after->{requests}/$after->{failures}", '5/5', 'the window is kept');
+is_fallback(http_get('/f11?status=500'), 'a cold key after the reload');
+is(origin_total(), 5, 'which did not reach the origin');
+my @opened = error_log_since_block()
+    =~ /breaker "origin:p" open, too many failures/g;
+is(scalar @opened, 1, 'the opening was logged once');
+--- no_error_log
+[error]
+[alert]
+[crit]

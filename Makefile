@@ -24,7 +24,7 @@ deps:
 deps-test: deps
 	@sh .ci/deps.sh $(DEB_TEST)
 
-$(BUILD)/objs/Makefile: config
+$(BUILD)/objs/Makefile: config ngx_module/ngx_http_cache_guard_dashboard.html
 	rm -rf $(BUILD) && mkdir -p $(dir $(BUILD))
 	cp -r $(NGX_SRC) $(BUILD)
 	cd $(BUILD) && . ./conf_flags && \

@@ -33,9 +33,6 @@ static void ngx_http_cache_guard_admin_path(ngx_http_request_t *r,
     ngx_str_t *path);
 static ngx_int_t ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r,
     ngx_str_t *path);
-static u_char *ngx_http_cache_guard_admin_breaker_json(u_char *p,
-    ngx_http_cache_guard_record_t *rec,
-    ngx_http_cache_guard_breaker_conf_t *bc);
 static ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
     const char *methods);
 static ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_admin_filter(
@@ -195,7 +192,7 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
         p = ngx_cpymem(start, "{\"breakers\": [", 14);
 
         if (mcf->redis && mcf->redis->rec) {
-            p = ngx_http_cache_guard_admin_breaker_json(p, mcf->redis->rec,
+            p = ngx_http_cache_guard_breaker_json(p, mcf->redis->rec,
                                                         &mcf->redis->breaker);
         }
 
@@ -213,7 +210,7 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
                 *p++ = ' ';
             }
 
-            p = ngx_http_cache_guard_admin_breaker_json(p, pl->rec,
+            p = ngx_http_cache_guard_breaker_json(p, pl->rec,
                                                         &pl->breaker);
         }
 
@@ -289,15 +286,15 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_http_cache_guard_admin_breaker_json(start, rec, bc);
+    p = ngx_http_cache_guard_breaker_json(start, rec, bc);
     *p++ = LF;
 
     return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
 }
 
 
-static u_char *
-ngx_http_cache_guard_admin_breaker_json(u_char *p,
+u_char *
+ngx_http_cache_guard_breaker_json(u_char *p,
     ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_breaker_conf_t *bc)
 {

@@ -112,6 +112,8 @@ typedef struct {
 } ngx_http_cache_guard_bloom_load_t;
 
 
+static double ngx_http_cache_guard_bloom_fill(
+    ngx_http_cache_guard_bloom_t *bf);
 static ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_lookup(
     ngx_http_cache_guard_main_conf_t *mcf, ngx_str_t *name);
 static ngx_int_t ngx_http_cache_guard_bloom_init_zone(ngx_shm_zone_t *shm_zone,
@@ -905,6 +907,27 @@ ngx_http_cache_guard_bloom_info(ngx_http_cache_guard_bloom_t *bf,
     info->rejected = bf->sh->rejected;
     info->shadow_rejected = bf->sh->shadow_rejected;
     info->last_sync = (time_t) bf->sh->last_sync;
+    info->fill_ratio = ngx_http_cache_guard_bloom_fill(bf);
+}
+
+
+/* the share of bits set: a full filter answers "maybe" to everything */
+
+static double
+ngx_http_cache_guard_bloom_fill(ngx_http_cache_guard_bloom_t *bf)
+{
+    size_t     i, n;
+    uint64_t   set, w;
+
+    set = 0;
+    n = bf->bytes / 8;
+
+    for (i = 0; i < n; i++) {
+        ngx_memcpy(&w, bf->bits + i * 8, 8);
+        set += __builtin_popcountll(w);
+    }
+
+    return bf->bytes ? (double) set / (double) (bf->bytes * 8) : 0;
 }
 
 

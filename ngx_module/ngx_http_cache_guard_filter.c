@@ -75,6 +75,7 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 {
     off_t                        len;
     ngx_int_t                    rc;
+    ngx_uint_t                   failed;
     ngx_http_cache_guard_ctx_t  *ctx;
 
     ctx = ngx_http_cache_guard_find_ctx(r);
@@ -87,12 +88,17 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
         /* the origin's answer (nginx's own 502 or 504 included) */
 
         ctx->to_origin = 0;
+        failed = ngx_http_cache_guard_breaker_counts(&ctx->policy->breaker,
+                                                     r->headers_out.status);
+
+        if (failed && ctx->policy->rec) {
+            (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.origin_errors,
+                                        1);
+        }
+
         ngx_http_cache_guard_breaker_record(ctx->policy->rec,
-                                     &ctx->policy->breaker,
-                                     ngx_http_cache_guard_breaker_counts(
-                                         &ctx->policy->breaker,
-                                         r->headers_out.status),
-                                     r->connection->log);
+                                            &ctx->policy->breaker, failed,
+                                            r->connection->log);
 
         if (ctx->fill && r == r->main
             && r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR

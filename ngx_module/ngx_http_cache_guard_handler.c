@@ -215,6 +215,7 @@ ngx_http_cache_guard_get_ctx(ngx_http_request_t *r)
     ctx->zone = lcf->shm_zone->data;
     ctx->policy = lcf->policy;
     ctx->slot = -1;
+    ctx->start_us = ngx_http_cache_guard_usec();
 
     ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
 
@@ -405,6 +406,11 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
     rc = ngx_http_cache_guard_lock_acquire(ctx, pl->lock_ttl);
 
     if (rc == NGX_BUSY) {
+        if (!ctx->waited && pl->rec) {
+            ctx->waited = 1;
+            (void) ngx_atomic_fetch_add(&pl->rec->m.lock_waits, 1);
+        }
+
         if (ngx_current_msec - ctx->wait_start >= pl->lock_wait) {
             ctx->timed_out = 1;
             return ngx_http_cache_guard_timeout(r, ctx);
@@ -565,6 +571,10 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ctx->to_origin = 1;
     ctx->fill_start = ngx_current_msec;
 
+    if (pl->rec) {
+        (void) ngx_atomic_fetch_add(&pl->rec->m.origin_fetches, 1);
+    }
+
     return NGX_DECLINED;
 }
 
@@ -589,6 +599,10 @@ ngx_http_cache_guard_pass(ngx_http_request_t *r,
     ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
     ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
     ctx->to_origin = 1;
+
+    if (pl->rec) {
+        (void) ngx_atomic_fetch_add(&pl->rec->m.origin_fetches, 1);
+    }
 
     return NGX_DECLINED;
 }
@@ -660,6 +674,10 @@ static ngx_int_t
 ngx_http_cache_guard_timeout(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
+    if (ctx->policy->rec) {
+        (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.lock_timeouts, 1);
+    }
+
     switch (ctx->policy->on_timeout) {
 
     case NGX_HTTP_CACHE_GUARD_ON_STALE:
@@ -789,9 +807,11 @@ ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
         rnd = ((double) ngx_random() + 1.0) / 2147483648.0;
 
         if ((double) now - (double) e.fill_ms * pl->beta * log(rnd)
-            >= (double) e.fresh_until)
+            >= (double) e.fresh_until
+            && ngx_http_cache_guard_refresh(r, ctx) == NGX_OK
+            && pl->rec)
         {
-            ngx_http_cache_guard_refresh(r, ctx);
+            (void) ngx_atomic_fetch_add(&pl->rec->m.early_refreshes, 1);
         }
     }
 

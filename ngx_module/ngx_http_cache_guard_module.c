@@ -63,6 +63,20 @@ static ngx_command_t  ngx_http_cache_guard_commands[] = {
       0,
       NULL },
 
+    { ngx_string("cache_guard_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_cache_guard_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("cache_guard_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_cache_guard_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      (void *) "status" },
+
     { ngx_string("cache_guard"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_cache_guard,
@@ -141,6 +155,13 @@ ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_cache_guard_access_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_cache_guard_log_handler;
+
     if (ngx_http_cache_guard_breaker_init_conf(cf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -172,6 +193,9 @@ ngx_http_cache_guard_create_main_conf(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&mcf->blooms, cf->pool, 4,
                           sizeof(ngx_http_cache_guard_bloom_t *))
+           != NGX_OK
+        || ngx_array_init(&mcf->zones, cf->pool, 4,
+                          sizeof(ngx_http_cache_guard_zone_t *))
            != NGX_OK)
     {
         return NULL;
@@ -225,7 +249,10 @@ ngx_http_cache_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_http_cache_guard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_http_cache_guard_main_conf_t  *mcf = conf;
+
     ssize_t                       size;
+    ngx_http_cache_guard_zone_t **zp;
     ngx_str_t                    *value, s;
     ngx_shm_zone_t               *shm_zone;
     ngx_http_cache_guard_zone_t  *zone;
@@ -287,6 +314,13 @@ ngx_http_cache_guard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     shm_zone->init = ngx_http_cache_guard_zone_init;
     shm_zone->data = zone;
+
+    zp = ngx_array_push(&mcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = zone;
 
     return NGX_CONF_OK;
 }
@@ -370,6 +404,7 @@ ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
     }
 
     ngx_http_cache_guard_state_init_worker(cycle->log);
+    ngx_http_cache_guard_metrics_init_worker(cycle);
 
     if (mcf->redis
         && ngx_http_cache_guard_redis_init_worker(mcf->redis, cycle)

@@ -19,6 +19,9 @@
 #include <lauxlib.h>
 
 
+#define NGX_HTTP_CACHE_GUARD_VERSION  "0.6.0"
+
+
 /* entry codec (pure code, unit tested without nginx running) */
 
 #define NGX_HTTP_CACHE_GUARD_ENTRY_VERSION    1
@@ -90,6 +93,58 @@ typedef struct {
 } ngx_http_cache_guard_breaker_conf_t;
 
 
+/* counters: atomics in the state zone, shared by all workers */
+
+#define NGX_HTTP_CACHE_GUARD_NSTATUS       11     /* status_e values */
+#define NGX_HTTP_CACHE_GUARD_NBUCKETS      17     /* the last is +Inf */
+#define NGX_HTTP_CACHE_GUARD_HISTORY       64     /* seconds of snapshots */
+
+#define NGX_HTTP_CACHE_GUARD_RERR_CONNECT  0
+#define NGX_HTTP_CACHE_GUARD_RERR_TIMEOUT  1
+#define NGX_HTTP_CACHE_GUARD_RERR_LOST     2
+#define NGX_HTTP_CACHE_GUARD_RERR_PROTOCOL 3
+#define NGX_HTTP_CACHE_GUARD_RERR_REPLY    4     /* LOADING, OOM, ... */
+#define NGX_HTTP_CACHE_GUARD_RERR_OVERSIZE 5
+#define NGX_HTTP_CACHE_GUARD_RERR_OPEN     6     /* refused: breaker open */
+#define NGX_HTTP_CACHE_GUARD_NRERR         7
+
+
+typedef struct {
+    ngx_atomic_t                    histogram[NGX_HTTP_CACHE_GUARD_NBUCKETS];
+    ngx_atomic_t                    sum_us;
+} ngx_http_cache_guard_histogram_t;
+
+
+typedef struct {
+    uint64_t                        sec;          /* ngx_time(); 0: none */
+    uint64_t                        requests;     /* cumulative */
+    uint64_t                        hits;
+    uint64_t                        errors;       /* 5xx answers */
+} ngx_http_cache_guard_snapshot_t;
+
+
+typedef struct {
+    ngx_atomic_t                    requests[NGX_HTTP_CACHE_GUARD_NSTATUS];
+    ngx_atomic_t                    hits[3];      /* by level_e */
+    ngx_atomic_t                    responses_5xx;
+    ngx_atomic_t                    origin_fetches;
+    ngx_atomic_t                    origin_errors;
+    ngx_atomic_t                    lock_waits;
+    ngx_atomic_t                    lock_timeouts;
+    ngx_atomic_t                    early_refreshes;
+    ngx_http_cache_guard_histogram_t  duration;
+
+    /* the record "redis" */
+    ngx_atomic_t                    redis_errors[NGX_HTTP_CACHE_GUARD_NRERR];
+    ngx_atomic_t                    redis_commands;
+    ngx_http_cache_guard_histogram_t  redis_duration;
+    ngx_atomic_t                    info_time;    /* ngx_time() of INFO */
+    ngx_atomic_t                    info[7];      /* see metrics.c */
+
+    ngx_http_cache_guard_snapshot_t  history[NGX_HTTP_CACHE_GUARD_HISTORY];
+} ngx_http_cache_guard_metrics_t;
+
+
 typedef struct {
     u_char                          name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
     size_t                          len;
@@ -102,11 +157,13 @@ typedef struct {
     ngx_atomic_t                    buckets[NGX_HTTP_CACHE_GUARD_MAX_WINDOW];
     ngx_atomic_t                    inflight;     /* origin fetches */
     ngx_atomic_t                    slot_inflight[NGX_HTTP_CACHE_GUARD_SLOTS];
+    ngx_http_cache_guard_metrics_t  m;
 } ngx_http_cache_guard_record_t;
 
 
 typedef struct {
     ngx_uint_t                      layout;
+    time_t                          started;      /* the zone, not nginx */
     ngx_pid_t                       slots[NGX_HTTP_CACHE_GUARD_SLOTS];
     ngx_uint_t                      nrecords;
     ngx_http_cache_guard_record_t   records[NGX_HTTP_CACHE_GUARD_MAX_RECORDS];
@@ -142,6 +199,19 @@ void ngx_http_cache_guard_breaker_window(ngx_http_cache_guard_record_t *rec,
 ngx_int_t ngx_http_cache_guard_breaker_force(
     ngx_http_cache_guard_record_t *rec, ngx_uint_t forced, ngx_log_t *log);
 const char *ngx_http_cache_guard_breaker_name(ngx_uint_t state);
+u_char *ngx_http_cache_guard_breaker_json(u_char *p,
+    ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc);
+
+
+/* metrics and status (ngx_http_cache_guard_metrics.c) */
+
+uint64_t ngx_http_cache_guard_usec(void);
+void ngx_http_cache_guard_histogram_add(ngx_http_cache_guard_histogram_t *h,
+    uint64_t us);
+void ngx_http_cache_guard_metrics_init_worker(ngx_cycle_t *cycle);
+char *ngx_http_cache_guard_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 #define ngx_http_cache_guard_breaker_counts(bc, status)                     \
     ((status) < 640                                                         \
@@ -166,6 +236,7 @@ typedef void (*ngx_http_cache_guard_redis_pt)(redisReply *reply, void *data);
 
 struct ngx_http_cache_guard_redis_cmd_s {
     ngx_event_t                     timer;
+    uint64_t                        start_us;
     ngx_http_cache_guard_redis_pt   handler;     /* NULL: cancelled */
     void                           *data;
     ngx_http_cache_guard_redis_t   *redis;
@@ -326,6 +397,13 @@ typedef struct {
     ngx_uint_t                      bloom_status;
     ngx_uint_t                      negative_max; /* L1 entries per policy */
 
+    /* alerts in the status JSON: below 0, none */
+    double                          alert_hit_ratio;
+    double                          alert_error_rate;
+    ngx_msec_t                      alert_window_ms;
+    ngx_uint_t                      alert_window;  /* seconds */
+    ngx_uint_t                      alert_min_requests;
+
     /* Lua hooks: references in the policy's state, or LUA_NOREF */
     void                           *L;
     int                             key_fn;
@@ -409,6 +487,7 @@ typedef struct {
     ngx_uint_t                      rejected;
     ngx_uint_t                      shadow_rejected;
     time_t                          last_sync;    /* last full Redis merge */
+    double                          fill_ratio;   /* bits set */
 } ngx_http_cache_guard_bloom_info_t;
 
 
@@ -495,6 +574,7 @@ ngx_int_t ngx_http_cache_guard_geo_lookup(ngx_http_request_t *r,
 typedef struct {
     ngx_http_cache_guard_redis_t   *redis;
     ngx_array_t                     blooms;       /* bloom_t * */
+    ngx_array_t                     zones;        /* zone_t * */
     void                           *geoip;        /* MMDB_s *, or NULL */
     ngx_array_t                     policies;     /* policy_t * */
     ngx_uint_t                      npolicies;    /* counter indexes */
@@ -570,6 +650,7 @@ typedef struct {
     u_char                          token[16];
 
     ngx_msec_t                      fill_start;   /* ngx_current_msec */
+    uint64_t                        start_us;     /* for the duration */
     ngx_buf_t                      *body;         /* captured */
     ngx_array_t                     headers;      /* ngx_keyval_t */
 
@@ -590,6 +671,7 @@ typedef struct {
     unsigned                        stored:1;
     unsigned                        to_origin:1;  /* a result to count */
     unsigned                        swallow:1;    /* replaced by stale */
+    unsigned                        waited:1;     /* counted as a wait */
 } ngx_http_cache_guard_ctx_t;
 
 
@@ -642,6 +724,7 @@ uint64_t ngx_http_cache_guard_now(void);
 /* handler and filter */
 
 ngx_int_t ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_cache_guard_log_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_cache_guard_access_handler(ngx_http_request_t *r);
 ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_get_ctx(
     ngx_http_request_t *r);

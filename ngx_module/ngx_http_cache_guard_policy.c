@@ -83,6 +83,8 @@ static char *ngx_http_cache_guard_policy_breaker(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_breaker_one(
     ngx_http_cache_guard_policy_ctx_t *pc, ngx_uint_t origin);
+static char *ngx_http_cache_guard_policy_alerts(
+    ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_fallback(
     ngx_http_cache_guard_policy_ctx_t *pc);
 static char *ngx_http_cache_guard_policy_statuses(
@@ -150,6 +152,7 @@ static ngx_http_cache_guard_field_t  ngx_http_cache_guard_fields[] = {
     { "origin", ngx_http_cache_guard_policy_origin },
     { "fallback", ngx_http_cache_guard_policy_fallback },
     { "breaker", ngx_http_cache_guard_policy_breaker },
+    { "alerts", ngx_http_cache_guard_policy_alerts },
     { NULL, NULL }
 };
 
@@ -449,6 +452,12 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     ngx_memcpy(pl->cache_statuses,
                ngx_http_cache_guard_default_cache_statuses,
                sizeof(ngx_http_cache_guard_default_cache_statuses));
+
+    pl->alert_hit_ratio = -1;
+    pl->alert_error_rate = -1;
+    pl->alert_window_ms = 60000;
+    pl->alert_window = 60;
+    pl->alert_min_requests = 20;
 
     ngx_http_cache_guard_policy_breaker_defaults(&pl->breaker, 30000);
     ngx_http_cache_guard_policy_breaker_defaults(&pl->redis_breaker, 10000);
@@ -1146,6 +1155,55 @@ invalid:
                                       "must be a list of HTTP statuses such "
                                       "as { 500, 502, 503, 504 }");
     return NGX_CONF_ERROR;
+}
+
+
+/* alerts = { hit_ratio_below = 0.8, error_rate_above = 0.05, window = 60 } */
+
+static char *
+ngx_http_cache_guard_policy_alerts(ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    static ngx_http_cache_guard_subfield_t  subs[] = {
+        { "hit_ratio_below", NGX_HTTP_CACHE_GUARD_NUMBER,
+          offsetof(ngx_http_cache_guard_policy_t, alert_hit_ratio), 0, 1,
+          NULL },
+        { "error_rate_above", NGX_HTTP_CACHE_GUARD_NUMBER,
+          offsetof(ngx_http_cache_guard_policy_t, alert_error_rate), 0, 1,
+          NULL },
+        { "window", NGX_HTTP_CACHE_GUARD_SECONDS,
+          offsetof(ngx_http_cache_guard_policy_t, alert_window_ms), 0, 0,
+          NULL },
+        { "min_requests", NGX_HTTP_CACHE_GUARD_INTEGER,
+          offsetof(ngx_http_cache_guard_policy_t, alert_min_requests), 1, 1e9,
+          NULL },
+        { NULL, 0, 0, 0, 0, NULL }
+    };
+
+    ngx_http_cache_guard_policy_t  *pl;
+
+    if (ngx_http_cache_guard_policy_table(pc, "alerts", subs,
+                                          "a table such as "
+                                          "{ hit_ratio_below = 0.8 }")
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    pl = pc->policy;
+
+    /* the window is read from one-second snapshots, 60 of them at most */
+
+    if (pl->alert_window_ms % 1000
+        || pl->alert_window_ms > 1000 * (NGX_HTTP_CACHE_GUARD_HISTORY - 4))
+    {
+        ngx_http_cache_guard_policy_error(pc, "alerts.window", "must be whole "
+                                          "seconds, 60 at most");
+        return NGX_CONF_ERROR;
+    }
+
+    pl->alert_window = pl->alert_window_ms / 1000;
+
+    return NGX_CONF_OK;
 }
 
 

@@ -17,6 +17,11 @@
 #define NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MAX   5000
 #define NGX_HTTP_CACHE_GUARD_REDIS_LOG_INTERVAL  10
 
+#define ngx_http_cache_guard_redis_count(rd, kind)                           \
+    if ((rd)->rec) {                                                          \
+        (void) ngx_atomic_fetch_add(&(rd)->rec->m.redis_errors[kind], 1);     \
+    }
+
 
 static char *ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
     ngx_http_cache_guard_redis_t *rd, ngx_str_t *addr);
@@ -438,6 +443,7 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
     rc = ngx_http_cache_guard_breaker_allow(rd->rec, &rd->breaker, rd->log);
 
     if (rc == NGX_DECLINED) {
+        ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_OPEN);
         return NULL;
     }
 
@@ -453,6 +459,8 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
                            "command failed", &rd->addr_text);
             ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker, 1,
                                                 rd->log);
+            ngx_http_cache_guard_redis_count(rd,
+                                             NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
             return NULL;
         }
 
@@ -510,7 +518,12 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
 
     ngx_add_timer(&cmd->timer, rd->timeout);
 
+    cmd->start_us = ngx_http_cache_guard_usec();
     rd->pending++;
+
+    if (rd->rec) {
+        (void) ngx_atomic_fetch_add(&rd->rec->m.redis_commands, 1);
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "cache guard: redis \"%V\" queued %*s, pending:%ui",
@@ -552,6 +565,7 @@ ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
     }
 
     if (ac->err) {
+        ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" connect failed: %s",
                             &rd->addr_text, ac->errstr);
@@ -742,6 +756,22 @@ ngx_http_cache_guard_redis_lost(ngx_http_cache_guard_redis_t *rd,
         ngx_del_timer(&rd->connect_timer);
     }
 
+    if (ac->c.err == REDIS_ERR_OOM) {
+        /* our reply budget said no */
+        ngx_http_cache_guard_redis_count(rd,
+                                         NGX_HTTP_CACHE_GUARD_RERR_OVERSIZE);
+
+    } else if (ac->c.err == REDIS_ERR_PROTOCOL) {
+        ngx_http_cache_guard_redis_count(rd,
+                                         NGX_HTTP_CACHE_GUARD_RERR_PROTOCOL);
+
+    } else if (rd->connected) {
+        ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_LOST);
+
+    } else {
+        ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
+    }
+
     if (rd->connected) {
         rd->connected = 0;
         ngx_http_cache_guard_redis_error(rd,
@@ -883,6 +913,7 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
     ngx_http_cache_guard_redis_cmd_t *cmd = privdata;
 
     redisReply                    *reply = r;
+    ngx_uint_t                     unwell;
     ngx_http_cache_guard_redis_t  *rd;
 
     rd = cmd->redis;
@@ -906,11 +937,20 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
     }
 
     if (!rd->exiting) {
+        unwell = (reply && ngx_http_cache_guard_redis_unhealthy(reply));
+
+        if (unwell) {
+            ngx_http_cache_guard_redis_count(rd,
+                                             NGX_HTTP_CACHE_GUARD_RERR_REPLY);
+        }
+
         ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker,
-                                   reply == NULL
-                                   || ngx_http_cache_guard_redis_unhealthy(
-                                                                       reply),
-                                   rd->log);
+                                            reply == NULL || unwell, rd->log);
+
+        if (rd->rec) {
+            ngx_http_cache_guard_histogram_add(&rd->rec->m.redis_duration,
+                                   ngx_http_cache_guard_usec() - cmd->start_us);
+        }
     }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->log, 0,
@@ -938,6 +978,7 @@ ngx_http_cache_guard_redis_cmd_timeout(ngx_event_t *ev)
 
     rd = cmd->redis;
 
+    ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_TIMEOUT);
     ngx_http_cache_guard_redis_error(rd,
                                      "cache guard: redis \"%V\" timed out",
                                      &rd->addr_text);
@@ -954,6 +995,7 @@ ngx_http_cache_guard_redis_connect_timeout(ngx_event_t *ev)
 {
     ngx_http_cache_guard_redis_t *rd = ev->data;
 
+    ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
     ngx_http_cache_guard_redis_error(rd,
                                      "cache guard: redis \"%V\" connect "
                                      "timed out", &rd->addr_text);
@@ -1007,6 +1049,8 @@ ngx_http_cache_guard_redis_read_handler(ngx_event_t *rev)
     reader = ac->c.reader;
 
     if (reader->len - reader->pos > rd->max_reply + 4096) {
+        ngx_http_cache_guard_redis_count(rd,
+                                         NGX_HTTP_CACHE_GUARD_RERR_OVERSIZE);
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" sent a reply over "
                             "%uz bytes, connection dropped",

@@ -33,8 +33,6 @@ static void ngx_http_cache_guard_admin_path(ngx_http_request_t *r,
     ngx_str_t *path);
 static ngx_int_t ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r,
     ngx_str_t *path);
-static ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
-    const char *methods);
 static ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_admin_filter(
     ngx_http_request_t *r, ngx_str_t *name);
 static ngx_int_t ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
@@ -51,10 +49,6 @@ static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
 static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     ngx_http_cache_guard_admin_add_t *add, ngx_int_t rc);
-static ngx_int_t ngx_http_cache_guard_admin_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *fmt, ...);
-static ngx_int_t ngx_http_cache_guard_admin_send(ngx_http_request_t *r,
-    ngx_uint_t status, u_char *p, size_t len);
 static size_t ngx_http_cache_guard_admin_json_len(ngx_str_t *s);
 static u_char *ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s);
 static u_char *ngx_http_cache_guard_admin_number(u_char *p, double d);
@@ -107,6 +101,10 @@ ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
         && ngx_strncmp(path.data, "breaker", 7) == 0)
     {
         return ngx_http_cache_guard_admin_breaker(r, &path);
+    }
+
+    if (path.len == 5 && ngx_strncmp(path.data, "cache", 5) == 0) {
+        return ngx_http_cache_guard_purge_handler(r);
     }
 
     bf = ngx_http_cache_guard_admin_filter(r, &name);
@@ -338,7 +336,7 @@ ngx_http_cache_guard_breaker_json(u_char *p,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_cache_guard_admin_allow(ngx_http_request_t *r, const char *methods)
 {
     ngx_table_elt_t  *h;
@@ -766,7 +764,7 @@ ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
 
 /* {"error": "..."} with a 4xx status */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_cache_guard_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *fmt, ...)
 {
@@ -799,7 +797,7 @@ ngx_http_cache_guard_admin_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     u_char *p, size_t len)
 {

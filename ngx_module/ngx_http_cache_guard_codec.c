@@ -91,6 +91,31 @@ ngx_http_cache_guard_entry_encode(u_char *buf, ngx_http_cache_guard_entry_t *e)
 
 
 /*
+ * A soft purge: a fresh entry becomes stale now, keeping its stale window,
+ * so stale-while-revalidate still shields the origin.  NGX_OK when it was
+ * changed, NGX_DECLINED when it is not ours or already stale.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_entry_expire(u_char *buf, size_t len, uint64_t now)
+{
+    ngx_http_cache_guard_entry_t  e;
+
+    if (ngx_http_cache_guard_entry_decode(buf, len, &e, 1) != NGX_OK
+        || e.fresh_until <= now)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_cache_guard_put64(buf + 24, now);
+    ngx_http_cache_guard_put32(buf + 4,
+                          ngx_http_cache_guard_crc32c(0, buf + 8, len - 8));
+
+    return NGX_OK;
+}
+
+
+/*
  * Anything that does not parse exactly is NGX_DECLINED: values in Redis are
  * untrusted.  verify = 0 skips the checksum for entries that never left
  * our own shared memory.

@@ -405,6 +405,7 @@ ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
 
     ngx_http_cache_guard_state_init_worker(cycle->log);
     ngx_http_cache_guard_metrics_init_worker(cycle);
+    ngx_http_cache_guard_purge_init_worker(cycle);
 
     if (mcf->redis
         && ngx_http_cache_guard_redis_init_worker(mcf->redis, cycle)
@@ -429,5 +430,6 @@ ngx_http_cache_guard_exit_process(ngx_cycle_t *cycle)
         ngx_http_cache_guard_redis_exit_worker(mcf->redis);
     }
 
+    ngx_http_cache_guard_purge_exit_worker();
     ngx_http_cache_guard_state_exit_worker();
 }

@@ -62,6 +62,8 @@ uint32_t ngx_http_cache_guard_crc32c(uint32_t crc, const u_char *p,
 uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
     double rnd);
 ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
+ngx_int_t ngx_http_cache_guard_entry_expire(u_char *buf, size_t len,
+    uint64_t now);
 
 
 /* circuit breakers and shared state (ngx_http_cache_guard_breaker.c) */
@@ -241,6 +243,8 @@ struct ngx_http_cache_guard_redis_cmd_s {
     void                           *data;
     ngx_http_cache_guard_redis_t   *redis;
     ngx_http_cache_guard_redis_cmd_t  *next;     /* free list */
+    unsigned                        persistent:1; /* SUBSCRIBE */
+    unsigned                        confirmed:1;
 };
 
 
@@ -288,6 +292,9 @@ ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_command(
     ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt handler,
     void *data, int argc, const char **argv, const size_t *argvlen);
 void ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd);
+ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_subscribe(
+    ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt handler,
+    void *data, ngx_str_t *channel);
 void ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
     const char *fmt, ...);
 
@@ -548,6 +555,19 @@ void ngx_http_cache_guard_bloom_info(ngx_http_cache_guard_bloom_t *bf,
 
 char *ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_http_cache_guard_admin_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *fmt, ...);
+ngx_int_t ngx_http_cache_guard_admin_send(ngx_http_request_t *r,
+    ngx_uint_t status, u_char *p, size_t len);
+ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
+    const char *methods);
+
+
+/* purge and the purge broadcast (ngx_http_cache_guard_purge.c) */
+
+ngx_int_t ngx_http_cache_guard_purge_handler(ngx_http_request_t *r);
+void ngx_http_cache_guard_purge_init_worker(ngx_cycle_t *cycle);
+void ngx_http_cache_guard_purge_exit_worker(void);
 
 
 /* geo (ngx_http_cache_guard_geo.c) */
@@ -719,6 +739,8 @@ ngx_int_t ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob,
     ngx_http_cache_guard_entry_t *e);
 uint64_t ngx_http_cache_guard_now(void);
+ngx_uint_t ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, ngx_str_t *pattern, ngx_uint_t soft);
 
 
 /* handler and filter */

@@ -917,10 +917,39 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
     ngx_http_cache_guard_redis_t  *rd;
 
     rd = cmd->redis;
-    rd->pending--;
 
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
+    }
+
+    if (cmd->persistent && cmd->confirmed && reply) {
+        /* a message on a subscription: it stays */
+
+        if (cmd->handler) {
+            cmd->handler(reply, cmd->data);
+        }
+
+        return;
+    }
+
+    if (!(cmd->persistent && cmd->confirmed)) {
+        rd->pending--;
+    }
+
+    if (cmd->persistent && reply) {
+        /* the subscription is confirmed; its callback stays in hiredis */
+
+        cmd->confirmed = 1;
+
+        ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker,
+                                ngx_http_cache_guard_redis_unhealthy(reply),
+                                rd->log);
+
+        if (cmd->handler) {
+            cmd->handler(reply, cmd->data);
+        }
+
+        return;
     }
 
     /*
@@ -964,8 +993,38 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
 
     cmd->handler = NULL;
     cmd->data = NULL;
+    cmd->persistent = 0;
+    cmd->confirmed = 0;
     cmd->next = rd->free;
     rd->free = cmd;
+}
+
+
+/*
+ * SUBSCRIBE on a connection of its own: the handler gets the confirmation,
+ * then every message, then NULL when the connection ends.
+ */
+
+ngx_http_cache_guard_redis_cmd_t *
+ngx_http_cache_guard_redis_subscribe(ngx_http_cache_guard_redis_t *rd,
+    ngx_http_cache_guard_redis_pt handler, void *data, ngx_str_t *channel)
+{
+    size_t                             argvlen[2];
+    const char                        *argv[2];
+    ngx_http_cache_guard_redis_cmd_t  *cmd;
+
+    argv[0] = "SUBSCRIBE";
+    argvlen[0] = 9;
+    argv[1] = (const char *) channel->data;
+    argvlen[1] = channel->len;
+
+    cmd = ngx_http_cache_guard_redis_command(rd, handler, data, 2, argv,
+                                             argvlen);
+    if (cmd) {
+        cmd->persistent = 1;
+    }
+
+    return cmd;
 }
 
 

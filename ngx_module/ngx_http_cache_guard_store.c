@@ -10,6 +10,8 @@
 
 #include "ngx_http_cache_guard_module.h"
 
+#include <fnmatch.h>
+
 
 /* bump when the layout of the zone changes: a reload then starts afresh */
 #define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470003
@@ -170,6 +172,102 @@ done:
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return rc;
+}
+
+
+/*
+ * Purge: the entries of one key, or of keys matching a glob (as Redis'
+ * MATCH: *, ?, [...], \\), deleted or, soft, made stale now.  The number
+ * of entries purged.  A glob walks the whole zone under its mutex.
+ */
+
+ngx_uint_t
+ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
+    ngx_str_t *key, ngx_str_t *pattern, ngx_uint_t soft)
+{
+    u_char                           name[NGX_HTTP_CACHE_GUARD_MAX_KEY + 16];
+    u_char                           glob[NGX_HTTP_CACHE_GUARD_MAX_KEY + 16];
+    uint64_t                         now;
+    ngx_uint_t                       n, i;
+    ngx_queue_t                     *q, *next, *queues[2];
+    ngx_http_cache_guard_l1_node_t  *ln;
+
+    now = ngx_http_cache_guard_now();
+    n = 0;
+
+    if (pattern) {
+        if (pattern->len >= sizeof(glob)) {
+            return 0;
+        }
+
+        ngx_memcpy(glob, pattern->data, pattern->len);
+        glob[pattern->len] = '\0';
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (key) {
+        ln = ngx_http_cache_guard_l1_lookup(zone, key,
+                                            ngx_http_cache_guard_crc32c(0,
+                                                        key->data, key->len));
+        if (ln) {
+            if (!soft) {
+                ngx_http_cache_guard_l1_free(zone, ln);
+                n++;
+
+            } else if (ngx_http_cache_guard_entry_expire(ln->data
+                                                         + ln->key_len,
+                                                         ln->blob_len, now)
+                       == NGX_OK)
+            {
+                n++;
+            }
+        }
+
+        goto done;
+    }
+
+    queues[0] = &zone->sh->lru;
+    queues[1] = &zone->sh->lru_negative;
+
+    for (i = 0; i < 2; i++) {
+        for (q = ngx_queue_head(queues[i]);
+             q != ngx_queue_sentinel(queues[i]);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            ln = ngx_queue_data(q, ngx_http_cache_guard_l1_node_t, queue);
+
+            if (ln->key_len >= sizeof(name)) {
+                continue;
+            }
+
+            ngx_memcpy(name, ln->data, ln->key_len);
+            name[ln->key_len] = '\0';
+
+            if (fnmatch((char *) glob, (char *) name, 0) != 0) {
+                continue;
+            }
+
+            if (!soft) {
+                ngx_http_cache_guard_l1_free(zone, ln);
+                n++;
+
+            } else if (ngx_http_cache_guard_entry_expire(ln->data
+                                                         + ln->key_len,
+                                                         ln->blob_len, now)
+                       == NGX_OK)
+            {
+                n++;
+            }
+        }
+    }
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
 }
 
 

@@ -42,8 +42,6 @@ static ngx_int_t ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
 static ngx_int_t ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_t *bf);
 static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r);
-static ngx_int_t ngx_http_cache_guard_admin_bloom_read(ngx_http_request_t *r,
-    ngx_http_cache_guard_bloom_lines_t *ls);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
     ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
 static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
@@ -105,6 +103,10 @@ ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
 
     if (path.len == 5 && ngx_strncmp(path.data, "cache", 5) == 0) {
         return ngx_http_cache_guard_purge_handler(r);
+    }
+
+    if (path.len == 4 && ngx_strncmp(path.data, "warm", 4) == 0) {
+        return ngx_http_cache_guard_warm_handler(r);
     }
 
     bf = ngx_http_cache_guard_admin_filter(r, &name);
@@ -254,6 +256,13 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
 
     if (r->method == NGX_HTTP_POST) {
 
+        if (!bc->enabled) {
+            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_CONFLICT,
+                                                    "the breaker \"%V\" is "
+                                                    "turned off by the "
+                                                    "policy", &name);
+        }
+
         if (ngx_http_arg(r, (u_char *) "state", 5, &arg) != NGX_OK) {
             return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                                     "state=open, closed or "
@@ -317,7 +326,7 @@ ngx_http_cache_guard_breaker_json(u_char *p,
                     "\"failures\": %ui, \"min_requests\": %ui, "
                     "\"failure_rate\": ",
                     ngx_http_cache_guard_breaker_name(
-                        ngx_http_cache_guard_breaker_state(rec)),
+                        ngx_http_cache_guard_breaker_state(rec, bc)),
                     forced_names[forced < 3 ? forced : 0],
                     bc->enabled ? "true" : "false", bc->window,
                     win.requests, win.failures, bc->min_requests);
@@ -583,7 +592,7 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r)
 
     /* hash every item first: a bad line adds nothing */
 
-    rc = ngx_http_cache_guard_admin_bloom_read(r, &ls);
+    rc = ngx_http_cache_guard_admin_read_lines(r, &ls);
 
     if (rc == NGX_DECLINED) {
         rc = ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
@@ -616,8 +625,8 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_cache_guard_admin_bloom_read(ngx_http_request_t *r,
+ngx_int_t
+ngx_http_cache_guard_admin_read_lines(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_lines_t *ls)
 {
     off_t         off;

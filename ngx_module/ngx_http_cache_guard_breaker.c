@@ -23,6 +23,13 @@
 #include <signal.h>
 
 
+/* a bucket packs three counts into one ngx_atomic_t */
+
+#if (NGX_PTR_SIZE < 8)
+#error "nginx-cache-guard needs a 64-bit platform"
+#endif
+
+
 /* a bucket: the second (24 bits), requests (20 bits), failures (20 bits) */
 
 #define NGX_HTTP_CACHE_GUARD_B_SEC(w)     ((w) >> 40)
@@ -38,13 +45,13 @@ static ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_cache_guard_state_sweep(
-    ngx_http_cache_guard_state_t *st, ngx_log_t *log);
+    ngx_http_cache_guard_state_t *st, ngx_log_t *log, ngx_uint_t starting);
 static ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_get(
     ngx_http_cache_guard_state_t *st, u_char *name, size_t len,
     ngx_log_t *log);
 static void ngx_http_cache_guard_breaker_set(
     ngx_http_cache_guard_record_t *rec, ngx_uint_t from, ngx_uint_t to,
-    ngx_log_t *log, const char *why);
+    ngx_log_t *log, const char *why, ngx_msec_t since);
 static void ngx_http_cache_guard_breaker_clear(
     ngx_http_cache_guard_record_t *rec);
 
@@ -71,7 +78,7 @@ static const char  *ngx_http_cache_guard_breaker_names[] = {
 ngx_int_t
 ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf)
 {
-    ngx_uint_t                            i;
+    ngx_uint_t                            i, j;
     ngx_http_cache_guard_redis_t         *rd;
     ngx_http_cache_guard_policy_t       **plp, *pl, *first;
     ngx_http_cache_guard_breaker_conf_t  *a, *b;
@@ -125,6 +132,53 @@ ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf)
                                    "\"%V\" set breaker.redis differently; "
                                    "one Redis backend has one breaker",
                                    &first->file, &pl->file);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    /* policies of one name share a breaker and a cap: they must agree */
+
+    plp = mcf->policies.elts;
+
+    for (i = 0; i <= mcf->policies.nelts; i++) {
+        pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
+
+        if (pl == NULL) {
+            continue;
+        }
+
+        for (j = i + 1; j <= mcf->policies.nelts; j++) {
+            first = (j < mcf->policies.nelts) ? plp[j] : mcf->default_policy;
+
+            if (first == NULL
+                || first->name.len != pl->name.len
+                || ngx_strncmp(first->name.data, pl->name.data,
+                               pl->name.len) != 0)
+            {
+                continue;
+            }
+
+            a = &pl->breaker;
+            b = &first->breaker;
+
+            if (pl->max_concurrent != first->max_concurrent
+                || a->enabled != b->enabled
+                || a->window != b->window
+                || a->min_requests != b->min_requests
+                || a->failure_rate != b->failure_rate
+                || a->open_for != b->open_for
+                || a->half_open != b->half_open
+                || ngx_memcmp(a->statuses, b->statuses, sizeof(a->statuses))
+                   != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cache guard: the policies \"%V\" and "
+                                   "\"%V\" share the name \"%V\" and so "
+                                   "the breaker \"origin:%V\", but set "
+                                   "breaker.origin or origin.max_concurrent "
+                                   "differently", &pl->file, &first->file,
+                                   &pl->name, &pl->name);
                 return NGX_ERROR;
             }
         }
@@ -292,46 +346,54 @@ ngx_http_cache_guard_record_get(ngx_http_cache_guard_state_t *st,
 }
 
 
-ngx_http_cache_guard_record_t *
-ngx_http_cache_guard_record_find(ngx_str_t *name)
-{
-    ngx_uint_t                      i, n;
-    ngx_http_cache_guard_state_t   *st;
-    ngx_http_cache_guard_record_t  *rec;
-
-    st = ngx_http_cache_guard_state;
-
-    if (st == NULL) {
-        return NULL;
-    }
-
-    n = st->nrecords;
-
-    for (i = 0; i < n; i++) {
-        rec = &st->records[i];
-
-        if (rec->len == name->len
-            && ngx_strncmp(rec->name, name->data, name->len) == 0)
-        {
-            return rec;
-        }
-    }
-
-    return NULL;
-}
-
-
 /*
  * A worker takes a slot for its fetch counts; the slots of workers that
  * died (SIGKILL, a crash) are freed and their counts given back first.
  */
 
 void
-ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
+ngx_http_cache_guard_state_init_worker(ngx_cycle_t *cycle)
 {
     ngx_int_t                      free;
     ngx_uint_t                     i;
+    ngx_log_t                     *log;
+    ngx_list_part_t               *part;
+    ngx_shm_zone_t                *shm;
     ngx_http_cache_guard_state_t  *st;
+
+    /*
+     * The globals are this cycle's: a reload to a configuration without
+     * the zone, or a failed one, must not leave them on freed memory.
+     */
+
+    log = cycle->log;
+    ngx_http_cache_guard_state = NULL;
+    ngx_http_cache_guard_state_pool = NULL;
+
+    part = &cycle->shared_memory.part;
+    shm = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm = part->elts;
+            i = 0;
+        }
+
+        if (shm[i].tag == &ngx_http_cache_guard_module
+            && shm[i].init == ngx_http_cache_guard_state_init)
+        {
+            ngx_http_cache_guard_state_pool = (ngx_slab_pool_t *)
+                                                  shm[i].shm.addr;
+            ngx_http_cache_guard_state = ngx_http_cache_guard_state_pool->data;
+            break;
+        }
+    }
 
     st = ngx_http_cache_guard_state;
 
@@ -343,10 +405,10 @@ ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
 
     ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
 
-    (void) ngx_http_cache_guard_state_sweep(st, log);
+    (void) ngx_http_cache_guard_state_sweep(st, log, 1);
 
     for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
-        if (st->slots[i] == 0 || st->slots[i] == ngx_pid) {
+        if (st->slots[i] == 0) {
             free = i;
             break;
         }
@@ -376,7 +438,7 @@ ngx_http_cache_guard_state_init_worker(ngx_log_t *log)
 
 static ngx_uint_t
 ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state_t *st,
-    ngx_log_t *log)
+    ngx_log_t *log, ngx_uint_t starting)
 {
     ngx_uint_t                      i, j, n, total;
     ngx_atomic_int_t                v;
@@ -387,8 +449,15 @@ ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state_t *st,
 
     for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
 
-        if (st->slots[i] == 0 || st->slots[i] == ngx_pid
-            || kill(st->slots[i], 0) == 0 || ngx_errno != NGX_ESRCH)
+        /*
+         * a slot with this pid when this worker starts was a dead worker's
+         * whose pid came back
+         */
+
+        if (st->slots[i] == 0
+            || (st->slots[i] == ngx_pid && !starting)
+            || (st->slots[i] != ngx_pid
+                && (kill(st->slots[i], 0) == 0 || ngx_errno != NGX_ESRCH)))
         {
             continue;
         }
@@ -480,7 +549,7 @@ ngx_http_cache_guard_inflight_add(ngx_http_cache_guard_record_t *rec,
 
         ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
         given = ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state,
-                                                 log);
+                                                 log, 0);
         ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);
 
         if (given == 0 || ngx_atomic_fetch_add(&rec->inflight, 1) >= max) {
@@ -559,7 +628,7 @@ ngx_http_cache_guard_breaker_allow(ngx_http_cache_guard_record_t *rec,
 
         ngx_http_cache_guard_breaker_set(rec, state,
                                          NGX_HTTP_CACHE_GUARD_HALF_OPEN, log,
-                                         "probing");
+                                         "probing", since);
     }
 
     if (rec->state != NGX_HTTP_CACHE_GUARD_HALF_OPEN) {
@@ -578,9 +647,12 @@ ngx_http_cache_guard_breaker_allow(ngx_http_cache_guard_record_t *rec,
 /* NGX_HTTP_CACHE_GUARD_CLOSED, _OPEN or _HALF_OPEN, forced ones included */
 
 ngx_uint_t
-ngx_http_cache_guard_breaker_state(ngx_http_cache_guard_record_t *rec)
+ngx_http_cache_guard_breaker_state(ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc)
 {
-    if (rec == NULL) {
+    /* a breaker the configuration turned off is closed, whatever it was */
+
+    if (rec == NULL || !bc->enabled) {
         return NGX_HTTP_CACHE_GUARD_CLOSED;
     }
 
@@ -657,7 +729,7 @@ ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
         {
             ngx_http_cache_guard_breaker_set(rec, state,
                                              NGX_HTTP_CACHE_GUARD_OPEN, log,
-                                             "too many failures");
+                                             "too many failures", 0);
         }
 
         return;
@@ -666,14 +738,14 @@ ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
         if (failed) {
             ngx_http_cache_guard_breaker_set(rec, state,
                                              NGX_HTTP_CACHE_GUARD_OPEN, log,
-                                             "a probe failed");
+                                             "a probe failed", 0);
             return;
         }
 
         if (ngx_atomic_fetch_add(&rec->probe_ok, 1) + 1 >= bc->half_open) {
             ngx_http_cache_guard_breaker_set(rec, state,
                                              NGX_HTTP_CACHE_GUARD_CLOSED, log,
-                                             "the probes succeeded");
+                                             "the probes succeeded", 0);
         }
 
         return;
@@ -758,7 +830,8 @@ ngx_http_cache_guard_breaker_name(ngx_uint_t state)
 
 static void
 ngx_http_cache_guard_breaker_set(ngx_http_cache_guard_record_t *rec,
-    ngx_uint_t from, ngx_uint_t to, ngx_log_t *log, const char *why)
+    ngx_uint_t from, ngx_uint_t to, ngx_log_t *log, const char *why,
+    ngx_msec_t since)
 {
     ngx_uint_t  changed, level;
 
@@ -766,9 +839,14 @@ ngx_http_cache_guard_breaker_set(ngx_http_cache_guard_record_t *rec,
 
     ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
 
-    /* another worker may have moved it meanwhile: only one change counts */
+    /*
+     * Another worker may have moved it meanwhile: only one change counts;
+     * a change decided on open_for checks that it is the same period.
+     */
 
-    if (rec->state == from && rec->forced == NGX_HTTP_CACHE_GUARD_FORCED_AUTO) {
+    if (rec->state == from && rec->forced == NGX_HTTP_CACHE_GUARD_FORCED_AUTO
+        && (since == 0 || (ngx_msec_t) rec->since == since))
+    {
 
         if (to == NGX_HTTP_CACHE_GUARD_HALF_OPEN) {
             rec->probes = 0;

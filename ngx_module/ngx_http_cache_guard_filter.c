@@ -75,12 +75,13 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 {
     off_t                        len;
     ngx_int_t                    rc;
-    ngx_uint_t                   failed;
+    ngx_uint_t                   failed, status;
     ngx_http_cache_guard_ctx_t  *ctx;
+    ngx_http_upstream_state_t   *us;
 
     ctx = ngx_http_cache_guard_find_ctx(r);
 
-    if (ctx == NULL || (r != r->main && !ctx->refresh)) {
+    if (ctx == NULL || (r != r->main && !ctx->quiet)) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -88,8 +89,25 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
         /* the origin's answer (nginx's own 502 or 504 included) */
 
         ctx->to_origin = 0;
+
+        /*
+         * the upstream's own status, if there was one: error_page may
+         * have replaced what is sent (error_page 502 =200 /maintenance)
+         */
+
+        status = r->headers_out.status;
+
+        if (r->upstream_states && r->upstream_states->nelts) {
+            us = r->upstream_states->elts;
+            us += r->upstream_states->nelts - 1;
+
+            if (us->status) {
+                status = us->status;
+            }
+        }
+
         failed = ngx_http_cache_guard_breaker_counts(&ctx->policy->breaker,
-                                                     r->headers_out.status);
+                                                     status);
 
         if (failed && ctx->policy->rec) {
             (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.origin_errors,
@@ -165,7 +183,7 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 
 next:
 
-    return ctx->refresh ? NGX_OK : ngx_http_next_header_filter(r);
+    return ctx->quiet ? NGX_OK : ngx_http_next_header_filter(r);
 }
 
 
@@ -178,7 +196,7 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_cache_guard_find_ctx(r);
 
-    if (ctx == NULL || (!ctx->capture && !ctx->refresh && !ctx->swallow)) {
+    if (ctx == NULL || (!ctx->capture && !ctx->quiet && !ctx->swallow)) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -229,7 +247,7 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
     }
 
-    if (!ctx->refresh) {
+    if (!ctx->quiet) {
         return ngx_http_next_body_filter(r, in);
     }
 

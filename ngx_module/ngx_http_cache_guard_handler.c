@@ -121,7 +121,7 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
     ctx = ngx_http_cache_guard_find_ctx(r);
 
     if (r != r->main) {
-        /* only our own refresh subrequests carry a context */
+        /* only our own refresh and warm-up subrequests carry a context */
 
         if (ctx == NULL) {
             return NGX_DECLINED;
@@ -129,6 +129,20 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
 
         if (ctx->waiting) {
             return NGX_DONE;
+        }
+
+        if (ctx->warm) {
+            /* a warm-up: the normal path, for the location it reached */
+
+            if (ctx->policy == NULL) {
+                ctx->zone = lcf->shm_zone->data;
+                ctx->policy = lcf->policy;
+                ctx->start_us = ngx_http_cache_guard_usec();
+            }
+
+            rc = ngx_http_cache_guard_step(r, ctx);
+
+            return (rc == NGX_DECLINED && ctx->answered) ? NGX_OK : rc;
         }
 
         rc = ngx_http_cache_guard_refresh_step(r, ctx);
@@ -523,13 +537,6 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
 
     pl = ctx->policy;
 
-    if (ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
-                                           r->connection->log)
-        == NGX_DECLINED)
-    {
-        return ngx_http_cache_guard_origin_down(r, ctx);
-    }
-
     if (pl->max_concurrent && pl->rec) {
 
         if (ngx_http_cache_guard_inflight_add(pl->rec, pl->max_concurrent,
@@ -550,10 +557,21 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
         }
 
         ctx->counted = 1;
+    }
 
-        if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    /* after the cap, so that a probe let through is never lost on it */
+
+    if (ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
+                                           r->connection->log)
+        == NGX_DECLINED)
+    {
+        return ngx_http_cache_guard_origin_down(r, ctx);
+    }
+
+    /* the cleanup counts an origin that never answered as a failure */
+
+    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (!fill) {
@@ -594,6 +612,12 @@ ngx_http_cache_guard_pass(ngx_http_request_t *r,
         == NGX_DECLINED)
     {
         return ngx_http_cache_guard_fallback(r, ctx);
+    }
+
+    if (pl->breaker.enabled
+        && ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
@@ -664,9 +688,16 @@ ngx_http_cache_guard_stale_if_error(ngx_http_request_t *r,
 
     rc = ngx_http_cache_guard_send_hit(r);
 
+    if (!r->header_sent) {
+        /* nothing went out: the request ends as an error */
+        return NGX_ERROR;
+    }
+
+    /* what follows of the origin's answer is swallowed */
+
     ctx->swallow = 1;
 
-    return (rc == NGX_AGAIN) ? NGX_OK : rc;
+    return (rc == NGX_OK || rc == NGX_AGAIN) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -851,6 +882,7 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     sctx->hash = ctx->hash;
     sctx->slot = -1;
     sctx->refresh = 1;
+    sctx->quiet = 1;
 
     if (ngx_http_cache_guard_lock_acquire(sctx, ctx->policy->lock_ttl)
         != NGX_OK)
@@ -1152,6 +1184,19 @@ ngx_http_cache_guard_cleanup(void *data)
     }
 
     ngx_http_cache_guard_lock_unwait(ctx);
+
+    /*
+     * Let through and never answered (its client gave up, the origin
+     * hangs): for the breaker a failure, so a hanging origin opens it and
+     * a half-open probe is not lost.
+     */
+
+    if (ctx->to_origin) {
+        ctx->to_origin = 0;
+        ngx_http_cache_guard_breaker_record(ctx->policy->rec,
+                                            &ctx->policy->breaker, 1,
+                                            ngx_cycle->log);
+    }
 
     /*
      * A fill that ended without a result (its client went away, the

@@ -357,6 +357,10 @@ ngx_http_cache_guard_rlock_try(ngx_http_cache_guard_ctx_t *ctx,
     argvlen[1] = ctx->rkey.len;
 
     ctx->l2_rc = NGX_ERROR;
+
+    /* the SET NX was let through: its GET must go too, or the lock is lost */
+    rd->force = 1;
+
     ctx->cmd = ngx_http_cache_guard_redis_command(rd,
                                                   ngx_http_cache_guard_l2_done,
                                                   ctx, 2, argv, argvlen);
@@ -451,6 +455,9 @@ ngx_http_cache_guard_release_send(ngx_http_cache_guard_release_t *rl)
     argvlen[3] = rl->lkey.len;
     argv[4] = (const char *) rl->token.data;
     argvlen[4] = rl->token.len;
+
+    /* a lock held is released on a live connection, whatever the breaker */
+    rl->redis->force = (rl->redis->ac != NULL);
 
     if (ngx_http_cache_guard_redis_command(rl->redis,
                                            ngx_http_cache_guard_release_done,

@@ -569,11 +569,12 @@ ngx_http_cache_guard_metrics_handler(ngx_http_request_t *r)
     if (mcf->redis && mcf->redis->rec) {
         ngx_http_cache_guard_out(&o, "cache_guard_breaker_state{breaker=\"redis\"} "
                                  "%ui\n", ngx_http_cache_guard_breaker_state(
-                                                          mcf->redis->rec));
+                                                          mcf->redis->rec,
+                                                  &mcf->redis->breaker));
     }
 
     NGX_HTTP_CACHE_GUARD_EACH_POLICY {
-        state = ngx_http_cache_guard_breaker_state(rec);
+        state = ngx_http_cache_guard_breaker_state(rec, &pl->breaker);
         ngx_http_cache_guard_out(&o, "cache_guard_breaker_state{breaker=\"");
         ngx_http_cache_guard_out_label(&o, rec->name, rec->len);
         ngx_http_cache_guard_out(&o, "\"} %ui\n", state);
@@ -1053,7 +1054,8 @@ ngx_http_cache_guard_status_handler(ngx_http_request_t *r)
     first = 1;
 
     if (mcf->redis && mcf->redis->rec) {
-        state = ngx_http_cache_guard_breaker_state(mcf->redis->rec);
+        state = ngx_http_cache_guard_breaker_state(mcf->redis->rec,
+                                                   &mcf->redis->breaker);
 
         if (state != NGX_HTTP_CACHE_GUARD_CLOSED) {
             ngx_http_cache_guard_out(&o, "{\"alert\": \"breaker_open\", "
@@ -1065,7 +1067,7 @@ ngx_http_cache_guard_status_handler(ngx_http_request_t *r)
     }
 
     NGX_HTTP_CACHE_GUARD_EACH_POLICY {
-        state = ngx_http_cache_guard_breaker_state(rec);
+        state = ngx_http_cache_guard_breaker_state(rec, &pl->breaker);
 
         if (state != NGX_HTTP_CACHE_GUARD_CLOSED) {
             ngx_http_cache_guard_out(&o, "%s{\"alert\": \"breaker_open\", "

@@ -403,7 +403,7 @@ ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_http_cache_guard_state_init_worker(cycle->log);
+    ngx_http_cache_guard_state_init_worker(cycle);
     ngx_http_cache_guard_metrics_init_worker(cycle);
     ngx_http_cache_guard_purge_init_worker(cycle);
 

@@ -163,9 +163,23 @@ typedef struct {
 } ngx_http_cache_guard_record_t;
 
 
+/* warm-up progress, of the last job started on this node */
+
+typedef struct {
+    ngx_atomic_t                    running;
+    ngx_atomic_t                    total;
+    ngx_atomic_t                    done;
+    ngx_atomic_t                    filled;
+    ngx_atomic_t                    hits;
+    ngx_atomic_t                    failed;
+    ngx_atomic_t                    started;      /* ngx_time() */
+} ngx_http_cache_guard_warm_state_t;
+
+
 typedef struct {
     ngx_uint_t                      layout;
     time_t                          started;      /* the zone, not nginx */
+    ngx_http_cache_guard_warm_state_t  warm;
     ngx_pid_t                       slots[NGX_HTTP_CACHE_GUARD_SLOTS];
     ngx_uint_t                      nrecords;
     ngx_http_cache_guard_record_t   records[NGX_HTTP_CACHE_GUARD_MAX_RECORDS];
@@ -181,10 +195,8 @@ typedef struct {
 extern ngx_http_cache_guard_state_t  *ngx_http_cache_guard_state;
 
 ngx_int_t ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf);
-void ngx_http_cache_guard_state_init_worker(ngx_log_t *log);
+void ngx_http_cache_guard_state_init_worker(ngx_cycle_t *cycle);
 void ngx_http_cache_guard_state_exit_worker(void);
-ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_find(
-    ngx_str_t *name);
 ngx_int_t ngx_http_cache_guard_inflight_add(
     ngx_http_cache_guard_record_t *rec, ngx_uint_t max, ngx_log_t *log);
 void ngx_http_cache_guard_inflight_done(ngx_http_cache_guard_record_t *rec);
@@ -195,7 +207,8 @@ void ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_breaker_conf_t *bc, ngx_uint_t failed,
     ngx_log_t *log);
 ngx_uint_t ngx_http_cache_guard_breaker_state(
-    ngx_http_cache_guard_record_t *rec);
+    ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc);
 void ngx_http_cache_guard_breaker_window(ngx_http_cache_guard_record_t *rec,
     ngx_uint_t window, ngx_http_cache_guard_window_t *win);
 ngx_int_t ngx_http_cache_guard_breaker_force(
@@ -279,6 +292,7 @@ struct ngx_http_cache_guard_redis_s {
     time_t                          last_error_log;
     ngx_uint_t                      errors_suppressed;
     ngx_uint_t                      exiting;     /* unsigned:1 */
+    ngx_uint_t                      force;       /* next: past the breaker */
     ngx_log_t                      *log;
 };
 
@@ -561,6 +575,9 @@ ngx_int_t ngx_http_cache_guard_admin_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *p, size_t len);
 ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
     const char *methods);
+ngx_int_t ngx_http_cache_guard_admin_read_lines(ngx_http_request_t *r,
+    ngx_http_cache_guard_bloom_lines_t *ls);
+ngx_int_t ngx_http_cache_guard_warm_handler(ngx_http_request_t *r);
 
 
 /* purge and the purge broadcast (ngx_http_cache_guard_purge.c) */
@@ -692,6 +709,8 @@ typedef struct {
     unsigned                        to_origin:1;  /* a result to count */
     unsigned                        swallow:1;    /* replaced by stale */
     unsigned                        waited:1;     /* counted as a wait */
+    unsigned                        warm:1;       /* a warm-up subrequest */
+    unsigned                        quiet:1;      /* output swallowed */
 } ngx_http_cache_guard_ctx_t;
 
 

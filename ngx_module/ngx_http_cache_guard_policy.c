@@ -597,7 +597,8 @@ ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
     for (i = 0; i < n; i++) {
 
         if (part[i].index != -1) {
-            vv = ngx_http_get_indexed_variable(r, part[i].index);
+            /* flushed: a subrequest shares its parent's variable cache */
+            vv = ngx_http_get_flushed_variable(r, part[i].index);
 
             if (vv == NULL || vv->not_found) {
                 ngx_str_null(&vals[i]);
@@ -1093,7 +1094,8 @@ ngx_http_cache_guard_policy_breaker_one(ngx_http_cache_guard_policy_ctx_t *pc,
     }
 
     if (origin && lua_istable(L, -1)) {
-        lua_getfield(L, -1, "statuses");
+        lua_pushliteral(L, "statuses");
+        lua_rawget(L, -2);
 
         if (!lua_isnil(L, -1)) {
             if (!lua_istable(L, -1) || (n = lua_objlen(L, -1)) == 0) {
@@ -1120,8 +1122,9 @@ ngx_http_cache_guard_policy_breaker_one(ngx_http_cache_guard_policy_ctx_t *pc,
 
             /* read here: the generic table reader must not see it */
             lua_pop(L, 1);
+            lua_pushliteral(L, "statuses");
             lua_pushnil(L);
-            lua_setfield(L, -2, "statuses");
+            lua_rawset(L, -3);
 
         } else {
             lua_pop(L, 1);

@@ -95,13 +95,14 @@ static redisReplyObjectFunctions  ngx_http_cache_guard_redis_fn = {
 
 static ngx_str_t  ngx_http_cache_guard_redis_unwell[] = {
     ngx_string("LOADING"),
-    ngx_string("BUSY"),
+    ngx_string("BUSY "),
     ngx_string("MASTERDOWN"),
     ngx_string("READONLY"),
     ngx_string("OOM"),
     ngx_string("ERR max number of clients"),
     ngx_string("MISCONF"),
     ngx_string("TRYAGAIN"),
+    ngx_string("CLUSTERDOWN"),
     ngx_null_string
 };
 
@@ -384,7 +385,7 @@ ngx_http_cache_guard_redis_init_worker(ngx_http_cache_guard_redis_t *rd,
      * an open breaker (kept across a reload) means no connect at all
      */
 
-    if (ngx_http_cache_guard_breaker_state(rd->rec)
+    if (ngx_http_cache_guard_breaker_state(rd->rec, &rd->breaker)
         == NGX_HTTP_CACHE_GUARD_CLOSED)
     {
         (void) ngx_http_cache_guard_redis_connect(rd);
@@ -440,7 +441,14 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
 
     /* an open breaker: no command, no connect, until a probe */
 
-    rc = ngx_http_cache_guard_breaker_allow(rd->rec, &rd->breaker, rd->log);
+    if (rd->force) {
+        rd->force = 0;
+        rc = NGX_OK;
+
+    } else {
+        rc = ngx_http_cache_guard_breaker_allow(rd->rec, &rd->breaker,
+                                                rd->log);
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_OPEN);
@@ -1072,7 +1080,7 @@ ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev)
     /* connect ahead of the next command, unless a command already did */
 
     if (rd->ac == NULL && !ngx_exiting
-        && ngx_http_cache_guard_breaker_state(rd->rec)
+        && ngx_http_cache_guard_breaker_state(rd->rec, &rd->breaker)
            == NGX_HTTP_CACHE_GUARD_CLOSED)
     {
         (void) ngx_http_cache_guard_redis_connect(rd);

@@ -535,7 +535,8 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
         /* without Redis (its breaker open), L1 is the only copy */
 
         if (mcf->redis
-            && ngx_http_cache_guard_breaker_state(mcf->redis->rec)
+            && ngx_http_cache_guard_breaker_state(mcf->redis->rec,
+                                              &mcf->redis->breaker)
                == NGX_HTTP_CACHE_GUARD_CLOSED)
         {
             expires = ngx_min(expires, now + 5000);

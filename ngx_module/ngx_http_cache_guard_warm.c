@@ -1,0 +1,406 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * Warm-up, from the admin API: POST /warm with one URI per line.  Each URI
+ * is a background subrequest of the admin request through the server's own
+ * locations, so a guarded one takes the normal path (L1, Redis, the locks,
+ * the fill); concurrency=N of them at a time.  The answer comes when all
+ * are done; GET /warm shows the progress of the last job on this node.
+ */
+
+
+#include "ngx_http_cache_guard_module.h"
+
+
+#define NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY  8
+#define NGX_HTTP_CACHE_GUARD_WARM_MAX          64
+#define NGX_HTTP_CACHE_GUARD_WARM_LINES        100000
+
+
+typedef struct {
+    ngx_http_request_t             *request;
+    ngx_array_t                     uris;         /* ngx_str_t */
+    ngx_uint_t                      next;
+    ngx_uint_t                      inflight;
+    ngx_uint_t                      concurrency;
+    ngx_uint_t                      done;
+    ngx_uint_t                      filled;
+    ngx_uint_t                      hits;
+    ngx_uint_t                      passed;
+    ngx_uint_t                      failed;
+    ngx_uint_t                      bad_line;     /* 0: none */
+    ngx_event_t                     finish;
+    ngx_http_post_subrequest_t      ps;
+} ngx_http_cache_guard_warm_t;
+
+
+static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_cache_guard_warm_line(
+    ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
+static ngx_int_t ngx_http_cache_guard_warm_start(
+    ngx_http_cache_guard_warm_t *w);
+static ngx_int_t ngx_http_cache_guard_warm_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static void ngx_http_cache_guard_warm_finish(ngx_event_t *ev);
+static ngx_int_t ngx_http_cache_guard_warm_progress(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        return ngx_http_cache_guard_warm_progress(r);
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_cache_guard_warm_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
+{
+    ngx_int_t                            rc, n;
+    ngx_str_t                            arg;
+    ngx_http_cache_guard_warm_t         *w;
+    ngx_http_cache_guard_warm_state_t   *ws;
+    ngx_http_cache_guard_bloom_lines_t   ls;
+
+    w = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_warm_t));
+    if (w == NULL
+        || ngx_array_init(&w->uris, r->pool, 64, sizeof(ngx_str_t)) != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    w->request = r;
+    w->concurrency = NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY;
+
+    if (ngx_http_arg(r, (u_char *) "concurrency", 11, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+
+        if (n < 1 || n > NGX_HTTP_CACHE_GUARD_WARM_MAX) {
+            ngx_http_finalize_request(r,
+                ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 "concurrency must be 1 to "
+                                                 "%d",
+                                                 NGX_HTTP_CACHE_GUARD_WARM_MAX));
+            return;
+        }
+
+        w->concurrency = (ngx_uint_t) n;
+    }
+
+    ls.handler = ngx_http_cache_guard_warm_line;
+    ls.data = w;
+    ls.carry = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
+    ls.carry_len = 0;
+    ls.line = 0;
+
+    if (ls.carry == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* every line is checked before the first fill: a bad one starts none */
+
+    rc = ngx_http_cache_guard_admin_read_lines(r, &ls);
+
+    if (rc == NGX_DECLINED || w->bad_line) {
+        ngx_http_finalize_request(r,
+            ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "line %ui is not a URI path "
+                                             "(\"/...\", 4096 bytes at most, "
+                                             "no spaces), nothing was warmed",
+                                             w->bad_line ? w->bad_line
+                                                         : ls.line));
+        return;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (w->uris.nelts > NGX_HTTP_CACHE_GUARD_WARM_LINES) {
+        ngx_http_finalize_request(r,
+            ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                             "%d URIs at most per call",
+                                             NGX_HTTP_CACHE_GUARD_WARM_LINES));
+        return;
+    }
+
+    if (ngx_http_cache_guard_state) {
+        ws = &ngx_http_cache_guard_state->warm;
+        ws->running = 1;
+        ws->total = w->uris.nelts;
+        ws->done = 0;
+        ws->filled = 0;
+        ws->hits = 0;
+        ws->failed = 0;
+        ws->started = ngx_time();
+    }
+
+    w->finish.handler = ngx_http_cache_guard_warm_finish;
+    w->finish.data = w;
+    w->finish.log = r->connection->log;
+
+    w->ps.handler = ngx_http_cache_guard_warm_done;
+    w->ps.data = w;
+
+    if (w->uris.nelts == 0) {
+        ngx_post_event(&w->finish, &ngx_posted_events);
+        return;
+    }
+
+    if (ngx_http_cache_guard_warm_start(w) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    /* the reference the body reading took is released at the finish */
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_warm_line(ngx_http_cache_guard_bloom_lines_t *ls,
+    u_char *item, size_t len)
+{
+    ngx_http_cache_guard_warm_t *w = ls->data;
+
+    size_t      i;
+    ngx_str_t  *uri;
+
+    while (len && (item[len - 1] == ' ' || item[len - 1] == '\t')) {
+        len--;
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    if (item[0] != '/') {
+        w->bad_line = ls->line;
+        return NGX_OK;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (item[i] <= ' ' || item[i] == 0x7f) {
+            w->bad_line = ls->line;
+            return NGX_OK;
+        }
+    }
+
+    uri = ngx_array_push(&w->uris);
+    if (uri == NULL) {
+        return NGX_ERROR;
+    }
+
+    uri->data = ngx_pnalloc(w->request->pool, len);
+    if (uri->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(uri->data, item, len);
+    uri->len = len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
+{
+    u_char                      *q;
+    ngx_str_t                   *uri, path, args;
+    ngx_http_request_t          *sr;
+    ngx_http_cache_guard_ctx_t  *sctx;
+
+    uri = w->uris.elts;
+
+    while (w->inflight < w->concurrency && w->next < w->uris.nelts) {
+
+        path = uri[w->next];
+        args.len = 0;
+        args.data = NULL;
+
+        q = ngx_strlchr(path.data, path.data + path.len, '?');
+
+        if (q) {
+            args.data = q + 1;
+            args.len = path.data + path.len - args.data;
+            path.len = q - path.data;
+        }
+
+        w->next++;
+
+        if (ngx_http_subrequest(w->request, &path, args.len ? &args : NULL,
+                                &sr, &w->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        /* a mark: the precontent handler completes it for the location */
+
+        sctx = ngx_pcalloc(w->request->pool,
+                           sizeof(ngx_http_cache_guard_ctx_t));
+        if (sctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        sctx->request = sr;
+        sctx->slot = -1;
+        sctx->warm = 1;
+        sctx->quiet = 1;
+        ngx_http_set_ctx(sr, sctx, ngx_http_cache_guard_module);
+
+        w->inflight++;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_cache_guard_warm_t *w = data;
+
+    ngx_uint_t                          failed;
+    ngx_http_cache_guard_ctx_t         *ctx;
+    ngx_http_cache_guard_warm_state_t  *ws;
+
+    ctx = ngx_http_cache_guard_find_ctx(sr);
+    failed = 0;
+
+    if ((rc != NGX_OK && rc != NGX_DONE) || sr->headers_out.status >= 400
+        || sr->headers_out.status == 0)
+    {
+        failed = (ctx == NULL
+                  || ctx->status != NGX_HTTP_CACHE_GUARD_NEGATIVE);
+    }
+
+    w->inflight--;
+    w->done++;
+
+    ws = ngx_http_cache_guard_state ? &ngx_http_cache_guard_state->warm
+                                    : NULL;
+
+    if (failed) {
+        w->failed++;
+
+    } else if (ctx && ctx->policy && ctx->stored) {
+        w->filled++;
+
+    } else if (ctx && ctx->policy
+               && (ctx->status == NGX_HTTP_CACHE_GUARD_HIT
+                   || ctx->status == NGX_HTTP_CACHE_GUARD_NEGATIVE))
+    {
+        w->hits++;
+
+    } else {
+        w->passed++;
+    }
+
+    if (ws) {
+        ws->done = w->done;
+        ws->filled = w->filled;
+        ws->hits = w->hits;
+        ws->failed = w->failed;
+    }
+
+    if (w->done == w->uris.nelts) {
+        if (!w->finish.posted) {
+            ngx_post_event(&w->finish, &ngx_posted_events);
+        }
+
+        return rc;
+    }
+
+    if (ngx_http_cache_guard_warm_start(w) != NGX_OK) {
+        w->failed += w->uris.nelts - w->next;
+        w->done += w->uris.nelts - w->next;
+        w->next = w->uris.nelts;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_cache_guard_warm_finish(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_warm_t *w = ev->data;
+
+    u_char              *p, *start;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = w->request;
+    c = r->connection;
+
+    if (ngx_http_cache_guard_state) {
+        ngx_http_cache_guard_state->warm.running = 0;
+    }
+
+    start = ngx_pnalloc(r->pool, 256);
+    if (start == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    /* filled: stored now; hits: were cached; passed: not cacheable */
+
+    p = ngx_sprintf(start, "{\"total\": %ui, \"filled\": %ui, \"hits\": %ui, "
+                    "\"passed\": %ui, \"failed\": %ui, \"concurrency\": %ui}\n",
+                    w->uris.nelts, w->filled, w->hits, w->passed, w->failed,
+                    w->concurrency);
+
+    ngx_http_finalize_request(r,
+                              ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK,
+                                                              start,
+                                                              p - start));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_cache_guard_warm_progress(ngx_http_request_t *r)
+{
+    u_char                             *p, *start;
+    ngx_http_cache_guard_warm_state_t  *ws;
+
+    start = ngx_pnalloc(r->pool, 256);
+    if (start == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_cache_guard_state == NULL) {
+        p = ngx_cpymem(start, "{\"running\": false, \"total\": 0}\n", 31);
+
+    } else {
+        ws = &ngx_http_cache_guard_state->warm;
+        p = ngx_sprintf(start, "{\"running\": %s, \"total\": %uA, "
+                        "\"done\": %uA, \"filled\": %uA, \"hits\": %uA, "
+                        "\"failed\": %uA, \"started\": %uA}\n",
+                        ws->running ? "true" : "false", ws->total, ws->done,
+                        ws->filled, ws->hits, ws->failed, ws->started);
+    }
+
+    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+}

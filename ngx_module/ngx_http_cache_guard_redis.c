@@ -780,7 +780,14 @@ ngx_http_cache_guard_redis_lost(ngx_http_cache_guard_redis_t *rd,
         ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
     }
 
-    if (rd->connected) {
+    if (ac->c.err == REDIS_ERR_OOM) {
+        rd->connected = 0;
+        ngx_http_cache_guard_redis_error(rd,
+                            "cache guard: redis \"%V\" sent a reply over "
+                            "%uz bytes, connection dropped",
+                            &rd->addr_text, rd->max_reply);
+
+    } else if (rd->connected) {
         rd->connected = 0;
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" connection lost: %s",
@@ -1339,12 +1346,10 @@ ngx_http_cache_guard_redis_spend(const redisReadTask *task, size_t bytes)
     ngx_http_cache_guard_redis_budget -= (ssize_t) bytes + 32;
 
     if (ngx_http_cache_guard_redis_budget < 0) {
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "cache guard: a redis reply over %uz bytes, "
-                      "connection dropped",
-                      ngx_http_cache_guard_redis_max_reply);
-
-        /* hiredis takes NULL for no memory: the connection is dropped */
+        /*
+         * hiredis takes NULL for no memory: the connection is dropped,
+         * and logged as such (REDIS_ERR_OOM)
+         */
         return NGX_ERROR;
     }
 

@@ -161,6 +161,12 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
+    /* timed from the lookup: refusals in the access phase are not */
+
+    if (ctx->state == NGX_HTTP_CACHE_GUARD_S_NEW && ctx->start_us == 0) {
+        ctx->start_us = ngx_http_cache_guard_usec();
+    }
+
     rc = ngx_http_cache_guard_step(r, ctx);
 
     /*
@@ -180,16 +186,10 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
  */
 
 ngx_http_cache_guard_ctx_t *
-ngx_http_cache_guard_find_ctx(ngx_http_request_t *r)
+ngx_http_cache_guard_find_ctx_slow(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t          *cln;
     ngx_http_cache_guard_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
-
-    if (ctx || !r->internal) {
-        return ctx;
-    }
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_cache_guard_cleanup) {
@@ -229,7 +229,6 @@ ngx_http_cache_guard_get_ctx(ngx_http_request_t *r)
     ctx->zone = lcf->shm_zone->data;
     ctx->policy = lcf->policy;
     ctx->slot = -1;
-    ctx->start_us = ngx_http_cache_guard_usec();
 
     ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
 

@@ -104,14 +104,32 @@ static ngx_event_t  ngx_http_cache_guard_tick_ev;
 static ngx_uint_t   ngx_http_cache_guard_ticks;
 
 
-uint64_t
-ngx_http_cache_guard_usec(void)
+/*
+ * The bucket of a duration: the first bound not below it.  For each bit
+ * length of the duration, the first bucket it may fall in; at most two
+ * steps on from there.
+ */
+
+static u_char  ngx_http_cache_guard_first_bucket[65];
+
+
+void
+ngx_http_cache_guard_metrics_init(void)
 {
-    struct timespec  ts;
+    ngx_uint_t  bits, i;
+    uint64_t    low;
 
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+    for (bits = 0; bits <= 64; bits++) {
+        low = bits ? (uint64_t) 1 << (bits - 1) : 0;
 
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+        for (i = 0; i < NGX_HTTP_CACHE_GUARD_NBUCKETS - 1; i++) {
+            if (low <= ngx_http_cache_guard_bounds[i]) {
+                break;
+            }
+        }
+
+        ngx_http_cache_guard_first_bucket[bits] = (u_char) i;
+    }
 }
 
 
@@ -121,10 +139,12 @@ ngx_http_cache_guard_histogram_add(ngx_http_cache_guard_histogram_t *h,
 {
     ngx_uint_t  i;
 
-    for (i = 0; i < NGX_HTTP_CACHE_GUARD_NBUCKETS - 1; i++) {
-        if (us <= ngx_http_cache_guard_bounds[i]) {
-            break;
-        }
+    i = ngx_http_cache_guard_first_bucket[us ? 64 - __builtin_clzll(us) : 0];
+
+    while (i < NGX_HTTP_CACHE_GUARD_NBUCKETS - 1
+           && us > ngx_http_cache_guard_bounds[i])
+    {
+        i++;
     }
 
     (void) ngx_atomic_fetch_add(&h->histogram[i], 1);
@@ -162,8 +182,10 @@ ngx_http_cache_guard_log_handler(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&m->responses_5xx, 1);
     }
 
-    ngx_http_cache_guard_histogram_add(&m->duration,
+    if (ctx->start_us) {
+        ngx_http_cache_guard_histogram_add(&m->duration,
                                   ngx_http_cache_guard_usec() - ctx->start_us);
+    }
 
     return NGX_OK;
 }
@@ -549,8 +571,8 @@ ngx_http_cache_guard_metrics_handler(ngx_http_request_t *r)
         m->responses_5xx);
 
     ngx_http_cache_guard_out(&o,
-        "# HELP cache_guard_request_duration_seconds From the guard's first "
-        "look at a request to its log phase.\n"
+        "# HELP cache_guard_request_duration_seconds From the lookup to the "
+        "log phase; refusals are not timed.\n"
         "# TYPE cache_guard_request_duration_seconds histogram\n");
 
     NGX_HTTP_CACHE_GUARD_EACH_POLICY {

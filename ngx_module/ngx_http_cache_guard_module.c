@@ -129,6 +129,8 @@ ngx_module_t  ngx_http_cache_guard_module = {
 static ngx_int_t
 ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_cache_guard_metrics_init();
+
     return ngx_http_cache_guard_add_variables(cf);
 }
 

@@ -18,6 +18,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include <time.h>
+
 
 #define NGX_HTTP_CACHE_GUARD_VERSION  "0.6.0"
 
@@ -221,7 +223,20 @@ u_char *ngx_http_cache_guard_breaker_json(u_char *p,
 
 /* metrics and status (ngx_http_cache_guard_metrics.c) */
 
-uint64_t ngx_http_cache_guard_usec(void);
+/* microseconds on the monotonic clock: durations, never dates */
+
+static ngx_inline uint64_t
+ngx_http_cache_guard_usec(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+void ngx_http_cache_guard_metrics_init(void);
 void ngx_http_cache_guard_histogram_add(ngx_http_cache_guard_histogram_t *h,
     uint64_t us);
 void ngx_http_cache_guard_metrics_init_worker(ngx_cycle_t *cycle);
@@ -769,8 +784,15 @@ ngx_int_t ngx_http_cache_guard_log_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_cache_guard_access_handler(ngx_http_request_t *r);
 ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_get_ctx(
     ngx_http_request_t *r);
-ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_find_ctx(
+ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_find_ctx_slow(
     ngx_http_request_t *r);
+
+/* run by every filter and phase: the usual case without a call */
+#define ngx_http_cache_guard_find_ctx(r)                                      \
+    (((r)->ctx[ngx_http_cache_guard_module.ctx_index] || !(r)->internal)      \
+     ? (ngx_http_cache_guard_ctx_t *)                                         \
+           (r)->ctx[ngx_http_cache_guard_module.ctx_index]                    \
+     : ngx_http_cache_guard_find_ctx_slow(r))
 ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
     const char *fmt, ...);

@@ -68,6 +68,8 @@ return {
   name = "api", key = "$uri", ttl = 1, jitter = 0,
   stale = { while_revalidate = 0, if_error = 0 },
   early_refresh = false,
+  breaker = { origin = { window = 10, min_requests = 6, failure_rate = 0.5,
+                         open_for = 3, half_open_requests = 1 } },
   fallback = { status = 503, retry_after = 7 },
 }
 --- check

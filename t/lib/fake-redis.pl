@@ -15,6 +15,8 @@
 #                                  (name upper-cased; bytes outside
 #                                  0x21-0x7e written as \xNN)
 #   CLOSE <n> <peer|server> <bytes sent on it>
+#   SUBSCRIBER <n>                 connection n subscribed (the module's
+#                                  purge listener; answered in every mode)
 # PID_FILE gets the pid once the port listens; it is removed on exit.
 # SIGTERM or SIGINT: exit.  --parent-pid: exit when that process is gone.
 #
@@ -259,6 +261,17 @@ sub parse_command {
 sub answer {
     my ($conn, $command) = @_;
     my $name = uc $command->[0];
+
+    # the module's purge listener: answered as Redis does, in every mode,
+    # and logged apart so that the data path's traffic can be told from it
+    if ($name eq 'SUBSCRIBE' && @$command == 2) {
+        log_line("SUBSCRIBER $conn->{id}");
+        my $ch = $command->[1];
+        $conn->{out} .= "*3\r\n\$9\r\nsubscribe\r\n\$" . length($ch)
+                      . "\r\n$ch\r\n:1\r\n";
+        return;
+    }
+
     log_line(join ' ', printable($name),
              @$command > 1 ? printable($command->[1]) : ());
     return if $conn->{stalled} || $conn->{close_after};

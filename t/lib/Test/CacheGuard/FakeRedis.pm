@@ -119,8 +119,11 @@ sub fake_redis_commands {
     } fake_redis_log();
 }
 
+# Connections of the data path: the purge listener's are left out.
 sub fake_redis_connections {
-    return scalar grep { /^CONNECT / } fake_redis_log();
+    my @log = fake_redis_log();
+    my %sub = map { /^SUBSCRIBER (\d+)/ ? ($1 => 1) : () } @log;
+    return scalar grep { /^CONNECT (\d+)/ && !$sub{$1} } @log;
 }
 
 END {

@@ -294,6 +294,31 @@ qr{set breaker\.redis differently; one Redis backend has one breaker}
 
 
 
+=== TEST 14e: policies that share a name share a breaker: they must set it alike
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    location /a {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/a.lua;
+        return 200;
+    }
+    location /b {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/b.lua;
+        return 200;
+    }
+--- user_files
+>>> a.lua
+return { name = "api", origin = { max_concurrent = 4 } }
+>>> b.lua
+return { name = "api", origin = { max_concurrent = 8 } }
+--- must_die
+--- error_log eval
+qr{share the name "api" and so the breaker "origin:api", but set breaker\.origin or origin\.max_concurrent differently}
+
+
+
 === TEST 14d: breaker.origin.statuses must list HTTP statuses
 --- http_config
     cache_guard_zone main size=1m;

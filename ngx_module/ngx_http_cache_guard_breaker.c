@@ -718,6 +718,25 @@ ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
 
     case NGX_HTTP_CACHE_GUARD_CLOSED:
         if (!failed) {
+            if (rec->consecutive) {
+                rec->consecutive = 0;
+            }
+
+            return;
+        }
+
+        /*
+         * min_requests failures in a row open it at once: under heavy
+         * traffic the window is full of the successes of the seconds
+         * before a backend died, and would take window * failure_rate
+         */
+
+        if (ngx_atomic_fetch_add(&rec->consecutive, 1) + 1
+            >= bc->min_requests)
+        {
+            ngx_http_cache_guard_breaker_set(rec, state,
+                                             NGX_HTTP_CACHE_GUARD_OPEN, log,
+                                             "failures in a row", 0);
             return;
         }
 
@@ -859,6 +878,7 @@ ngx_http_cache_guard_breaker_set(ngx_http_cache_guard_record_t *rec,
 
         if (to == NGX_HTTP_CACHE_GUARD_OPEN) {
             rec->opened++;
+            rec->consecutive = 0;
         }
 
         rec->state = to;

@@ -72,6 +72,9 @@ static ngx_int_t ngx_http_cache_guard_out_send(ngx_http_request_t *r,
     ngx_http_cache_guard_out_t *o, const char *type);
 static ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_at(
     ngx_http_cache_guard_main_conf_t *mcf, ngx_uint_t i);
+static ngx_uint_t ngx_http_cache_guard_seen(
+    ngx_http_cache_guard_main_conf_t *mcf, ngx_uint_t i,
+    ngx_http_cache_guard_record_t *rec);
 
 
 /* upper bounds of the duration buckets, microseconds; the last is +Inf */
@@ -212,10 +215,10 @@ ngx_http_cache_guard_metrics_init_worker(ngx_cycle_t *cycle)
 static void
 ngx_http_cache_guard_tick(ngx_event_t *ev)
 {
-    size_t                             argvlen[4];
+    size_t                             argvlen[1];
     time_t                             now;
     ngx_uint_t                         i, n;
-    const char                        *argv[4];
+    const char                        *argv[1];
     ngx_cycle_t                       *cycle;
     ngx_http_cache_guard_state_t      *st;
     ngx_http_cache_guard_main_conf_t  *mcf;
@@ -239,20 +242,16 @@ ngx_http_cache_guard_tick(ngx_event_t *ev)
     if (mcf->redis
         && ngx_http_cache_guard_ticks++ % NGX_HTTP_CACHE_GUARD_INFO_EVERY == 0)
     {
+        /* every section: several at once need Redis 7 */
+
         argv[0] = "INFO";
         argvlen[0] = 4;
-        argv[1] = "memory";
-        argvlen[1] = 6;
-        argv[2] = "stats";
-        argvlen[2] = 5;
-        argv[3] = "clients";
-        argvlen[3] = 7;
 
         /* an open breaker refuses it: nothing is sent then */
 
         (void) ngx_http_cache_guard_redis_command(mcf->redis,
                                                   ngx_http_cache_guard_info_done,
-                                                  mcf->redis, 4, argv, argvlen);
+                                                  mcf->redis, 1, argv, argvlen);
     }
 
     ngx_add_timer(ev, 1000);
@@ -390,7 +389,16 @@ ngx_http_cache_guard_window(ngx_http_cache_guard_record_t *rec,
         }
     }
 
-    /* no snapshot yet (the first second): everything counted so far */
+    /*
+     * The zone is younger than the window: everything counted so far is
+     * in it, the snapshots of its first seconds do not cover it all.
+     */
+
+    if (ngx_http_cache_guard_state == NULL
+        || (uint64_t) ngx_http_cache_guard_state->started >= since)
+    {
+        oldest = NULL;
+    }
 
     delta->requests = now.requests - (oldest ? oldest->requests : 0);
     delta->hits = now.hits - (oldest ? oldest->hits : 0);
@@ -458,6 +466,27 @@ ngx_http_cache_guard_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* whether a policy before the i-th has this record */
+
+static ngx_uint_t
+ngx_http_cache_guard_seen(ngx_http_cache_guard_main_conf_t *mcf, ngx_uint_t i,
+    ngx_http_cache_guard_record_t *rec)
+{
+    ngx_uint_t                      j;
+    ngx_http_cache_guard_policy_t  *pl;
+
+    for (j = 0; j < i; j++) {
+        pl = ngx_http_cache_guard_policy_at(mcf, j);
+
+        if (pl && pl->rec == rec) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_http_cache_guard_policy_t *
 ngx_http_cache_guard_policy_at(ngx_http_cache_guard_main_conf_t *mcf,
     ngx_uint_t i)
@@ -505,10 +534,14 @@ ngx_http_cache_guard_metrics_handler(ngx_http_request_t *r)
 
     /* per policy */
 
+/* each record once: policies of one name share theirs */
+
 #define NGX_HTTP_CACHE_GUARD_EACH_POLICY                                      \
     for (i = 0; i <= mcf->policies.nelts; i++)                                \
         if ((pl = ngx_http_cache_guard_policy_at(mcf, i)) != NULL             \
-            && (rec = pl->rec) != NULL && ((m = &rec->m) != NULL))
+            && (rec = pl->rec) != NULL                                        \
+            && !ngx_http_cache_guard_seen(mcf, i, rec)                        \
+            && ((m = &rec->m) != NULL))
 
     ngx_http_cache_guard_out(&o,
         "# HELP cache_guard_requests_total Requests of guarded locations, "
@@ -557,7 +590,8 @@ ngx_http_cache_guard_metrics_handler(ngx_http_request_t *r)
         "counter", "Origin answers counted as failures by the breaker.",
         m->origin_errors);
     NGX_HTTP_CACHE_GUARD_PROM_COUNTER("cache_guard_origin_inflight",
-        "gauge", "Origin fetches in flight on this node.", rec->inflight);
+        "gauge", "Origin fetches in flight on this node (counted with "
+        "origin.max_concurrent only).", rec->inflight);
     NGX_HTTP_CACHE_GUARD_PROM_COUNTER("cache_guard_lock_waits_total",
         "counter", "Requests that waited for another request's fill.",
         m->lock_waits);

@@ -158,6 +158,7 @@ typedef struct {
     ngx_atomic_t                    probes;       /* let through, half-open */
     ngx_atomic_t                    probe_ok;
     ngx_atomic_t                    opened;       /* times it opened */
+    ngx_atomic_t                    consecutive;  /* failures in a row */
     ngx_atomic_t                    buckets[NGX_HTTP_CACHE_GUARD_MAX_WINDOW];
     ngx_atomic_t                    inflight;     /* origin fetches */
     ngx_atomic_t                    slot_inflight[NGX_HTTP_CACHE_GUARD_SLOTS];

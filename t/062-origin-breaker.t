@@ -89,7 +89,7 @@ is(origin_total(), 7, 'each of them did ask the origin');
 my $fail = http_get('/cold1?status=500');
 is($fail->{status}, 500, 'without a stale copy the origin\'s 500 is passed on');
 my $b = breaker('origin:api');
-is($b->{state}, 'open', 'the breaker opened') or diag(explain($b));
+is($b->{state}, 'open', 'the breaker opened') or diag(Test::More::explain($b));
 is("$b->{failures} of $b->{requests}", '4 of 8',
    'at half of the results failed, with min_requests reached');
 

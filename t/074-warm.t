@@ -1,0 +1,239 @@
+# Warm-up through the admin API: POST /warm with one URI per line fills
+# them as background subrequests of the admin request, at most
+# concurrency=N at a time, each taking the normal path of the location it
+# reaches (L1, Redis, the locks, the fill); the answer comes when all are
+# done and counts what happened; GET /warm shows the last job.  Every block
+# counts what reached the test origin and reads Redis.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP qw(decode_json);
+use Time::HiRes qw(time sleep);
+
+sub location_conf {
+    return <<'CONF';
+    location /admin/ {
+        cache_guard_admin;
+    }
+    location /raw/ {
+        proxy_pass http://origin;
+    }
+    location /h/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/h.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+CONF
+}
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    # a worker under valgrind can stall past 1 s as it starts
+    my $timeout = $ENV{TEST_NGINX_USE_VALGRIND} ? '5s' : '1s';
+    $block->set_value('http_config', <<"CONF");
+    cache_guard_zone main size=8m;
+    cache_guard_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT timeout=$timeout;
+    upstream origin { server 127.0.0.1:\$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('config', location_conf());
+    $block->set_value('user_files', <<'LUA') unless defined $block->user_files;
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
+>>> h.lua
+return { key = "$host$uri", ttl = 60, jitter = 0 }
+LUA
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+sub json_of {
+    my ($r) = @_;
+    return eval { decode_json($r->{body}) } // { http => $r->{status},
+                                                  body => $r->{body} };
+}
+
+sub warm {
+    my ($body, $args, %opt) = @_;
+    return http_request('POST', '/admin/warm' . ($args // ''), body => $body,
+                        timeout => 60, %opt);
+}
+
+sub progress { return json_of(http_get('/admin/warm', @_)) }
+
+sub counts {
+    my ($j) = @_;
+    return join ' ', map { "$_ " . ($j->{$_} // '-') }
+        qw(total filled hits passed failed concurrency);
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: 100 URIs at concurrency 8: each filled once, at most 8 at a time, then served as hits; a second warm finds them cached
+--- check
+my @uris = map { "/w/$_" } 1 .. 100;
+my $list = join '', map { "$_?delay=0.05\n" } @uris;
+my $t0 = time;
+my $r = warm($list, '?concurrency=8');
+is($r->{status}, 200, 'the warm answers 200');
+is($r->{headers}{'content-type'}, 'application/json', 'in JSON');
+my $j = json_of($r);
+is(counts($j), 'total 100 filled 100 hits 0 passed 0 failed 0 concurrency 8',
+   'all 100 filled') or diag($r->{body});
+is(origin_total(), 100, 'the origin saw 100 requests');
+is(scalar(grep { origin_count($_) == 1 } @uris), 100, 'one for each URI');
+my $peak = origin_peak();
+ok($peak <= 8, "at most 8 at a time (peak $peak)");
+ok($peak >= 2, "several at a time (peak $peak)");
+ok(wait_for(sub { redis('EXISTS', map { "cg:$_" } @uris) == 100 }, 10 * slow(),
+            'the 100 keys'), 'all 100 stored in Redis under their $uri key');
+
+my @res = map { http_get($_) } @uris;
+is(scalar(grep { guard($_) =~ /^HIT l[12]$/ } @res), 100,
+   'later GETs are hits') or diag(tally(\@res));
+is(scalar(grep { $_->{body} =~ /"n":1,/ } @res), 100, 'of the warmed bodies');
+is(origin_total(), 100, 'no new origin request');
+
+$r = warm($list);
+$j = json_of($r);
+is(counts($j), 'total 100 filled 0 hits 100 passed 0 failed 0 concurrency 8',
+   'a second warm: 100 hits, the default concurrency') or diag($r->{body});
+is(origin_total(), 100, 'the origin saw nothing more');
+
+my $p = progress();
+ok(defined $p->{running} && !$p->{running}, 'GET /warm: not running');
+is(join(' ', map { "$_ " . ($p->{$_} // '-') } qw(total done filled hits failed)),
+   'total 100 done 100 filled 0 hits 100 failed 0', 'the last job, done');
+ok($p->{started} >= int($t0) && $p->{started} <= time + 1,
+   "started is a recent time ($p->{started})");
+
+# a bad line: nothing is warmed, the last job's progress is kept
+my @bad = (["/x/1\n/x/2\n/x/ 3\n/x/4\n", 3], ["/x/1\nx/2\n", 2],
+           ["/x/1\n/x/\t2\n", 2], ["/x/1\n/x/2\x01\n", 2],
+           ["http://localhost/x/1\n", 1]);
+for my $case (@bad) {
+    my ($body, $line) = @$case;
+    (my $shown = $body) =~ s/([^\x21-\x7e])/sprintf '\\x%02x', ord $1/ge;
+    $r = warm($body);
+    is($r->{status}, 400, "a bad line is refused: $shown");
+    like(json_of($r)->{error} // '', qr/^line $line is not a URI path/,
+         "a JSON error naming line $line") or diag($r->{body});
+}
+is(origin_total(), 100, 'the origin saw nothing of them');
+is(redis('EXISTS', 'cg:/x/1'), 0, 'nothing was stored');
+is(progress()->{total}, 100, 'and the last job is still the one shown');
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 2: what each URI was: filled, a hit, passed (not guarded, not cacheable), failed (status >= 400); $host keys are the admin request's Host
+--- check
+http_get('/cached');
+ok(stored('cg:/cached'), '/cached is cached beforehand');
+origin_set('/nocache', hdr => 'Cache-Control:no-store');
+origin_set('/broken', status => 500);
+my $list = join "\r\n", '/cached', '/fresh?x=1', '/raw/1', '/nocache', '/broken',
+                      '/raw/2?status=503', '', '/h/1', '/fresh2';
+my $r = warm("$list\r\n", '?concurrency=3',
+             headers => { Host => 'api.example.com' });
+is($r->{status}, 200, 'the warm answers 200') or diag($r->{body});
+my $j = json_of($r);
+is(counts($j), 'total 8 filled 3 hits 1 passed 2 failed 2 concurrency 3',
+   'empty lines skipped, CRLF accepted, each counted') or diag($r->{body});
+is(origin_total(), 8, 'the origin saw the seven not cached, and the first fill');
+ok(wait_for(sub { redis('EXISTS', 'cg:/fresh', 'cg:/fresh2',
+                        'cg:api.example.com/h/1') == 3 }, 5 * slow(),
+            'the fills'), 'filled under their keys (the Host of the admin request)');
+is(redis('EXISTS', 'cg:/nocache', 'cg:/broken'), 0,
+   'the uncacheable and the failed are not stored');
+like(guard(http_get('/h/1', headers => { Host => 'api.example.com' })), qr/^HIT l[12]$/,
+   'a client with that Host gets a hit');
+is(origin_count('/h/1'), 1, 'without an origin request');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 3: GET /warm while a job runs: running, with its progress; the concurrency argument is checked; an empty list answers at once
+--- check
+my @uris = map { "/slow/$_" } 1 .. 4;
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                 PeerPort => $ENV{TEST_NGINX_SERVER_PORT})
+    or die "connect: $!";
+my $body = join '', map { "$_?delay=0.5\n" } @uris;
+print {$sock} "POST /admin/warm?concurrency=1 HTTP/1.1\r\nHost: localhost\r\n"
+              . "Connection: close\r\nContent-Length: " . length($body)
+              . "\r\n\r\n$body";
+my $p;
+ok(wait_for(sub { $p = progress(); $p->{running} && $p->{done} >= 1 },
+            10 * slow(), 'a running job'), 'GET /warm shows it running');
+is($p->{total}, 4, 'total 4');
+ok($p->{done} < 4, "not done yet ($p->{done} of 4)");
+ok(origin_peak() <= 1, 'one at a time');
+my ($raw, $select) = ('', IO::Select->new($sock));
+while ($select->can_read(30)) {
+    last unless sysread $sock, my $chunk, 65536;
+    $raw .= $chunk;
+}
+like($raw, qr/^HTTP\/1\.1 200 .*"total": 4, "filled": 4,/s, 'the job answers when done');
+$p = progress();
+is(join(' ', map { "$_ " . ($p->{$_} // '-') } qw(total done filled)),
+   'total 4 done 4 filled 4', 'GET /warm: done');
+ok(!$p->{running}, 'not running');
+is(origin_peak(), 1, 'the origin saw one at a time');
+
+for my $c (0, 65, -1, 'x') {
+    my $r = warm("/c/1\n", "?concurrency=$c");
+    is($r->{status}, 400, "concurrency=$c is refused");
+    like($r->{body}, qr/"error": "concurrency must be 1 to 64"/, 'with a JSON error');
+}
+is(counts(json_of(warm("/c/1\n", '?concurrency=64'))),
+   'total 1 filled 1 hits 0 passed 0 failed 0 concurrency 64', 'concurrency=64 is fine');
+my $r = warm('');
+is(counts(json_of($r)), 'total 0 filled 0 hits 0 passed 0 failed 0 concurrency 8',
+   'an empty list: nothing to do');
+$r = http_request('DELETE', '/admin/warm');
+is($r->{status}, 405, 'DELETE /warm: 405');
+is($r->{headers}{allow}, 'GET, HEAD, POST', 'with Allow');
+is(origin_total(), 5, 'the origin saw the four and /c/1');
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+=== TEST 4: two nodes: a warm on A fills Redis, and B serves every URI from it
+--- check
+start_second_nginx(main::location_conf());
+my @uris = map { "/two/$_" } 1 .. 20;
+my $r = warm(join("\n", @uris) . "\n", '?concurrency=4');
+is(counts(json_of($r)), 'total 20 filled 20 hits 0 passed 0 failed 0 concurrency 4',
+   'A filled 20') or diag($r->{body});
+ok(wait_for(sub { redis('EXISTS', map { "cg:$_" } @uris) == 20 }, 5 * slow(),
+            'the keys'), 'into Redis');
+my @res = map { http_get($_, port => $ENV{TEST_NGINX_SERVER_PORT2}) } @uris;
+is(scalar(grep { guard($_) eq 'HIT l2' } @res), 20, 'B: 20 hits from Redis')
+    or diag(tally(\@res));
+$r = warm(join("\n", @uris) . "\n", '', port => $ENV{TEST_NGINX_SERVER_PORT2});
+is(json_of($r)->{hits}, 20, 'a warm on B finds them all cached');
+is(origin_total(), 20, 'the origin saw each URI once');
+--- no_error_log
+[error]
+[alert]
+[crit]

@@ -215,6 +215,7 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
                                                &rkey2)
                != NGX_OK)
         {
+            pu->failed = "no memory";
             return NGX_ERROR;
         }
 
@@ -232,6 +233,7 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
                                             pu->variant, &rkey)
             != NGX_OK)
         {
+            pu->failed = "no memory";
             return NGX_ERROR;
         }
 
@@ -249,6 +251,7 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
         match.data = ngx_pnalloc(r->pool, 2 * pu->redis->prefix.len
                                           + pu->pattern.len);
         if (match.data == NULL) {
+            pu->failed = "no memory";
             return NGX_ERROR;
         }
 
@@ -292,7 +295,12 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
                                              ngx_http_cache_guard_purge_reply,
                                              pu, 6, av, avl);
 
-            return pu->cmd ? NGX_OK : NGX_ERROR;
+            if (pu->cmd == NULL) {
+                pu->failed = "redis is not available";
+                return NGX_ERROR;
+            }
+
+            return NGX_OK;
         }
 
     default: /* NGX_HTTP_CACHE_GUARD_P_PUBLISH */

@@ -1256,7 +1256,9 @@ ngx_http_cache_guard_redis_format(ngx_http_cache_guard_redis_t *rd, int argc,
     u_char  *p;
     size_t   len;
 
-    len = 1 + NGX_SIZE_T_LEN + 2;
+    /* and a NUL: hiredis looks at the bytes after a command's name */
+
+    len = 1 + NGX_SIZE_T_LEN + 2 + 1;
 
     for (i = 0; i < argc; i++) {
         len += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
@@ -1284,6 +1286,8 @@ ngx_http_cache_guard_redis_format(ngx_http_cache_guard_redis_t *rd, int argc,
         *p++ = CR;
         *p++ = LF;
     }
+
+    *p = '\0';
 
     return p - rd->out;
 }

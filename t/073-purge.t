@@ -394,6 +394,7 @@ is(guard(http_get('/k')), 'HIT l1', 'the L1 entry is still there');
 is(redis('EXISTS', 'cg:/k'), 1, 'and the Redis one');
 is(origin_count('/k'), 1, 'no origin request but the fill');
 --- no_error_log
+[error]
 [alert]
 [crit]
 

@@ -164,6 +164,7 @@ like(guard(http_get('/h/1', headers => { Host => 'api.example.com' })), qr/^HIT 
    'a client with that Host gets a hit');
 is(origin_count('/h/1'), 1, 'without an origin request');
 --- no_error_log
+[error]
 [alert]
 [crit]
 

@@ -810,6 +810,17 @@ ngx_int_t
 ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     u_char *p, size_t len)
 {
+    return ngx_http_cache_guard_send_buf(r, status, "application/json", p,
+                                         len);
+}
+
+
+/* one answer from memory, for the admin API, the metrics and the status */
+
+ngx_int_t
+ngx_http_cache_guard_send_buf(ngx_http_request_t *r, ngx_uint_t status,
+    const char *type, u_char *p, size_t len)
+{
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
@@ -825,7 +836,8 @@ ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;
 
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data = (u_char *) type;
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 

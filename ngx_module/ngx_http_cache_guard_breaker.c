@@ -46,6 +46,8 @@ static ngx_int_t ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_cache_guard_state_sweep(
     ngx_http_cache_guard_state_t *st, ngx_log_t *log, ngx_uint_t starting);
+static ngx_uint_t ngx_http_cache_guard_slot_give_back(
+    ngx_http_cache_guard_state_t *st, ngx_uint_t slot, ngx_log_t *log);
 static ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_get(
     ngx_http_cache_guard_state_t *st, u_char *name, size_t len,
     ngx_log_t *log);
@@ -440,11 +442,8 @@ static ngx_uint_t
 ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state_t *st,
     ngx_log_t *log, ngx_uint_t starting)
 {
-    ngx_uint_t                      i, j, n, total;
-    ngx_atomic_int_t                v;
-    ngx_http_cache_guard_record_t  *rec;
+    ngx_uint_t  i, total;
 
-    n = st->nrecords;
     total = 0;
 
     for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
@@ -462,24 +461,46 @@ ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state_t *st,
             continue;
         }
 
-        for (j = 0; j < n; j++) {
-            rec = &st->records[j];
-            v = (ngx_atomic_int_t) rec->slot_inflight[i];
+        total += ngx_http_cache_guard_slot_give_back(st, i, log);
+    }
 
-            if (v) {
-                (void) ngx_atomic_fetch_add(&rec->inflight, -v);
-                rec->slot_inflight[i] = 0;
-                total += v;
+    return total;
+}
 
-                ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                              "cache guard: %A fetches to \"%*s\" of "
-                              "the dead worker %P given back", v,
-                              rec->len, rec->name, st->slots[i]);
-            }
+
+/* under the mutex: a slot's fetches taken off the totals, the slot freed */
+
+static ngx_uint_t
+ngx_http_cache_guard_slot_give_back(ngx_http_cache_guard_state_t *st,
+    ngx_uint_t slot, ngx_log_t *log)
+{
+    ngx_uint_t                      j, total;
+    ngx_atomic_int_t                v;
+    ngx_http_cache_guard_record_t  *rec;
+
+    total = 0;
+
+    for (j = 0; j < st->nrecords; j++) {
+        rec = &st->records[j];
+        v = (ngx_atomic_int_t) rec->slot_inflight[slot];
+
+        if (v == 0) {
+            continue;
         }
 
-        st->slots[i] = 0;
+        (void) ngx_atomic_fetch_add(&rec->inflight, -v);
+        rec->slot_inflight[slot] = 0;
+        total += v;
+
+        if (log) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "cache guard: %A fetches to \"%*s\" of the dead "
+                          "worker %P given back", v, rec->len, rec->name,
+                          st->slots[slot]);
+        }
     }
+
+    st->slots[slot] = 0;
 
     return total;
 }
@@ -488,11 +509,8 @@ ngx_http_cache_guard_state_sweep(ngx_http_cache_guard_state_t *st,
 void
 ngx_http_cache_guard_state_exit_worker(void)
 {
-    ngx_int_t                       slot;
-    ngx_uint_t                      j;
-    ngx_atomic_int_t                v;
-    ngx_http_cache_guard_state_t   *st;
-    ngx_http_cache_guard_record_t  *rec;
+    ngx_int_t                      slot;
+    ngx_http_cache_guard_state_t  *st;
 
     st = ngx_http_cache_guard_state;
     slot = ngx_http_cache_guard_slot;
@@ -506,18 +524,7 @@ ngx_http_cache_guard_state_exit_worker(void)
     ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
 
     if (st->slots[slot] == ngx_pid) {
-
-        for (j = 0; j < st->nrecords; j++) {
-            rec = &st->records[j];
-            v = (ngx_atomic_int_t) rec->slot_inflight[slot];
-
-            if (v) {
-                (void) ngx_atomic_fetch_add(&rec->inflight, -v);
-                rec->slot_inflight[slot] = 0;
-            }
-        }
-
-        st->slots[slot] = 0;
+        (void) ngx_http_cache_guard_slot_give_back(st, slot, NULL);
     }
 
     ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);

@@ -1330,45 +1330,6 @@ static ngx_int_t
 ngx_http_cache_guard_out_send(ngx_http_request_t *r,
     ngx_http_cache_guard_out_t *o, const char *type)
 {
-    size_t        type_len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    type_len = ngx_strlen(type);
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = o->pos - o->start;
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type.len = type_len;
-    r->headers_out.content_type_len = type_len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = o->start;
-    b->last = o->pos;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_cache_guard_send_buf(r, NGX_HTTP_OK, type, o->start,
+                                         o->pos - o->start);
 }

@@ -34,6 +34,9 @@ static ngx_http_cache_guard_l1_node_t *ngx_http_cache_guard_l1_lookup(
     ngx_http_cache_guard_zone_t *zone, ngx_str_t *key, uint32_t hash);
 static void ngx_http_cache_guard_l1_free(ngx_http_cache_guard_zone_t *zone,
     ngx_http_cache_guard_l1_node_t *ln);
+static ngx_uint_t ngx_http_cache_guard_l1_purge_one(
+    ngx_http_cache_guard_zone_t *zone, ngx_http_cache_guard_l1_node_t *ln,
+    ngx_uint_t soft, uint64_t now);
 static void ngx_http_cache_guard_set_done(redisReply *reply, void *data);
 
 
@@ -211,17 +214,7 @@ ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
                                             ngx_http_cache_guard_crc32c(0,
                                                         key->data, key->len));
         if (ln) {
-            if (!soft) {
-                ngx_http_cache_guard_l1_free(zone, ln);
-                n++;
-
-            } else if (ngx_http_cache_guard_entry_expire(ln->data
-                                                         + ln->key_len,
-                                                         ln->blob_len, now)
-                       == NGX_OK)
-            {
-                n++;
-            }
+            n += ngx_http_cache_guard_l1_purge_one(zone, ln, soft, now);
         }
 
         goto done;
@@ -245,20 +238,8 @@ ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
             ngx_memcpy(name, ln->data, ln->key_len);
             name[ln->key_len] = '\0';
 
-            if (fnmatch((char *) glob, (char *) name, 0) != 0) {
-                continue;
-            }
-
-            if (!soft) {
-                ngx_http_cache_guard_l1_free(zone, ln);
-                n++;
-
-            } else if (ngx_http_cache_guard_entry_expire(ln->data
-                                                         + ln->key_len,
-                                                         ln->blob_len, now)
-                       == NGX_OK)
-            {
-                n++;
+            if (fnmatch((char *) glob, (char *) name, 0) == 0) {
+                n += ngx_http_cache_guard_l1_purge_one(zone, ln, soft, now);
             }
         }
     }
@@ -268,6 +249,23 @@ done:
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return n;
+}
+
+
+/* under the mutex: 1 if the entry was deleted or, soft, made stale */
+
+static ngx_uint_t
+ngx_http_cache_guard_l1_purge_one(ngx_http_cache_guard_zone_t *zone,
+    ngx_http_cache_guard_l1_node_t *ln, ngx_uint_t soft, uint64_t now)
+{
+    if (!soft) {
+        ngx_http_cache_guard_l1_free(zone, ln);
+        return 1;
+    }
+
+    return ngx_http_cache_guard_entry_expire(ln->data + ln->key_len,
+                                             ln->blob_len, now)
+           == NGX_OK;
 }
 
 

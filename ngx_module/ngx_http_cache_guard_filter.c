@@ -118,7 +118,9 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
                                             &ctx->policy->breaker, failed,
                                             r->connection->log);
 
-        if (ctx->fill && r == r->main
+        /* a fill, or a HEAD or a lock time-out sent to the origin */
+
+        if (r == r->main
             && r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
             && ctx->stale_blob.len
             && ngx_http_cache_guard_now() < ctx->stale.fresh_until

@@ -237,3 +237,27 @@ is_deeply([sort map { $_->{name} } @{$all->{breakers}}], ['origin:e', 'origin:p'
           'GET /breaker lists every breaker');
 --- no_error_log
 [alert]
+
+
+
+=== TEST 6: a HEAD (which never fills) of a stale key while the origin answers 500 gets the stale copy too
+--- user_files
+>>> p.lua
+return {
+  key = "$uri", ttl = 1, jitter = 0,
+  stale = { while_revalidate = 0, if_error = 300 },
+  early_refresh = false,
+}
+>>> e.lua
+return {}
+--- check
+http_get('/h');
+sleep 1.5;
+my $r = http_request('HEAD', '/h?status=500');
+is($r->{status}, 200, 'HEAD: 200 from the stale copy, not the 500');
+is(guard($r), 'STALE', 'marked STALE');
+is($r->{body} // '', '', 'without a body');
+is(origin_count('/h'), 2, 'the HEAD did reach the origin');
+--- no_error_log
+[alert]
+[crit]

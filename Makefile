@@ -9,7 +9,7 @@ SRCS      := $(wildcard ngx_module/*.c ngx_module/*.h) config
 DEB_BUILD := gcc make nginx nginx-dev libhiredis-dev libluajit2-5.1-dev \
              libmaxminddb-dev
 DEB_TEST  := redis-server libtest-base-perl libmaxmind-db-writer-perl curl \
-             libyaml-libyaml-perl valgrind
+             libyaml-libyaml-perl valgrind chromium
 
 export TEST_NGINX_MODULE ?= $(CURDIR)/$(MODULE)
 

@@ -1189,14 +1189,26 @@ ngx_http_cache_guard_json_histogram(ngx_http_cache_guard_out_t *o,
         cum += h->histogram[i];
     }
 
-    ngx_http_cache_guard_out(o, "{\"count\": %uA, \"sum\": %uA.%06uA, "
-                             "\"p50\": ", cum, h->sum_us / 1000000,
-                             h->sum_us % 1000000);
-    ngx_http_cache_guard_out_double(o, ngx_http_cache_guard_quantile(h, 0.5));
-    ngx_http_cache_guard_out(o, ", \"p95\": ");
-    ngx_http_cache_guard_out_double(o, ngx_http_cache_guard_quantile(h, 0.95));
-    ngx_http_cache_guard_out(o, ", \"p99\": ");
-    ngx_http_cache_guard_out_double(o, ngx_http_cache_guard_quantile(h, 0.99));
+    ngx_http_cache_guard_out(o, "{\"count\": %uA, \"sum\": %uA.%06uA",
+                             cum, h->sum_us / 1000000, h->sum_us % 1000000);
+
+    if (cum == 0) {
+        /* no request yet: no percentile either */
+        ngx_http_cache_guard_out(o, ", \"p50\": null, \"p95\": null, "
+                                 "\"p99\": null");
+
+    } else {
+        ngx_http_cache_guard_out(o, ", \"p50\": ");
+        ngx_http_cache_guard_out_double(o,
+                                     ngx_http_cache_guard_quantile(h, 0.5));
+        ngx_http_cache_guard_out(o, ", \"p95\": ");
+        ngx_http_cache_guard_out_double(o,
+                                     ngx_http_cache_guard_quantile(h, 0.95));
+        ngx_http_cache_guard_out(o, ", \"p99\": ");
+        ngx_http_cache_guard_out_double(o,
+                                     ngx_http_cache_guard_quantile(h, 0.99));
+    }
+
     ngx_http_cache_guard_out(o, ", \"buckets\": [");
 
     cum = 0;

@@ -309,6 +309,7 @@ struct ngx_http_cache_guard_redis_s {
     ngx_uint_t                      errors_suppressed;
     ngx_uint_t                      exiting;     /* unsigned:1 */
     ngx_uint_t                      force;       /* next: past the breaker */
+    ngx_uint_t                      lazy;        /* no connect ahead */
     ngx_log_t                      *log;
 };
 

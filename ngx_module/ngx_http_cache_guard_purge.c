@@ -780,6 +780,9 @@ ngx_http_cache_guard_purge_init_worker(ngx_cycle_t *cycle)
     sub->rec = mcf->redis->rec;
     sub->max_reply = mcf->redis->max_reply;
 
+    /* it connects when it subscribes, from the event loop */
+    sub->lazy = 1;
+
     ngx_http_cache_guard_sub_channel.len = sub->prefix.len + 5;
     ngx_http_cache_guard_sub_channel.data = ngx_alloc(
                                  ngx_http_cache_guard_sub_channel.len,
@@ -805,7 +808,8 @@ ngx_http_cache_guard_purge_init_worker(ngx_cycle_t *cycle)
     ngx_http_cache_guard_sub_tick.log = cycle->log;
     ngx_http_cache_guard_sub_tick.cancelable = 1;
 
-    ngx_http_cache_guard_purge_tick(&ngx_http_cache_guard_sub_tick);
+    /* soon, but from the event loop: the worker has started by then */
+    ngx_add_timer(&ngx_http_cache_guard_sub_tick, 100);
 }
 
 

@@ -385,8 +385,9 @@ ngx_http_cache_guard_redis_init_worker(ngx_http_cache_guard_redis_t *rd,
      * an open breaker (kept across a reload) means no connect at all
      */
 
-    if (ngx_http_cache_guard_breaker_state(rd->rec, &rd->breaker)
-        == NGX_HTTP_CACHE_GUARD_CLOSED)
+    if (!rd->lazy
+        && ngx_http_cache_guard_breaker_state(rd->rec, &rd->breaker)
+           == NGX_HTTP_CACHE_GUARD_CLOSED)
     {
         (void) ngx_http_cache_guard_redis_connect(rd);
     }
@@ -1086,7 +1087,7 @@ ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev)
 
     /* connect ahead of the next command, unless a command already did */
 
-    if (rd->ac == NULL && !ngx_exiting
+    if (rd->ac == NULL && !ngx_exiting && !rd->lazy
         && ngx_http_cache_guard_breaker_state(rd->rec, &rd->breaker)
            == NGX_HTTP_CACHE_GUARD_CLOSED)
     {

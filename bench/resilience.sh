@@ -135,12 +135,15 @@ curl -s "$url/hot" > /dev/null; sleep 0.2; curl -s "$url/hot" > /dev/null
     run 'L1 hit, Redis killed' "$url/hot"
     run 'miss, Redis killed' -s "$work/cold.lua" "$url"
 
-    # Redis back, breaker reset, then paused while misses flow
+    # Redis back and a fresh nginx (no backoff, no breaker history left
+    # from the kill), then Redis paused while misses flow
     rm -f "$work/redis.pid"
     start_redis
-    curl -s -XPOST "$url/admin/breaker/redis?state=closed" > /dev/null
-    curl -s -XPOST "$url/admin/breaker/redis?state=auto" > /dev/null
-    curl -s "$url/warm-again" > /dev/null
+    "$nginx" -p "$work/nginx/" -c conf/nginx.conf -s stop
+    while port_open "$port"; do sleep 0.1; done
+    "$nginx" -p "$work/nginx/" -c conf/nginx.conf || die "nginx did not start"
+    wait_port "$port"
+    curl -s "$url/hot" > /dev/null; sleep 0.2; curl -s "$url/hot" > /dev/null
     wrk -t1 -c8 -d10s -s "$work/cold.lua" "$url" > /dev/null 2>&1 &
     sleep 1
     kill -STOP "$(cat "$work/redis.pid")"

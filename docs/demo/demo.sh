@@ -86,6 +86,10 @@ Try:
   curl -i 'http://127.0.0.1:8080/api/users/7?status=99' (INVALID: refused in C)
   curl -i 'http://127.0.0.1:8080/api/catalog?page=0' (INVALID: a Lua validator)
   curl -i 'http://127.0.0.1:8080/api/catalog?page=2&delay=1'  (a slow origin, once)
+  curl http://127.0.0.1:8080/metrics                 (Prometheus metrics)
+  open http://127.0.0.1:8080/status in a browser     (the live dashboard)
+  curl -X DELETE 'http://127.0.0.1:8080/admin/cache?key=/api/users/7'  (purge)
+  curl http://127.0.0.1:8080/admin/breaker           (the circuit breakers)
   redis-cli -p 6391 --scan --pattern 'demo:*'
   tail -f $dir/logs/access.log
 

@@ -38,7 +38,7 @@
 #define NGX_HTTP_CACHE_GUARD_B_SECMASK    0xffffff
 #define NGX_HTTP_CACHE_GUARD_B_MAX        0xfffff
 
-#define NGX_HTTP_CACHE_GUARD_STATE_LAYOUT  2
+#define NGX_HTTP_CACHE_GUARD_STATE_LAYOUT  3
 
 
 static ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
@@ -262,6 +262,8 @@ ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
 
         st->layout = NGX_HTTP_CACHE_GUARD_STATE_LAYOUT;
         st->started = ngx_time();
+        st->node = ((uint64_t) ngx_random() << 32 | (uint64_t) ngx_random())
+                   ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time();
         shpool->data = st;
         shpool->log_nomem = 0;
     }

@@ -46,8 +46,6 @@ static ngx_int_t ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_park(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_set_cleanup(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
 static void ngx_http_cache_guard_wake(ngx_event_t *ev);
 static void ngx_http_cache_guard_poll(ngx_event_t *ev);
 static void ngx_http_cache_guard_cleanup(void *data);
@@ -1134,7 +1132,7 @@ ngx_http_cache_guard_wake(ngx_event_t *ev)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_cache_guard_set_cleanup(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {

@@ -165,8 +165,10 @@ ngx_http_cache_guard_log_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_cache_guard_find_ctx(r);
 
+    /* log_subrequest on: a refresh or a warm-up is no client's request */
+
     if (ctx == NULL || ctx->status == NGX_HTTP_CACHE_GUARD_NONE
-        || ctx->request != r || ctx->policy->rec == NULL)
+        || ctx->request != r || r != r->main || ctx->policy->rec == NULL)
     {
         return NGX_OK;
     }
@@ -327,28 +329,28 @@ ngx_http_cache_guard_totals(ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_snapshot_t *s)
 {
     ngx_uint_t                       i;
+    ngx_atomic_uint_t                n[NGX_HTTP_CACHE_GUARD_NSTATUS];
     ngx_http_cache_guard_metrics_t  *m;
 
     m = &rec->m;
 
-    s->requests = 0;
+    /* each counter read once: other workers go on counting meanwhile */
 
-    for (i = 1; i < NGX_HTTP_CACHE_GUARD_NSTATUS; i++) {
-        s->requests += m->requests[i];
+    for (i = 0; i < NGX_HTTP_CACHE_GUARD_NSTATUS; i++) {
+        n[i] = m->requests[i];
     }
 
     /* answered from the cache: fresh, negative or stale */
 
-    s->hits = m->requests[NGX_HTTP_CACHE_GUARD_HIT]
-              + m->requests[NGX_HTTP_CACHE_GUARD_NEGATIVE]
-              + m->requests[NGX_HTTP_CACHE_GUARD_STALE]
-              + m->requests[NGX_HTTP_CACHE_GUARD_UPDATING];
+    s->hits = n[NGX_HTTP_CACHE_GUARD_HIT] + n[NGX_HTTP_CACHE_GUARD_NEGATIVE]
+              + n[NGX_HTTP_CACHE_GUARD_STALE]
+              + n[NGX_HTTP_CACHE_GUARD_UPDATING];
 
     /* what could have been: refusals and bypasses are not cache traffic */
 
-    s->requests -= m->requests[NGX_HTTP_CACHE_GUARD_BLOOM_REJECT]
-                   + m->requests[NGX_HTTP_CACHE_GUARD_INVALID]
-                   + m->requests[NGX_HTTP_CACHE_GUARD_BYPASS];
+    s->requests = s->hits + n[NGX_HTTP_CACHE_GUARD_MISS]
+                  + n[NGX_HTTP_CACHE_GUARD_LOCK_TIMEOUT]
+                  + n[NGX_HTTP_CACHE_GUARD_FALLBACK];
 
     s->errors = m->responses_5xx;
 }
@@ -925,7 +927,7 @@ ngx_http_cache_guard_status_handler(ngx_http_request_t *r)
     if (html) {
         o.start = dashboard;
         o.pos = dashboard + sizeof(dashboard) - 1;
-        o.end = o.pos;
+        o.end = dashboard + sizeof(dashboard);
 
         return ngx_http_cache_guard_out_send(r, &o,
                                              "text/html; charset=utf-8");
@@ -1238,6 +1240,7 @@ ngx_http_cache_guard_json_breaker(ngx_http_cache_guard_out_t *o,
 
     if ((size_t) (o->end - o->pos) < NGX_HTTP_CACHE_GUARD_RECORD_NAME * 6 + 512)
     {
+        o->pos = o->end;
         return;
     }
 
@@ -1303,6 +1306,7 @@ ngx_http_cache_guard_out_json(ngx_http_cache_guard_out_t *o, u_char *p,
     size_t len)
 {
     if ((size_t) (o->end - o->pos) < 2 + len * 6) {
+        o->pos = o->end;
         return;
     }
 
@@ -1318,6 +1322,7 @@ ngx_http_cache_guard_out_double(ngx_http_cache_guard_out_t *o, double d)
     u_char  *p, *last;
 
     if (o->end - o->pos < 32) {
+        o->pos = o->end;
         return;
     }
 
@@ -1342,6 +1347,14 @@ static ngx_int_t
 ngx_http_cache_guard_out_send(ngx_http_request_t *r,
     ngx_http_cache_guard_out_t *o, const char *type)
 {
+    /* a full buffer cut something: no half an answer */
+
+    if (o->pos == o->end && o->end != o->start) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "cache guard: the %s answer outgrew its buffer", type);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return ngx_http_cache_guard_send_buf(r, NGX_HTTP_OK, type, o->start,
                                          o->pos - o->start);
 }

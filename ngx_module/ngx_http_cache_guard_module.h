@@ -182,6 +182,7 @@ typedef struct {
 typedef struct {
     ngx_uint_t                      layout;
     time_t                          started;      /* the zone, not nginx */
+    uint64_t                        node;         /* this node, at random */
     ngx_http_cache_guard_warm_state_t  warm;
     ngx_pid_t                       slots[NGX_HTTP_CACHE_GUARD_SLOTS];
     ngx_uint_t                      nrecords;
@@ -785,6 +786,8 @@ ngx_uint_t ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
 
 ngx_int_t ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_cache_guard_log_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_cache_guard_set_cleanup(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 ngx_int_t ngx_http_cache_guard_access_handler(ngx_http_request_t *r);
 ngx_http_cache_guard_ctx_t *ngx_http_cache_guard_get_ctx(
     ngx_http_request_t *r);

@@ -14,7 +14,8 @@
 #include "ngx_http_cache_guard_module.h"
 
 
-#define NGX_HTTP_CACHE_GUARD_PURGE_BATCH   500
+/* a SCAN that never ends (a broken server) is cut short */
+#define NGX_HTTP_CACHE_GUARD_PURGE_SCANS   100000
 
 #define NGX_HTTP_CACHE_GUARD_P_UNLINK      0
 #define NGX_HTTP_CACHE_GUARD_P_GET         1
@@ -37,6 +38,11 @@ typedef struct {
     ngx_uint_t                      scanned;
     ngx_int_t                       receivers;    /* -1: not published */
     ngx_str_t                       cursor;
+    u_char                          cursor_buf[24];
+    ngx_str_t                       match;        /* SCAN's MATCH */
+    const char                    **argv;         /* UNLINK's */
+    size_t                         *argvlen;
+    size_t                          nargv;
     const char                     *failed;       /* a Redis step failed */
 } ngx_http_cache_guard_purge_t;
 
@@ -246,27 +252,36 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
 
     case NGX_HTTP_CACHE_GUARD_P_SCAN:
 
-        /* the prefix is literal: its glob characters are escaped */
-
-        match.data = ngx_pnalloc(r->pool, 2 * pu->redis->prefix.len
-                                          + pu->pattern.len);
-        if (match.data == NULL) {
-            pu->failed = "no memory";
+        if (pu->scanned >= NGX_HTTP_CACHE_GUARD_PURGE_SCANS) {
+            pu->failed = "redis never ended the SCAN";
             return NGX_ERROR;
         }
 
-        p = match.data;
+        /* the prefix is literal: its glob characters are escaped */
 
-        for (i = 0; i < pu->redis->prefix.len; i++) {
-            if (ngx_strchr("*?[]\\", pu->redis->prefix.data[i])) {
-                *p++ = '\\';
+        if (pu->match.len == 0) {
+            pu->match.data = ngx_pnalloc(r->pool, 2 * pu->redis->prefix.len
+                                                  + pu->pattern.len);
+            if (pu->match.data == NULL) {
+                pu->failed = "no memory";
+                return NGX_ERROR;
             }
 
-            *p++ = pu->redis->prefix.data[i];
+            p = pu->match.data;
+
+            for (i = 0; i < pu->redis->prefix.len; i++) {
+                if (ngx_strchr("*?[]\\", pu->redis->prefix.data[i])) {
+                    *p++ = '\\';
+                }
+
+                *p++ = pu->redis->prefix.data[i];
+            }
+
+            p = ngx_cpymem(p, pu->pattern.data, pu->pattern.len);
+            pu->match.len = p - pu->match.data;
         }
 
-        p = ngx_cpymem(p, pu->pattern.data, pu->pattern.len);
-        match.len = p - match.data;
+        match = pu->match;
 
         argv[0] = "SCAN";
         argvlen[0] = 4;
@@ -333,7 +348,7 @@ ngx_http_cache_guard_purge_publish(ngx_http_cache_guard_purge_t *pu)
     what = pu->key.len ? &pu->key : &pu->pattern;
 
     channel.len = pu->redis->prefix.len + sizeof("purge") - 1;
-    msg.len = sizeof("pattern\n") - 1 + what->len;
+    msg.len = sizeof("pattern \n") - 1 + NGX_INT64_LEN + what->len;
 
     p = ngx_pnalloc(r->pool, channel.len + msg.len);
     if (p == NULL) {
@@ -344,10 +359,13 @@ ngx_http_cache_guard_purge_publish(ngx_http_cache_guard_purge_t *pu)
     p = ngx_cpymem(p, pu->redis->prefix.data, pu->redis->prefix.len);
     p = ngx_cpymem(p, "purge", 5);
 
+    /* "kind node\nwhat": a node skips its own messages */
+
     msg.data = p;
-    p = ngx_cpymem(p, pu->pattern.len ? "pattern\n" : pu->soft ? "soft\n"
-                                                              : "key\n",
-                   pu->pattern.len ? 8 : pu->soft ? 5 : 4);
+    p = ngx_sprintf(p, "%s %uL\n",
+                    pu->pattern.len ? "pattern" : pu->soft ? "soft" : "key",
+                    ngx_http_cache_guard_state
+                    ? ngx_http_cache_guard_state->node : 0);
     p = ngx_cpymem(p, what->data, what->len);
     msg.len = p - msg.data;
 
@@ -551,21 +569,25 @@ ngx_http_cache_guard_purge_scanned(ngx_http_cache_guard_purge_t *pu,
     }
 
     pu->cursor.len = reply->element[0]->len;
-    pu->cursor.data = ngx_pnalloc(r->pool, pu->cursor.len + 1);
-    if (pu->cursor.data == NULL) {
-        return NGX_ERROR;
-    }
-
+    pu->cursor.data = pu->cursor_buf;
     ngx_memcpy(pu->cursor.data, reply->element[0]->str, pu->cursor.len);
 
     keys = reply->element[1];
     pu->scanned++;
 
-    argv = ngx_palloc(r->pool, (keys->elements + 1) * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, (keys->elements + 1) * sizeof(size_t));
-    if (argv == NULL || argvlen == NULL) {
-        return NGX_ERROR;
+    /* one array for every batch: a big purge must not grow the pool */
+
+    if (keys->elements + 1 > pu->nargv) {
+        pu->nargv = keys->elements + 1;
+        pu->argv = ngx_palloc(r->pool, pu->nargv * sizeof(char *));
+        pu->argvlen = ngx_palloc(r->pool, pu->nargv * sizeof(size_t));
+        if (pu->argv == NULL || pu->argvlen == NULL) {
+            return NGX_ERROR;
+        }
     }
+
+    argv = pu->argv;
+    argvlen = pu->argvlen;
 
     argv[0] = "UNLINK";
     argvlen[0] = 6;
@@ -586,12 +608,9 @@ ngx_http_cache_guard_purge_scanned(ngx_http_cache_guard_purge_t *pu,
             continue;
         }
 
-        argv[n] = ngx_pnalloc(r->pool, k->len);
-        if (argv[n] == NULL) {
-            return NGX_ERROR;
-        }
+        /* the command is formatted at once: the reply's bytes will do */
 
-        ngx_memcpy((u_char *) argv[n], k->str, k->len);
+        argv[n] = k->str;
         argvlen[n++] = k->len;
     }
 
@@ -776,9 +795,15 @@ ngx_http_cache_guard_purge_init_worker(ngx_cycle_t *cycle)
     sub->user = mcf->redis->user;
     sub->db = mcf->redis->db;
     sub->prefix = mcf->redis->prefix;
-    sub->breaker = mcf->redis->breaker;
-    sub->rec = mcf->redis->rec;
     sub->max_reply = mcf->redis->max_reply;
+
+    /*
+     * No breaker record of its own, nor the data path's: its results must
+     * not open or close the data path's breaker; it only waits while that
+     * one is not closed (the tick looks).
+     */
+
+    sub->breaker.enabled = 0;
 
     /* it connects when it subscribes, from the event loop */
     sub->lazy = 1;
@@ -829,7 +854,12 @@ ngx_http_cache_guard_purge_tick(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_cache_guard_sub_cmd == NULL) {
+    if (ngx_http_cache_guard_sub_cmd == NULL
+        && ngx_http_cache_guard_breaker_state(
+               ngx_http_cache_guard_sub_mcf->redis->rec,
+               &ngx_http_cache_guard_sub_mcf->redis->breaker)
+           == NGX_HTTP_CACHE_GUARD_CLOSED)
+    {
         ngx_http_cache_guard_sub_cmd = ngx_http_cache_guard_redis_subscribe(
                                            ngx_http_cache_guard_sub,
                                            ngx_http_cache_guard_purge_message,
@@ -844,13 +874,25 @@ ngx_http_cache_guard_purge_tick(ngx_event_t *ev)
 static void
 ngx_http_cache_guard_purge_message(redisReply *reply, void *data)
 {
-    u_char      *nl;
+    u_char      *nl, *sp;
+    uint64_t     node;
     ngx_str_t    kind, what;
     redisReply  *payload;
 
     if (reply == NULL) {
         /* the connection ended: subscribe again at the next tick */
         ngx_http_cache_guard_sub_cmd = NULL;
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* an ACL user needs "&*" or the channel, and +subscribe */
+        ngx_http_cache_guard_redis_error(ngx_http_cache_guard_sub,
+                            "cache guard: redis \"%V\" refused the purge "
+                            "listener's SUBSCRIBE: %*s; other nodes' purges "
+                            "will not reach this node's L1",
+                            &ngx_http_cache_guard_sub->addr_text,
+                            (size_t) ngx_min(reply->len, 200), reply->str);
         return;
     }
 
@@ -878,6 +920,21 @@ ngx_http_cache_guard_purge_message(redisReply *reply, void *data)
 
     if (what.len == 0 || what.len > NGX_HTTP_CACHE_GUARD_MAX_KEY) {
         return;
+    }
+
+    /* "kind node": this node purged its own L1 already */
+
+    sp = ngx_strlchr(kind.data, kind.data + kind.len, ' ');
+
+    if (sp) {
+        node = (uint64_t) ngx_atoof(sp + 1, kind.data + kind.len - sp - 1);
+        kind.len = sp - kind.data;
+
+        if (ngx_http_cache_guard_state
+            && node == ngx_http_cache_guard_state->node)
+        {
+            return;
+        }
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,

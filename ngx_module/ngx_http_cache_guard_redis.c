@@ -583,6 +583,12 @@ ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
         return NGX_ERROR;
     }
 
+    /* a connection that only listens learns of a dead peer this way */
+
+    if (rd->lazy) {
+        (void) redisEnableKeepAlive(&ac->c);
+    }
+
     c = ngx_get_connection(ac->c.fd, rd->log);
     if (c == NULL) {
         redisAsyncFree(ac);

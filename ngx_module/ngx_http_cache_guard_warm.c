@@ -15,10 +15,23 @@
 
 #define NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY  8
 #define NGX_HTTP_CACHE_GUARD_WARM_MAX          64
-#define NGX_HTTP_CACHE_GUARD_WARM_LINES        100000
+/* each URI's subrequest lives in the admin request's pool until the end */
+#define NGX_HTTP_CACHE_GUARD_WARM_LINES        1000
 
+
+typedef struct ngx_http_cache_guard_warm_s  ngx_http_cache_guard_warm_t;
+
+
+/* one URI: nginx may call its post-subrequest handler more than once */
 
 typedef struct {
+    ngx_http_cache_guard_warm_t    *warm;
+    ngx_http_post_subrequest_t      ps;
+    ngx_uint_t                      done;         /* unsigned:1 */
+} ngx_http_cache_guard_warm_uri_t;
+
+
+struct ngx_http_cache_guard_warm_s {
     ngx_http_request_t             *request;
     ngx_array_t                     uris;         /* ngx_str_t */
     ngx_uint_t                      next;
@@ -30,9 +43,9 @@ typedef struct {
     ngx_uint_t                      passed;
     ngx_uint_t                      failed;
     ngx_uint_t                      bad_line;     /* 0: none */
+    ngx_uint_t                      failed_start; /* unsigned:1 */
     ngx_event_t                     finish;
-    ngx_http_post_subrequest_t      ps;
-} ngx_http_cache_guard_warm_t;
+};
 
 
 static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r);
@@ -43,6 +56,8 @@ static ngx_int_t ngx_http_cache_guard_warm_start(
 static ngx_int_t ngx_http_cache_guard_warm_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_cache_guard_warm_finish(ngx_event_t *ev);
+static void ngx_http_cache_guard_warm_cleanup(void *data);
+static ngx_int_t ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr);
 static ngx_int_t ngx_http_cache_guard_warm_progress(ngx_http_request_t *r);
 
 
@@ -74,6 +89,7 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
 {
     ngx_int_t                            rc, n;
     ngx_str_t                            arg;
+    ngx_pool_cleanup_t                  *cln;
     ngx_http_cache_guard_warm_t         *w;
     ngx_http_cache_guard_warm_state_t   *ws;
     ngx_http_cache_guard_bloom_lines_t   ls;
@@ -158,19 +174,42 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
     w->finish.data = w;
     w->finish.log = r->connection->log;
 
-    w->ps.handler = ngx_http_cache_guard_warm_done;
-    w->ps.data = w;
-
-    if (w->uris.nelts == 0) {
-        ngx_post_event(&w->finish, &ngx_posted_events);
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    if (ngx_http_cache_guard_warm_start(w) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-    }
+    cln->handler = ngx_http_cache_guard_warm_cleanup;
+    cln->data = w;
 
-    /* the reference the body reading took is released at the finish */
+    /*
+     * The reference the body reading took is released at the finish; a
+     * URI that cannot start counts as failed, and the finish still comes.
+     */
+
+    if (w->uris.nelts == 0 || ngx_http_cache_guard_warm_start(w) != NGX_OK) {
+        w->failed += w->uris.nelts - w->done - w->inflight;
+        w->done = w->uris.nelts - w->inflight;
+        w->next = w->uris.nelts;
+
+        if (w->inflight == 0) {
+            ngx_post_event(&w->finish, &ngx_posted_events);
+        }
+    }
+}
+
+
+/* the request ends before the finish ran: the event must not run then */
+
+static void
+ngx_http_cache_guard_warm_cleanup(void *data)
+{
+    ngx_http_cache_guard_warm_t *w = data;
+
+    if (w->finish.posted) {
+        ngx_delete_posted_event(&w->finish);
+    }
 }
 
 
@@ -223,10 +262,11 @@ ngx_http_cache_guard_warm_line(ngx_http_cache_guard_bloom_lines_t *ls,
 static ngx_int_t
 ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
 {
-    u_char                      *q;
-    ngx_str_t                   *uri, path, args;
-    ngx_http_request_t          *sr;
-    ngx_http_cache_guard_ctx_t  *sctx;
+    u_char                           *q;
+    ngx_str_t                        *uri, path, args;
+    ngx_http_request_t               *sr;
+    ngx_http_cache_guard_ctx_t       *sctx;
+    ngx_http_cache_guard_warm_uri_t  *wu;
 
     uri = w->uris.elts;
 
@@ -244,22 +284,38 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
             path.len = q - path.data;
         }
 
-        w->next++;
+        wu = ngx_pcalloc(w->request->pool,
+                         sizeof(ngx_http_cache_guard_warm_uri_t));
+        sctx = ngx_pcalloc(w->request->pool,
+                           sizeof(ngx_http_cache_guard_ctx_t));
+        if (wu == NULL || sctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        wu->warm = w;
+        wu->ps.handler = ngx_http_cache_guard_warm_done;
+        wu->ps.data = wu;
 
         if (ngx_http_subrequest(w->request, &path, args.len ? &args : NULL,
-                                &sr, &w->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
+                                &sr, &wu->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
 
-        /* a mark: the precontent handler completes it for the location */
+        w->next++;
+        w->inflight++;
 
-        sctx = ngx_pcalloc(w->request->pool,
-                           sizeof(ngx_http_cache_guard_ctx_t));
-        if (sctx == NULL) {
+        /* the admin request's body and credentials stay with it */
+
+        if (ngx_http_cache_guard_warm_headers(sr) != NGX_OK) {
             return NGX_ERROR;
         }
+
+        /*
+         * a mark: the precontent handler completes it for the location;
+         * found again through its cleanup after an internal redirect
+         */
 
         sctx->request = sr;
         sctx->slot = -1;
@@ -267,7 +323,9 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
         sctx->quiet = 1;
         ngx_http_set_ctx(sr, sctx, ngx_http_cache_guard_module);
 
-        w->inflight++;
+        if (ngx_http_cache_guard_set_cleanup(sr, sctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return NGX_OK;
@@ -278,20 +336,33 @@ static ngx_int_t
 ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc)
 {
-    ngx_http_cache_guard_warm_t *w = data;
+    ngx_http_cache_guard_warm_uri_t *wu = data;
 
     ngx_uint_t                          failed;
+    ngx_http_cache_guard_warm_t        *w;
     ngx_http_cache_guard_ctx_t         *ctx;
     ngx_http_cache_guard_warm_state_t  *ws;
 
+    /* an error nginx answers itself finalizes the subrequest twice */
+
+    if (wu->done) {
+        return rc;
+    }
+
+    wu->done = 1;
+    w = wu->warm;
+
     ctx = ngx_http_cache_guard_find_ctx(sr);
     failed = 0;
+
+    /* a 404 stored (or served) as a negative entry is no failure */
 
     if ((rc != NGX_OK && rc != NGX_DONE) || sr->headers_out.status >= 400
         || sr->headers_out.status == 0)
     {
         failed = (ctx == NULL
-                  || ctx->status != NGX_HTTP_CACHE_GUARD_NEGATIVE);
+                  || !(ctx->stored
+                       || ctx->status == NGX_HTTP_CACHE_GUARD_NEGATIVE));
     }
 
     w->inflight--;
@@ -335,9 +406,101 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
         w->failed += w->uris.nelts - w->next;
         w->done += w->uris.nelts - w->next;
         w->next = w->uris.nelts;
+
+        if (w->done == w->uris.nelts && !w->finish.posted) {
+            ngx_post_event(&w->finish, &ngx_posted_events);
+        }
     }
 
     return rc;
+}
+
+
+/*
+ * A subrequest shares its parent's headers and body: a warm-up's own are
+ * a GET's, without the admin request's body, cookies or credentials.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr)
+{
+    ngx_uint_t        i;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    static ngx_str_t  drop[] = {
+        ngx_string("Authorization"),
+        ngx_string("Proxy-Authorization"),
+        ngx_string("Cookie"),
+        ngx_string("Content-Length"),
+        ngx_string("Content-Type"),
+        ngx_string("Transfer-Encoding"),
+        ngx_string("Expect"),
+        ngx_null_string
+    };
+
+    ngx_str_t  *d;
+
+    if (ngx_list_init(&headers, sr->pool, 8, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &sr->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        for (d = drop; d->len; d++) {
+            if (h[i].key.len == d->len
+                && ngx_strncasecmp(h[i].key.data, d->data, d->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (d->len) {
+            continue;
+        }
+
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    sr->headers_in.headers = headers;
+    sr->headers_in.authorization = NULL;
+    sr->headers_in.content_length = NULL;
+    sr->headers_in.content_type = NULL;
+    sr->headers_in.transfer_encoding = NULL;
+    sr->headers_in.content_length_n = -1;
+    sr->headers_in.chunked = 0;
+
+    if (ngx_array_init(&sr->headers_in.cookies, sr->pool, 1,
+                       sizeof(ngx_table_elt_t *))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    sr->request_body = NULL;
+
+    return NGX_OK;
 }
 
 

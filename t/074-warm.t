@@ -21,6 +21,20 @@ sub location_conf {
     location /raw/ {
         proxy_pass http://origin;
     }
+    location /dead/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:1;
+    }
+    location /idx/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        root $TEST_NGINX_HTML_DIR;
+        try_files /nothing-here @named;
+    }
+    location @named {
+        proxy_pass http://origin;
+    }
     location /h/ {
         cache_guard main;
         cache_guard_policy $TEST_NGINX_HTML_DIR/h.lua;
@@ -236,5 +250,34 @@ is(json_of($r)->{hits}, 20, 'a warm on B finds them all cached');
 is(origin_total(), 20, 'the origin saw each URI once');
 --- no_error_log
 [error]
+[alert]
+[crit]
+
+
+
+=== TEST 5: the admin request's body, cookies and credentials never reach the origin; an error nginx answers itself is counted once and the concurrency holds; an internal redirect does not hang the job
+--- check
+my $r = warm("/w/secret1\n/w/secret2\n", '?concurrency=1',
+             headers => { Authorization => 'Basic YWRtaW46c2VjcmV0',
+                          Cookie => 'session=admin' });
+is(counts(json_of($r)), 'total 2 filled 2 hits 0 passed 0 failed 0 concurrency 1',
+   'with Authorization and a cookie on the admin request, both URIs were filled');
+my $last = origin_last_request('/w/secret2');
+is($last->{method}, 'GET', 'the origin got a GET');
+ok(!exists $last->{headers}{authorization}, 'without the admin credentials');
+ok(!exists $last->{headers}{cookie}, 'without the admin cookie');
+ok(!exists $last->{headers}{'content-length'}, 'without a Content-Length');
+is($last->{body} // '', '', 'and without the list of URIs as its body');
+
+# /dead/ proxies to a closed port: nginx answers 502 itself
+$r = warm(join('', map { "/dead/$_\n" } 1 .. 6), '?concurrency=2');
+is(counts(json_of($r)), 'total 6 filled 0 hits 0 passed 0 failed 6 concurrency 2',
+   'six 502s nginx answered itself: six failures, each counted once');
+
+# /idx/ redirects internally (index) to a file that is not there
+$r = warm("/idx/\n/w/after\n", '', timeout => 20);
+is($r->{status}, 200, 'a URI with an internal redirect does not hang the job');
+is(json_of($r)->{total}, 2, 'both URIs done');
+--- no_error_log
 [alert]
 [crit]

@@ -66,6 +66,14 @@ static ngx_int_t ngx_http_cache_guard_purge_rkey(ngx_pool_t *pool,
     ngx_str_t *out);
 
 
+/* a soft purge's write: only over the value it read */
+
+static const char  ngx_http_cache_guard_purge_cas[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
+    "return 0";
+
+
 /* this node's listener: worker 0 only */
 
 static ngx_http_cache_guard_redis_t      *ngx_http_cache_guard_sub;
@@ -395,12 +403,12 @@ ngx_http_cache_guard_purge_reply(redisReply *reply, void *data)
 {
     ngx_http_cache_guard_purge_t  *pu = data;
 
-    size_t                         argvlen[4];
+    size_t                         argvlen[7];
     u_char                         px[NGX_INT64_LEN];
     uint64_t                       now;
     ngx_int_t                      rc;
     ngx_str_t                      rkey, blob;
-    const char                    *argv[5];
+    const char                    *argv[7];
     ngx_connection_t              *c;
     ngx_http_request_t            *r;
     ngx_http_cache_guard_entry_t   e;
@@ -458,32 +466,30 @@ ngx_http_cache_guard_purge_reply(redisReply *reply, void *data)
                                                    &rkey)
                    == NGX_OK)
             {
-                argv[0] = "SET";
-                argvlen[0] = 3;
-                argv[1] = (const char *) rkey.data;
-                argvlen[1] = rkey.len;
-                argv[2] = (const char *) blob.data;
-                argvlen[2] = blob.len;
+                /*
+                 * Compare and set: a fill stored since the GET is newer
+                 * and stays; PX: the entry's stale window.
+                 */
 
-                /* PX: its stale window; XX: never a key deleted meanwhile */
-                {
-                    size_t       avl[6];
-                    const char  *av[6];
+                argv[0] = "EVAL";
+                argvlen[0] = 4;
+                argv[1] = ngx_http_cache_guard_purge_cas;
+                argvlen[1] = sizeof(ngx_http_cache_guard_purge_cas) - 1;
+                argv[2] = "1";
+                argvlen[2] = 1;
+                argv[3] = (const char *) rkey.data;
+                argvlen[3] = rkey.len;
+                argv[4] = reply->str;
+                argvlen[4] = reply->len;
+                argv[5] = (const char *) blob.data;
+                argvlen[5] = blob.len;
+                argv[6] = (const char *) px;
+                argvlen[6] = ngx_sprintf(px, "%uL", e.stale_until - now) - px;
 
-                    ngx_memcpy(av, argv, 3 * sizeof(char *));
-                    ngx_memcpy(avl, argvlen, 3 * sizeof(size_t));
-                    av[3] = "PX";
-                    avl[3] = 2;
-                    av[4] = (const char *) px;
-                    avl[4] = ngx_sprintf(px, "%uL", e.stale_until - now) - px;
-                    av[5] = "XX";
-                    avl[5] = 2;
-
-                    pu->step = NGX_HTTP_CACHE_GUARD_P_SET;
-                    pu->cmd = ngx_http_cache_guard_redis_command(pu->redis,
+                pu->step = NGX_HTTP_CACHE_GUARD_P_SET;
+                pu->cmd = ngx_http_cache_guard_redis_command(pu->redis,
                                              ngx_http_cache_guard_purge_reply,
-                                             pu, 6, av, avl);
-                }
+                                             pu, 7, argv, argvlen);
 
                 if (pu->cmd == NULL) {
                     pu->failed = "redis is not available";

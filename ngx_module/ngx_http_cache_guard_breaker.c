@@ -262,8 +262,9 @@ ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
 
         st->layout = NGX_HTTP_CACHE_GUARD_STATE_LAYOUT;
         st->started = ngx_time();
-        st->node = ((uint64_t) ngx_random() << 32 | (uint64_t) ngx_random())
-                   ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time();
+        st->node = (((uint64_t) ngx_random() << 32 | (uint64_t) ngx_random())
+                    ^ ((uint64_t) ngx_pid << 16) ^ (uint64_t) ngx_time())
+                   & 0x3fffffffffffffffULL;
         shpool->data = st;
         shpool->log_nomem = 0;
     }

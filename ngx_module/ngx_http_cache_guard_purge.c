@@ -891,17 +891,6 @@ ngx_http_cache_guard_purge_message(redisReply *reply, void *data)
         return;
     }
 
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* an ACL user needs "&*" or the channel, and +subscribe */
-        ngx_http_cache_guard_redis_error(ngx_http_cache_guard_sub,
-                            "cache guard: redis \"%V\" refused the purge "
-                            "listener's SUBSCRIBE: %*s; other nodes' purges "
-                            "will not reach this node's L1",
-                            &ngx_http_cache_guard_sub->addr_text,
-                            (size_t) ngx_min(reply->len, 200), reply->str);
-        return;
-    }
-
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[0]->len != 7

@@ -585,7 +585,7 @@ ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
 
     /* a connection that only listens learns of a dead peer this way */
 
-    if (rd->lazy) {
+    if (rd->lazy && rd->unix_path.len == 0) {
         (void) redisEnableKeepAlive(&ac->c);
     }
 

@@ -450,7 +450,7 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
     rd = mcf->redis;
 
     if (rd == NULL) {
-        return;
+        goto done;
     }
 
     p = ngx_sprintf(px, "%uL", e.stale_until - now);
@@ -471,6 +471,18 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
         != NULL)
     {
         ctx->stored = 1;
+    }
+
+done:
+
+    /*
+     * a warm-up's pool is the admin request's, kept to the end of the
+     * whole job: the copies are given back now (the command has its own)
+     */
+
+    if (ctx->warm) {
+        ngx_pfree(r->pool, blob.data);
+        ngx_pfree(r->pool, ctx->body->start);
     }
 }
 

@@ -43,7 +43,6 @@ struct ngx_http_cache_guard_warm_s {
     ngx_uint_t                      passed;
     ngx_uint_t                      failed;
     ngx_uint_t                      bad_line;     /* 0: none */
-    ngx_uint_t                      failed_start; /* unsigned:1 */
     ngx_event_t                     finish;
 };
 
@@ -210,6 +209,10 @@ ngx_http_cache_guard_warm_cleanup(void *data)
     if (w->finish.posted) {
         ngx_delete_posted_event(&w->finish);
     }
+
+    if (ngx_http_cache_guard_state) {
+        ngx_http_cache_guard_state->warm.running = 0;
+    }
 }
 
 
@@ -306,15 +309,9 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
         w->next++;
         w->inflight++;
 
-        /* the admin request's body and credentials stay with it */
-
-        if (ngx_http_cache_guard_warm_headers(sr) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
         /*
-         * a mark: the precontent handler completes it for the location;
-         * found again through its cleanup after an internal redirect
+         * A mark, set first (it cannot fail): the precontent handler
+         * completes it for the location; its output is swallowed.
          */
 
         sctx->request = sr;
@@ -322,6 +319,17 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
         sctx->warm = 1;
         sctx->quiet = 1;
         ngx_http_set_ctx(sr, sctx, ngx_http_cache_guard_module);
+
+        /* $request_uri, and so the default key, is the URI's own */
+        sr->unparsed_uri = uri[w->next - 1];
+
+        /* the admin request's body, credentials and cached values stay */
+
+        if (ngx_http_cache_guard_warm_headers(sr) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* found again through its cleanup after an internal redirect */
 
         if (ngx_http_cache_guard_set_cleanup(sr, sctx) != NGX_OK) {
             return NGX_ERROR;
@@ -424,10 +432,11 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
 static ngx_int_t
 ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr)
 {
-    ngx_uint_t        i;
-    ngx_list_t        headers;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
+    ngx_uint_t                  i;
+    ngx_list_t                  old;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h, *nh;
+    ngx_http_core_main_conf_t  *cmcf;
 
     static ngx_str_t  drop[] = {
         ngx_string("Authorization"),
@@ -437,18 +446,37 @@ ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr)
         ngx_string("Content-Type"),
         ngx_string("Transfer-Encoding"),
         ngx_string("Expect"),
+        ngx_string("Range"),
+        ngx_string("If-Range"),
+        ngx_string("If-None-Match"),
+        ngx_string("If-Modified-Since"),
         ngx_null_string
     };
 
     ngx_str_t  *d;
 
-    if (ngx_list_init(&headers, sr->pool, 8, sizeof(ngx_table_elt_t))
+    /* a variable cache of its own: the parent's holds its headers' values */
+
+    cmcf = ngx_http_get_module_main_conf(sr, ngx_http_core_module);
+
+    sr->variables = ngx_pcalloc(sr->pool, cmcf->variables.nelts
+                                          * sizeof(ngx_http_variable_value_t));
+    if (sr->variables == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a list of its own, made in place: a list points into itself */
+
+    old = sr->headers_in.headers;
+
+    if (ngx_list_init(&sr->headers_in.headers, sr->pool, 8,
+                      sizeof(ngx_table_elt_t))
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    part = &sr->headers_in.headers.part;
+    part = &old.part;
     h = part->elts;
 
     for (i = 0; /* void */ ; i++) {
@@ -475,7 +503,7 @@ ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr)
             continue;
         }
 
-        nh = ngx_list_push(&headers);
+        nh = ngx_list_push(&sr->headers_in.headers);
         if (nh == NULL) {
             return NGX_ERROR;
         }
@@ -483,8 +511,11 @@ ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr)
         *nh = h[i];
     }
 
-    sr->headers_in.headers = headers;
     sr->headers_in.authorization = NULL;
+    sr->headers_in.if_modified_since = NULL;
+    sr->headers_in.if_none_match = NULL;
+    sr->headers_in.range = NULL;
+    sr->headers_in.if_range = NULL;
     sr->headers_in.content_length = NULL;
     sr->headers_in.content_type = NULL;
     sr->headers_in.transfer_encoding = NULL;

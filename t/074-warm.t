@@ -16,9 +16,23 @@ use Time::HiRes qw(time sleep);
 sub location_conf {
     return <<'CONF';
     location /admin/ {
+        # reads $http_authorization, so the admin request caches its value
+        if ($http_authorization = "refused") {
+            return 403;
+        }
         cache_guard_admin;
     }
     location /raw/ {
+        proxy_pass http://origin;
+    }
+    location /d/ {
+        cache_guard main;
+        proxy_pass http://origin;
+    }
+    location /hx/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_set_header X-Auth $http_authorization;
         proxy_pass http://origin;
     }
     location /dead/ {
@@ -268,6 +282,19 @@ ok(!exists $last->{headers}{authorization}, 'without the admin credentials');
 ok(!exists $last->{headers}{cookie}, 'without the admin cookie');
 ok(!exists $last->{headers}{'content-length'}, 'without a Content-Length');
 is($last->{body} // '', '', 'and without the list of URIs as its body');
+
+# a variable the admin request computed is not the warm-up's
+$r = warm("/hx/1\n", '', headers => { Authorization => 'Basic YWRtaW46c2VjcmV0' });
+is(json_of($r)->{filled}, 1, '/hx/1 filled');
+ok(!exists origin_last_request('/hx/1')->{headers}{'x-auth'},
+   '$http_authorization is empty in the warm-up, not the admin request\'s');
+
+# the default key ($scheme://$host$request_uri) is each URI's own
+$r = warm("/d/1\n/d/2?x=1\n");
+is(counts(json_of($r)), 'total 2 filled 2 hits 0 passed 0 failed 0 concurrency 8',
+   'two URIs under the default key: two fills');
+is(redis('EXISTS', 'cg:http://localhost/d/1'), 1, 'stored under its own $request_uri');
+is(redis('EXISTS', 'cg:http://localhost/d/2?x=1'), 1, 'with its arguments');
 
 # /dead/ proxies to a closed port: nginx answers 502 itself
 $r = warm(join('', map { "/dead/$_\n" } 1 .. 6), '?concurrency=2');

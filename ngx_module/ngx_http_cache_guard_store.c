@@ -190,6 +190,7 @@ ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
 {
     u_char                           name[NGX_HTTP_CACHE_GUARD_MAX_KEY + 16];
     u_char                           glob[NGX_HTTP_CACHE_GUARD_MAX_KEY + 16];
+    size_t                           literal;
     uint64_t                         now;
     ngx_uint_t                       n, i;
     ngx_queue_t                     *q, *next, *queues[2];
@@ -198,6 +199,8 @@ ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
     now = ngx_http_cache_guard_now();
     n = 0;
 
+    literal = 0;
+
     if (pattern) {
         if (pattern->len >= sizeof(glob)) {
             return 0;
@@ -205,6 +208,14 @@ ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
 
         ngx_memcpy(glob, pattern->data, pattern->len);
         glob[pattern->len] = '\0';
+
+        /* the part before the first special character: a cheap first test */
+
+        while (literal < pattern->len
+               && ngx_strchr("*?[\\", glob[literal]) == NULL)
+        {
+            literal++;
+        }
     }
 
     ngx_shmtx_lock(&zone->shpool->mutex);
@@ -231,7 +242,10 @@ ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
             next = ngx_queue_next(q);
             ln = ngx_queue_data(q, ngx_http_cache_guard_l1_node_t, queue);
 
-            if (ln->key_len >= sizeof(name)) {
+            if (ln->key_len >= sizeof(name)
+                || ln->key_len < literal
+                || ngx_memcmp(ln->data, glob, literal) != 0)
+            {
                 continue;
             }
 

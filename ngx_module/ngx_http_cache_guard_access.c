@@ -434,19 +434,10 @@ static ngx_int_t
 ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
 {
     size_t                       len;
-    u_char                      *p;
-    ngx_int_t                    rc;
-    ngx_buf_t                   *b;
-    ngx_chain_t                  out;
+    u_char                      *p, *start;
     ngx_http_cache_guard_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
 
     len = sizeof("{\"error\": \"\"}\n") - 1 + ctx->reject_msg.len;
 
@@ -455,33 +446,19 @@ ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
                                ctx->reject_msg.len);
     }
 
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
+    start = ngx_pnalloc(r->pool, len);
+    if (start == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(b->last, "{\"error\": \"", sizeof("{\"error\": \"") - 1);
+    p = ngx_cpymem(start, "{\"error\": \"", sizeof("{\"error\": \"") - 1);
     p = ctx->reject_escape
         ? (u_char *) ngx_escape_json(p, ctx->reject_msg.data,
                                      ctx->reject_msg.len)
         : ngx_cpymem(p, ctx->reject_msg.data, ctx->reject_msg.len);
-    b->last = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
-    b->last_buf = 1;
-    b->last_in_chain = 1;
+    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
 
-    r->headers_out.status = ctx->reject_code;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_cache_guard_send_buf(r, ctx->reject_code,
+                                         "application/json", start,
+                                         p - start);
 }

@@ -821,9 +821,7 @@ ngx_int_t
 ngx_http_cache_guard_send_buf(ngx_http_request_t *r, ngx_uint_t status,
     const char *type, u_char *p, size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t  rc;
 
     /* a no-op once the body was read */
 
@@ -840,6 +838,19 @@ ngx_http_cache_guard_send_buf(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
+
+    return ngx_http_cache_guard_send_body(r, p, len);
+}
+
+
+/* the header as it is set, then the body from memory, in one buffer */
+
+ngx_int_t
+ngx_http_cache_guard_send_body(ngx_http_request_t *r, u_char *p, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     rc = ngx_http_send_header(r);
 

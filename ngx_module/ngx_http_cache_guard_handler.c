@@ -1207,9 +1207,6 @@ ngx_http_cache_guard_cleanup(void *data)
 static ngx_int_t
 ngx_http_cache_guard_send_fallback(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_buf_t                      *b;
-    ngx_chain_t                     out;
     ngx_table_elt_t                *h;
     ngx_http_cache_guard_ctx_t     *ctx;
     ngx_http_cache_guard_policy_t  *pl;
@@ -1219,17 +1216,6 @@ ngx_http_cache_guard_send_fallback(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
     pl = ctx->policy;
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = pl->fallback_status;
-    r->headers_out.content_length_n = sizeof(body) - 1;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     if (pl->retry_after) {
         h = ngx_list_push(&r->headers_out.headers);
@@ -1248,27 +1234,9 @@ ngx_http_cache_guard_send_fallback(ngx_http_request_t *r)
                        - h->value.data;
     }
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body;
-    b->last = body + sizeof(body) - 1;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_cache_guard_send_buf(r, pl->fallback_status,
+                                         "application/json", body,
+                                         sizeof(body) - 1);
 }
 
 
@@ -1288,8 +1256,6 @@ ngx_http_cache_guard_send_hit(ngx_http_request_t *r)
     time_t                         age;
     ngx_int_t                      rc;
     ngx_str_t                      name, value;
-    ngx_buf_t                     *b;
-    ngx_chain_t                    out;
     ngx_table_elt_t               *h;
     ngx_http_cache_guard_ctx_t    *ctx;
     ngx_http_cache_guard_entry_t  *e;
@@ -1354,27 +1320,7 @@ ngx_http_cache_guard_send_hit(ngx_http_request_t *r)
         r->header_only = 1;
     }
 
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = e->body.data;
-    b->last = e->body.data + e->body.len;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_cache_guard_send_body(r, e->body.data, e->body.len);
 }
 
 

@@ -593,6 +593,8 @@ ngx_int_t ngx_http_cache_guard_admin_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *p, size_t len);
 ngx_int_t ngx_http_cache_guard_send_buf(ngx_http_request_t *r,
     ngx_uint_t status, const char *type, u_char *p, size_t len);
+ngx_int_t ngx_http_cache_guard_send_body(ngx_http_request_t *r, u_char *p,
+    size_t len);
 ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
     const char *methods);
 ngx_int_t ngx_http_cache_guard_admin_read_lines(ngx_http_request_t *r,

@@ -654,6 +654,33 @@ ngx_http_cache_guard_breaker_allow(ngx_http_cache_guard_record_t *rec,
 }
 
 
+/*
+ * A probe let through (breaker_allow() said NGX_AGAIN) that will never
+ * report, its client having gone before the origin answered: another
+ * request may probe in its place.
+ */
+
+void
+ngx_http_cache_guard_breaker_unprobe(ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc)
+{
+    ngx_atomic_uint_t  n;
+
+    if (rec == NULL || !bc->enabled) {
+        return;
+    }
+
+    do {
+        n = rec->probes;
+
+        if (n == 0 || rec->state != NGX_HTTP_CACHE_GUARD_HALF_OPEN) {
+            return;
+        }
+
+    } while (!ngx_atomic_cmp_set(&rec->probes, n, n - 1));
+}
+
+
 /* NGX_HTTP_CACHE_GUARD_CLOSED, _OPEN or _HALF_OPEN, forced ones included */
 
 ngx_uint_t

@@ -288,6 +288,66 @@ ngx_http_cache_guard_crc32c(uint32_t crc, const u_char *p, size_t len)
 }
 
 
+/*
+ * SipHash-2-4 (Aumasson and Bernstein): a keyed hash for tables an
+ * attacker feeds, the node lock table; without the key no one can choose
+ * inputs that collide.
+ */
+
+#define ngx_http_cache_guard_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
+
+#define ngx_http_cache_guard_sipround(v0, v1, v2, v3)                        \
+    v0 += v1; v1 = ngx_http_cache_guard_rotl(v1, 13); v1 ^= v0;              \
+    v0 = ngx_http_cache_guard_rotl(v0, 32);                                  \
+    v2 += v3; v3 = ngx_http_cache_guard_rotl(v3, 16); v3 ^= v2;              \
+    v0 += v3; v3 = ngx_http_cache_guard_rotl(v3, 21); v3 ^= v0;              \
+    v2 += v1; v1 = ngx_http_cache_guard_rotl(v1, 17); v1 ^= v2;              \
+    v2 = ngx_http_cache_guard_rotl(v2, 32)
+
+
+uint64_t
+ngx_http_cache_guard_siphash(const u_char *key, const u_char *p, size_t len)
+{
+    u_char    tail[8];
+    size_t    left;
+    uint64_t  k0, k1, v0, v1, v2, v3, m;
+
+    k0 = ngx_http_cache_guard_get64((u_char *) key);
+    k1 = ngx_http_cache_guard_get64((u_char *) key + 8);
+
+    v0 = k0 ^ 0x736f6d6570736575ULL;
+    v1 = k1 ^ 0x646f72616e646f6dULL;
+    v2 = k0 ^ 0x6c7967656e657261ULL;
+    v3 = k1 ^ 0x7465646279746573ULL;
+
+    for (left = len; left >= 8; left -= 8, p += 8) {
+        m = ngx_http_cache_guard_get64((u_char *) p);
+        v3 ^= m;
+        ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+        ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+
+    ngx_memzero(tail, 8);
+    ngx_memcpy(tail, p, left);
+    tail[7] = (u_char) len;
+
+    m = ngx_http_cache_guard_get64(tail);
+    v3 ^= m;
+    ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+    ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+    v0 ^= m;
+
+    v2 ^= 0xff;
+    ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+    ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+    ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+    ngx_http_cache_guard_sipround(v0, v1, v2, v3);
+
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+
 /* stored TTL = ttl * (1 + U(-jitter, +jitter)); rnd is uniform in [0, 1) */
 
 uint64_t

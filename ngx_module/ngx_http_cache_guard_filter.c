@@ -23,10 +23,17 @@ static ngx_int_t ngx_http_cache_guard_append(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_cache_guard_has_token(ngx_str_t *value,
     const char *token);
 static ngx_uint_t ngx_http_cache_guard_vary_ok(ngx_str_t *value);
+static ngx_uint_t ngx_http_cache_guard_not_modified(ngx_http_request_t *r);
+static void ngx_http_cache_guard_consume(ngx_chain_t *in);
+static ngx_int_t ngx_http_cache_guard_headonly(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_chain_t *in);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+static ngx_str_t  ngx_http_cache_guard_head = ngx_string("HEAD");
+static ngx_str_t  ngx_http_cache_guard_get = ngx_string("GET");
 
 
 /* not stored: hop-by-hop, recomputed on a hit, or per response */
@@ -176,16 +183,75 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     }
 
     ctx->capture = 1;
+    ctx->fill_status = r->headers_out.status;
 
     /* the copy filter reads file buffers into memory for us */
     r->filter_need_in_memory = 1;
 
-    /* the whole body is stored; a range is cut from it on hits */
+    /*
+     * The fill asked the origin for the whole entity (fill_request).  The
+     * range body filter runs before ours and would cut what is stored, so
+     * the filler's own client gets the whole entity, as from proxy_cache
+     * on a miss; its waiters' ranges are cut from the entry.  Its
+     * condition is answered here: nginx's not-modified filter ran before
+     * ours, disabled for an upstream response.
+     */
+
     r->allow_ranges = 0;
+
+    if (r == r->main && r->headers_out.status == NGX_HTTP_OK) {
+
+        if (ngx_http_cache_guard_not_modified(r)) {
+            r->headers_out.status = NGX_HTTP_NOT_MODIFIED;
+            r->headers_out.status_line.len = 0;
+            r->headers_out.content_type.len = 0;
+            ngx_http_clear_content_length(r);
+            ngx_http_clear_accept_ranges(r);
+
+            if (r->headers_out.content_encoding) {
+                r->headers_out.content_encoding->hash = 0;
+                r->headers_out.content_encoding = NULL;
+            }
+        }
+    }
 
 next:
 
-    return ctx->quiet ? NGX_OK : ngx_http_next_header_filter(r);
+    if (ctx->quiet) {
+        return NGX_OK;
+    }
+
+    if (r != ctx->request || !(ctx->head || ctx->capture)) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* a HEAD filled with a GET: the client's answer is a HEAD's */
+
+    if (ctx->head) {
+        r->method = NGX_HTTP_HEAD;
+        r->method_name = ngx_http_cache_guard_head;
+    }
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (ctx->capture && r->header_only) {
+        /*
+         * A HEAD, or a 304 from the client's conditional: no body goes to
+         * the client, but the upstream must read it for the store (it
+         * stops after the header of a header-only answer); the body
+         * filter keeps it from the client.
+         */
+
+        r->header_only = 0;
+        ctx->headonly = 1;
+
+        if (ctx->head) {
+            r->method = NGX_HTTP_GET;
+            r->method_name = ngx_http_cache_guard_get;
+        }
+    }
+
+    return rc;
 }
 
 
@@ -198,7 +264,9 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_cache_guard_find_ctx(r);
 
-    if (ctx == NULL || (!ctx->capture && !ctx->quiet && !ctx->swallow)) {
+    if (ctx == NULL
+        || (!ctx->capture && !ctx->quiet && !ctx->swallow && !ctx->headonly))
+    {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -249,18 +317,74 @@ ngx_http_cache_guard_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
     }
 
+    if (ctx->headonly && r == ctx->request) {
+        return ngx_http_cache_guard_headonly(r, ctx, in);
+    }
+
     if (!ctx->quiet) {
         return ngx_http_next_body_filter(r, in);
     }
 
-    /* consumed, so that the upstream can reuse its buffers */
+    ngx_http_cache_guard_consume(in);
+
+    return NGX_OK;
+}
+
+
+/* consumed, so that the upstream can reuse its buffers */
+
+static void
+ngx_http_cache_guard_consume(ngx_chain_t *in)
+{
+    ngx_chain_t  *cl;
 
     for (cl = in; cl; cl = cl->next) {
         cl->buf->pos = cl->buf->last;
         cl->buf->file_pos = cl->buf->file_last;
     }
+}
 
-    return NGX_OK;
+
+/* a header-only answer whose body was read for the store: only its end */
+
+static ngx_int_t
+ngx_http_cache_guard_headonly(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx, ngx_chain_t *in)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, out;
+
+    for (cl = in; cl; cl = cl->next) {
+        if (cl->buf->last_buf) {
+            break;
+        }
+    }
+
+    ngx_http_cache_guard_consume(in);
+
+    if (cl == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->headonly = 0;
+
+    if (ctx->head) {
+        /* for the log */
+        r->method = NGX_HTTP_HEAD;
+        r->method_name = ngx_http_cache_guard_head;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }
 
 
@@ -456,9 +580,7 @@ ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
             && !(h[i].value.len == 4
                  && ngx_strncasecmp(h[i].value.data, (u_char *) "gzip", 4)
                     == 0
-                 && ctx->key.len > 5
-                 && ngx_strncmp(ctx->key.data + ctx->key.len - 5, "#gzip", 5)
-                    == 0))
+                 && ctx->gzip))
         {
             why = "Content-Encoding";
             goto no;
@@ -504,6 +626,89 @@ no:
                    r->headers_out.status, why);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Whether the client's own condition says its copy is current (RFC 9110
+ * 13.2.2): If-None-Match by weak comparison if it was sent, else
+ * If-Modified-Since as the location's if_modified_since setting reads it.
+ */
+
+static ngx_uint_t
+ngx_http_cache_guard_not_modified(ngx_http_request_t *r)
+{
+    time_t                     ims;
+    u_char                    *p, *end, *tok;
+    ngx_str_t                  etag;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (r->headers_in.if_none_match) {
+        p = r->headers_in.if_none_match->value.data;
+        end = p + r->headers_in.if_none_match->value.len;
+
+        if (end - p == 1 && *p == '*') {
+            return 1;
+        }
+
+        if (r->headers_out.etag == NULL) {
+            return 0;
+        }
+
+        etag = r->headers_out.etag->value;
+
+        if (etag.len > 2 && etag.data[0] == 'W' && etag.data[1] == '/') {
+            etag.data += 2;
+            etag.len -= 2;
+        }
+
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+                p++;
+            }
+
+            if (end - p > 2 && p[0] == 'W' && p[1] == '/') {
+                p += 2;
+            }
+
+            tok = p;
+
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t') {
+                p++;
+            }
+
+            if ((size_t) (p - tok) == etag.len
+                && ngx_strncmp(tok, etag.data, etag.len) == 0)
+            {
+                return 1;
+            }
+        }
+
+        return 0;
+    }
+
+    if (r->headers_in.if_modified_since == NULL
+        || r->headers_out.last_modified_time == -1)
+    {
+        return 0;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->if_modified_since == NGX_HTTP_IMS_OFF) {
+        return 0;
+    }
+
+    ims = ngx_parse_http_time(r->headers_in.if_modified_since->value.data,
+                              r->headers_in.if_modified_since->value.len);
+
+    if (ims == NGX_ERROR) {
+        return 0;
+    }
+
+    return clcf->if_modified_since == NGX_HTTP_IMS_EXACT
+           ? ims == r->headers_out.last_modified_time
+           : ims >= r->headers_out.last_modified_time;
 }
 
 

@@ -31,6 +31,8 @@ static ngx_int_t ngx_http_cache_guard_locked(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill);
+static ngx_int_t ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_pass(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_origin_down(ngx_http_request_t *r,
@@ -405,9 +407,12 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
                    : NGX_HTTP_CACHE_GUARD_UPDATING);
     }
 
-    if (!pl->lock || r->method != NGX_HTTP_GET) {
+    /* a HEAD fills too (with a GET), so its misses are single flight */
+
+    if (!pl->lock || !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_http_cache_guard_origin(r, ctx, NGX_HTTP_CACHE_GUARD_MISS,
-                                           r->method == NGX_HTTP_GET);
+                                      (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+                                      != 0);
     }
 
     if (ctx->wait_start == 0) {
@@ -422,7 +427,12 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
             (void) ngx_atomic_fetch_add(&pl->rec->m.lock_waits, 1);
         }
 
-        if (ngx_current_msec - ctx->wait_start >= pl->lock_wait) {
+        /* a live filler holds it: "follow" waits on without a stale copy */
+
+        if (ngx_current_msec - ctx->wait_start >= pl->lock_wait
+            && (pl->on_timeout != NGX_HTTP_CACHE_GUARD_ON_FOLLOW
+                || ctx->stale_blob.len))
+        {
             ctx->timed_out = 1;
             return ngx_http_cache_guard_timeout(r, ctx);
         }
@@ -460,6 +470,8 @@ static ngx_int_t
 ngx_http_cache_guard_locked(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
+    ngx_msec_t  waited;
+
     if (ctx->l2_rc == NGX_OK
         && ngx_http_cache_guard_evaluate(r, ctx, &ctx->l2_value, 1,
                                          NGX_HTTP_CACHE_GUARD_LEVEL_L2)
@@ -477,7 +489,19 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
                                            NGX_HTTP_CACHE_GUARD_MISS, 1);
     }
 
-    if (ngx_current_msec - ctx->wait_start >= ctx->policy->lock_wait) {
+    /*
+     * "follow" without a stale copy polls on while the other node's lock
+     * lives: it expires by itself within lock.ttl, and then this request
+     * takes it (SET NX) and fills.
+     */
+
+    waited = ngx_current_msec - ctx->wait_start;
+
+    if (waited >= ctx->policy->lock_wait
+        && (ctx->policy->on_timeout != NGX_HTTP_CACHE_GUARD_ON_FOLLOW
+            || ctx->stale_blob.len
+            || waited >= ctx->policy->lock_wait + ctx->policy->lock_ttl))
+    {
         ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
         ctx->timed_out = 1;
         return ngx_http_cache_guard_timeout(r, ctx);
@@ -530,6 +554,7 @@ static ngx_int_t
 ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill)
 {
+    ngx_int_t                       rc;
     ngx_http_cache_guard_policy_t  *pl;
 
     pl = ctx->policy;
@@ -558,12 +583,14 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
 
     /* after the cap, so that a probe let through is never lost on it */
 
-    if (ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
-                                           r->connection->log)
-        == NGX_DECLINED)
-    {
+    rc = ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
+                                            r->connection->log);
+
+    if (rc == NGX_DECLINED) {
         return ngx_http_cache_guard_origin_down(r, ctx);
     }
+
+    ctx->probe = (rc == NGX_AGAIN);
 
     /* the cleanup counts an origin that never answered as a failure */
 
@@ -574,6 +601,9 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
     if (!fill) {
         /* a request that does not fill holds no lock */
         ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
+
+    } else if (ngx_http_cache_guard_fill_request(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ctx->status == 0 || !ctx->refresh) {
@@ -594,22 +624,99 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
 }
 
 
+/*
+ * A fill asks the origin for the whole entity, whatever the client asked:
+ * a HEAD becomes a GET (the client still gets a HEAD's answer, see the
+ * header filter), and Range and conditional headers are not sent on, as
+ * proxy_cache does, so that a 206 or a 304 never stands in for the
+ * entry.  nginx's range and not-modified filters still read them from
+ * headers_in to answer this client from the full response.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_uint_t              i, n;
+    ngx_list_t              list;
+    ngx_table_elt_t        *h, *copy;
+    ngx_list_part_t        *part;
+    ngx_http_headers_in_t  *hi;
+
+    static ngx_str_t  get = ngx_string("GET");
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->method = NGX_HTTP_GET;
+        r->method_name = get;
+        ctx->head = 1;
+    }
+
+    hi = &r->headers_in;
+
+    if (hi->range == NULL && hi->if_range == NULL
+        && hi->if_modified_since == NULL && hi->if_unmodified_since == NULL
+        && hi->if_match == NULL && hi->if_none_match == NULL)
+    {
+        return NGX_OK;
+    }
+
+    n = 0;
+
+    for (part = &hi->headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    if (ngx_list_init(&list, r->pool, n, sizeof(ngx_table_elt_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (part = &hi->headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (&h[i] == hi->range || &h[i] == hi->if_range
+                || &h[i] == hi->if_modified_since
+                || &h[i] == hi->if_unmodified_since
+                || &h[i] == hi->if_match || &h[i] == hi->if_none_match)
+            {
+                continue;
+            }
+
+            copy = ngx_list_push(&list);
+            if (copy == NULL) {
+                return NGX_ERROR;
+            }
+
+            *copy = h[i];
+        }
+    }
+
+    /* the fields of headers_in still point to the old elements */
+    hi->headers = list;
+
+    return NGX_OK;
+}
+
+
 /* not cached at all (Authorization, a nil key): still behind the breaker */
 
 static ngx_int_t
 ngx_http_cache_guard_pass(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
+    ngx_int_t                       rc;
     ngx_http_cache_guard_policy_t  *pl;
 
     pl = ctx->policy;
 
-    if (ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
-                                           r->connection->log)
-        == NGX_DECLINED)
-    {
+    rc = ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
+                                            r->connection->log);
+
+    if (rc == NGX_DECLINED) {
         return ngx_http_cache_guard_fallback(r, ctx);
     }
+
+    ctx->probe = (rc == NGX_AGAIN);
 
     if (pl->breaker.enabled
         && ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK)
@@ -708,6 +815,12 @@ ngx_http_cache_guard_timeout(ngx_http_request_t *r,
 
     switch (ctx->policy->on_timeout) {
 
+    /*
+     * "follow" comes here with a stale copy at lock.wait, or when the
+     * filler it followed outlived lock.ttl: then it goes itself
+     */
+
+    case NGX_HTTP_CACHE_GUARD_ON_FOLLOW:
     case NGX_HTTP_CACHE_GUARD_ON_STALE:
         if (ctx->stale_blob.len) {
             return ngx_http_cache_guard_serve_stale(r, ctx,
@@ -877,6 +990,8 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     sctx->key = ctx->key;
     sctx->rkey = ctx->rkey;
     sctx->hash = ctx->hash;
+    sctx->check = ctx->check;
+    sctx->gzip = ctx->gzip;
     sctx->slot = -1;
     sctx->refresh = 1;
     sctx->quiet = 1;
@@ -960,13 +1075,17 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
 /*
  * The key is the policy's template; a client that accepts gzip gets its
  * own variant, so an encoded response never reaches a client that cannot
- * decode it.
+ * decode it.  The variant is marked after a NUL byte, which no key can
+ * hold (nginx refuses a NUL in a request line, a %00 in a URI and a NUL
+ * in a header; a key that holds one anyway, from a hook, is not cached),
+ * so no URL a client chooses can name another key's variant.
  */
 
 static ngx_int_t
 ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
+    size_t                              len;
     ngx_int_t                           rc;
     ngx_str_t                          *prefix, *suffix, val;
     ngx_array_t                         parts;
@@ -976,7 +1095,7 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ngx_http_cache_guard_main_conf_t   *mcf;
 
     static ngx_str_t  none = ngx_null_string;
-    static ngx_str_t  gzip = ngx_string("#gzip");
+    static ngx_str_t  gzip = ngx_string(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT);
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
     pl = ctx->policy;
@@ -1014,19 +1133,23 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
         return rc;
     }
 
-    if (ctx->rkey.len - prefix->len - suffix->len > pl->max_key_length) {
+    len = ctx->rkey.len - prefix->len - suffix->len;
+
+    if (len > pl->max_key_length) {
         return NGX_ABORT;
+    }
+
+    if (ngx_strlchr(ctx->rkey.data + prefix->len,
+                    ctx->rkey.data + prefix->len + len, '\0'))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "cache guard: a NUL in the key, not cached");
+        return NGX_DECLINED;
     }
 
     ctx->key.data = ctx->rkey.data + prefix->len;
     ctx->key.len = ctx->rkey.len - prefix->len;
-
-    /* 64 bits for the node lock table: two CRCs with different seeds */
-    ctx->hash = ngx_http_cache_guard_crc32c(0, ctx->key.data, ctx->key.len)
-                | (uint64_t) ngx_http_cache_guard_crc32c(0x9e3779b9,
-                                                         ctx->key.data,
-                                                         ctx->key.len)
-                  << 32;
+    ctx->gzip = (suffix->len != 0);
 
     return NGX_OK;
 }
@@ -1183,16 +1306,21 @@ ngx_http_cache_guard_cleanup(void *data)
     ngx_http_cache_guard_lock_unwait(ctx);
 
     /*
-     * Let through and never answered (its client gave up, the origin
-     * hangs): for the breaker a failure, so a hanging origin opens it and
-     * a half-open probe is not lost.
+     * Let through and never answered: its client went away first (nginx
+     * then ends the upstream, and no header is sent).  That says nothing
+     * of the origin, and a client must not be able to open the breaker by
+     * aborting: only what the origin or nginx's upstream answered counts
+     * (a hanging origin counts by the upstream's own time-out, a 504).  A
+     * half-open probe it held is given back.
      */
 
     if (ctx->to_origin) {
         ctx->to_origin = 0;
-        ngx_http_cache_guard_breaker_record(ctx->policy->rec,
-                                            &ctx->policy->breaker, 1,
-                                            ngx_cycle->log);
+
+        if (ctx->probe) {
+            ngx_http_cache_guard_breaker_unprobe(ctx->policy->rec,
+                                                 &ctx->policy->breaker);
+        }
     }
 
     /*
@@ -1429,7 +1557,7 @@ static ngx_int_t
 ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t                   *s;
+    ngx_str_t                   *s, key;
     ngx_http_cache_guard_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_cache_guard_module);
@@ -1439,9 +1567,20 @@ ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    s = (data == 0) ? &ngx_http_cache_guard_status_names[ctx->status]
-        : (data == 1) ? &ngx_http_cache_guard_level_names[ctx->level]
-        : &ctx->key;
+    if (data == 2) {
+        /* the key as an operator writes it (to purge it): no variant */
+        key = ctx->key;
+
+        if (ctx->gzip) {
+            key.len -= sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT) - 1;
+        }
+
+        s = &key;
+
+    } else {
+        s = (data == 0) ? &ngx_http_cache_guard_status_names[ctx->status]
+                        : &ngx_http_cache_guard_level_names[ctx->level];
+    }
 
     return ngx_http_cache_guard_variable(v, s);
 }

@@ -30,6 +30,7 @@ typedef struct {
 } ngx_http_cache_guard_release_t;
 
 
+static void ngx_http_cache_guard_lock_hash(ngx_http_cache_guard_ctx_t *ctx);
 static ngx_uint_t ngx_http_cache_guard_alive(ngx_pid_t pid);
 static void ngx_http_cache_guard_tick_handler(ngx_event_t *ev);
 static void ngx_http_cache_guard_kick(void);
@@ -54,40 +55,86 @@ static ngx_connection_t  ngx_http_cache_guard_tick_conn;
 
 
 /*
+ * The key's place in the lock table: SipHash with the zone's random keys,
+ * so that no client can choose a key that shares another key's slot; a
+ * second hash confirms the match (2^-128 for a chance collision).
+ */
+
+static void
+ngx_http_cache_guard_lock_hash(ngx_http_cache_guard_ctx_t *ctx)
+{
+    u_char  *k;
+
+    if (ctx->hash) {
+        return;
+    }
+
+    k = ctx->zone->sh->lock_key;
+
+    ctx->hash = ngx_http_cache_guard_siphash(k, ctx->key.data, ctx->key.len);
+    ctx->check = ngx_http_cache_guard_siphash(k + 16, ctx->key.data,
+                                              ctx->key.len);
+
+    if (ctx->hash == 0) {
+        /* 0 marks a slot never used */
+        ctx->hash = 1;
+    }
+}
+
+
+#define ngx_http_cache_guard_slot_is(s, ctx)                                \
+    ((s)->hash == (ctx)->hash && (s)->check == (ctx)->check)
+
+
+/*
  * NGX_OK: this request holds the slot and fills; NGX_BUSY: another fill is
  * in progress, ctx->slot and ctx->gen say which to wait for; NGX_DECLINED:
  * no slot is free near the key's place, fill without node coordination.
+ * Whether a holder is alive is asked outside the zone's mutex.
  */
 
 ngx_int_t
 ngx_http_cache_guard_lock_acquire(ngx_http_cache_guard_ctx_t *ctx,
     ngx_msec_t ttl)
 {
-    uint64_t                           h, now;
-    ngx_int_t                          take, idle;
+    uint32_t                           gen, dead_gen;
+    uint64_t                           now;
+    ngx_pid_t                          pid, dead_pid;
+    ngx_int_t                          take, idle, busy;
     ngx_uint_t                         i, n;
     ngx_http_cache_guard_zone_t       *zone;
     ngx_http_cache_guard_lock_slot_t  *s;
 
+    ngx_http_cache_guard_lock_hash(ctx);
+
     zone = ctx->zone;
-    h = ctx->hash;
+    dead_pid = 0;
+    dead_gen = 0;
+    pid = 0;
+    gen = 0;
+
+again:
+
     now = ngx_http_cache_guard_now();
     take = -1;
     idle = -1;
+    busy = -1;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     for (i = 0; i < NGX_HTTP_CACHE_GUARD_LOCK_PROBE; i++) {
-        n = (h + i) % NGX_HTTP_CACHE_GUARD_LOCK_SLOTS;
+        n = (ctx->hash + i) % NGX_HTTP_CACHE_GUARD_LOCK_SLOTS;
         s = &zone->sh->locks[n];
 
-        if (s->hash == h) {
+        if (ngx_http_cache_guard_slot_is(s, ctx)) {
 
-            if (s->expires > now && ngx_http_cache_guard_alive(s->pid)) {
-                ctx->slot = n;
-                ctx->gen = s->gen;
-                ngx_shmtx_unlock(&zone->shpool->mutex);
-                return NGX_BUSY;
+            if (s->expires > now
+                && !(dead_pid && s->pid == dead_pid && s->gen == dead_gen))
+            {
+                busy = n;
+                pid = s->pid;
+                gen = s->gen;
+                break;
             }
 
             take = n;
@@ -97,6 +144,23 @@ ngx_http_cache_guard_lock_acquire(ngx_http_cache_guard_ctx_t *ctx,
         if (idle == -1 && s->expires <= now) {
             idle = n;
         }
+    }
+
+    if (busy != -1) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (dead_pid == 0 && pid != ngx_pid
+            && !ngx_http_cache_guard_alive(pid))
+        {
+            /* its holder died: take it over, unless it changed meanwhile */
+            dead_pid = pid;
+            dead_gen = gen;
+            goto again;
+        }
+
+        ctx->slot = busy;
+        ctx->gen = gen;
+        return NGX_BUSY;
     }
 
     if (take == -1) {
@@ -109,7 +173,8 @@ ngx_http_cache_guard_lock_acquire(ngx_http_cache_guard_ctx_t *ctx,
     }
 
     s = &zone->sh->locks[take];
-    s->hash = h;
+    s->hash = ctx->hash;
+    s->check = ctx->check;
     s->expires = now + ttl;
     s->pid = ngx_pid;
     s->failed = 0;
@@ -150,7 +215,7 @@ ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
 
     /* a holder that outlived lock.ttl may have been taken over */
 
-    if (s->hash == ctx->hash && s->gen == ctx->gen) {
+    if (ngx_http_cache_guard_slot_is(s, ctx) && s->gen == ctx->gen) {
         s->expires = 0;
         s->failed = failed;
         s->gen++;
@@ -167,15 +232,25 @@ ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
 ngx_uint_t
 ngx_http_cache_guard_lock_failed(ngx_http_cache_guard_ctx_t *ctx)
 {
+    ngx_uint_t                         failed;
+    ngx_http_cache_guard_zone_t       *zone;
     ngx_http_cache_guard_lock_slot_t  *s;
 
-    s = &ctx->zone->sh->locks[ctx->slot];
+    zone = ctx->zone;
+    s = &zone->sh->locks[ctx->slot];
+    failed = 0;
 
-    if (s->hash == ctx->hash && s->expires == 0 && s->gen == ctx->gen + 1) {
-        return s->failed;
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (ngx_http_cache_guard_slot_is(s, ctx) && s->expires == 0
+        && s->gen == ctx->gen + 1)
+    {
+        failed = s->failed;
     }
 
-    return 0;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return failed;
 }
 
 
@@ -239,9 +314,11 @@ static void
 ngx_http_cache_guard_tick_handler(ngx_event_t *ev)
 {
     uint64_t                           now;
+    ngx_pid_t                          pid;
     ngx_uint_t                         released, check_pid;
     ngx_queue_t                       *q, *next;
     ngx_http_cache_guard_ctx_t        *ctx;
+    ngx_http_cache_guard_zone_t       *zone;
     ngx_http_cache_guard_lock_slot_t  *s;
 
     if (ev->timer_set) {
@@ -259,16 +336,40 @@ ngx_http_cache_guard_tick_handler(ngx_event_t *ev)
     {
         next = ngx_queue_next(q);
         ctx = ngx_queue_data(q, ngx_http_cache_guard_ctx_t, queue);
-        s = &ctx->zone->sh->locks[ctx->slot];
+        zone = ctx->zone;
+        s = &zone->sh->locks[ctx->slot];
 
-        released = s->hash != ctx->hash || s->gen != ctx->gen
-                   || s->expires <= now
-                   || (check_pid && !ngx_http_cache_guard_alive(s->pid));
+        /* read under the mutex: another worker may rewrite the slot */
 
-        if (!released
-            && ngx_current_msec - ctx->wait_start < ctx->policy->lock_wait)
-        {
-            continue;
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        released = !ngx_http_cache_guard_slot_is(s, ctx)
+                   || s->gen != ctx->gen || s->expires <= now;
+        pid = s->pid;
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (!released && check_pid && !ngx_http_cache_guard_alive(pid)) {
+            released = 1;
+        }
+
+        if (!released) {
+
+            if (ngx_current_msec - ctx->wait_start < ctx->policy->lock_wait) {
+                continue;
+            }
+
+            /*
+             * lock.wait passed and the filler is alive and fetching: with
+             * "follow" and no stale copy, going to the origin now would
+             * only double its load; the slot's own lock.ttl bounds this.
+             */
+
+            if (ctx->policy->on_timeout == NGX_HTTP_CACHE_GUARD_ON_FOLLOW
+                && ctx->stale_blob.len == 0)
+            {
+                continue;
+            }
         }
 
         ctx->timed_out = !released;

@@ -61,6 +61,8 @@ ngx_int_t ngx_http_cache_guard_entry_next_header(
     ngx_http_cache_guard_entry_t *e, ngx_str_t *name, ngx_str_t *value);
 uint32_t ngx_http_cache_guard_crc32c(uint32_t crc, const u_char *p,
     size_t len);
+uint64_t ngx_http_cache_guard_siphash(const u_char *key, const u_char *p,
+    size_t len);
 uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
     double rnd);
 ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
@@ -210,6 +212,8 @@ ngx_int_t ngx_http_cache_guard_breaker_allow(
 void ngx_http_cache_guard_breaker_record(ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_breaker_conf_t *bc, ngx_uint_t failed,
     ngx_log_t *log);
+void ngx_http_cache_guard_breaker_unprobe(ngx_http_cache_guard_record_t *rec,
+    ngx_http_cache_guard_breaker_conf_t *bc);
 ngx_uint_t ngx_http_cache_guard_breaker_state(
     ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_breaker_conf_t *bc);
@@ -342,6 +346,7 @@ void ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
 
 typedef struct {
     uint64_t                        hash;         /* 0: never used */
+    uint64_t                        check;        /* a second keyed hash */
     uint64_t                        expires;      /* ms; 0: free */
     ngx_pid_t                       pid;          /* holder */
     uint32_t                        gen;          /* bumped on release */
@@ -359,6 +364,7 @@ typedef struct {
     ngx_atomic_t                    evictions;
     ngx_atomic_t                    negative[NGX_HTTP_CACHE_GUARD_MAX_POLICIES];
     ngx_queue_t                     lru_negative;
+    u_char                          lock_key[32]; /* SipHash keys, random */
     ngx_http_cache_guard_lock_slot_t  locks[NGX_HTTP_CACHE_GUARD_LOCK_SLOTS];
 } ngx_http_cache_guard_shctx_t;
 
@@ -378,6 +384,9 @@ typedef struct {
 #define NGX_HTTP_CACHE_GUARD_MAX_STATUSES  16
 #define NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS 32
 #define NGX_HTTP_CACHE_GUARD_MAX_KEY       4096
+
+/* appended to a key for gzip clients: no key holds a NUL */
+#define NGX_HTTP_CACHE_GUARD_GZIP_VARIANT  "\0gzip"
 
 
 /* a key template part: a literal, a variable, or a regex capture */
@@ -469,6 +478,7 @@ typedef struct {
 #define NGX_HTTP_CACHE_GUARD_ON_STALE     0
 #define NGX_HTTP_CACHE_GUARD_ON_ORIGIN    1
 #define NGX_HTTP_CACHE_GUARD_ON_ERROR     2
+#define NGX_HTTP_CACHE_GUARD_ON_FOLLOW    3     /* lock.on_timeout only */
 
 
 ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_load(
@@ -696,7 +706,8 @@ typedef struct {
     ngx_http_cache_guard_entry_t    stale;        /* a stale copy */
     ngx_str_t                       stale_blob;
 
-    uint64_t                        hash;         /* of the key, for locks */
+    uint64_t                        hash;         /* keyed, for locks; 0: none */
+    uint64_t                        check;        /* confirms a slot's key */
     ngx_int_t                       slot;         /* node lock, or -1 */
     uint32_t                        gen;
     ngx_queue_t                     queue;        /* a worker's waiters */
@@ -711,6 +722,7 @@ typedef struct {
     ngx_msec_t                      fill_start;   /* ngx_current_msec */
     uint64_t                        start_us;     /* for the duration */
     ngx_buf_t                      *body;         /* captured */
+    ngx_uint_t                      fill_status;  /* the origin's */
     ngx_array_t                     headers;      /* ngx_keyval_t */
 
     unsigned                        done:1;       /* lookup finished */
@@ -733,6 +745,10 @@ typedef struct {
     unsigned                        waited:1;     /* counted as a wait */
     unsigned                        warm:1;       /* a warm-up subrequest */
     unsigned                        quiet:1;      /* output swallowed */
+    unsigned                        gzip:1;       /* the key's gzip variant */
+    unsigned                        probe:1;      /* a half-open probe */
+    unsigned                        head:1;       /* a HEAD filled by a GET */
+    unsigned                        headonly:1;   /* body read, not sent */
 } ngx_http_cache_guard_ctx_t;
 
 

@@ -433,7 +433,7 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     pl->lock = 1;
     pl->lock_ttl = 10000;
     pl->lock_wait = 5000;
-    pl->on_timeout = NGX_HTTP_CACHE_GUARD_ON_STALE;
+    pl->on_timeout = NGX_HTTP_CACHE_GUARD_ON_FOLLOW;
     pl->beta = 1.0;
     pl->on_overload = NGX_HTTP_CACHE_GUARD_ON_STALE;
     pl->fallback_status = 503;
@@ -860,7 +860,8 @@ ngx_http_cache_guard_policy_l1(ngx_http_cache_guard_policy_ctx_t *pc)
 static char *
 ngx_http_cache_guard_policy_lock(ngx_http_cache_guard_policy_ctx_t *pc)
 {
-    static const char  *on_timeout[] = { "stale", "origin", "error", NULL };
+    static const char  *on_timeout[] = { "stale", "origin", "error", "follow",
+                                         NULL };
 
     static ngx_http_cache_guard_subfield_t  subs[] = {
         { "ttl", NGX_HTTP_CACHE_GUARD_SECONDS,

@@ -31,7 +31,7 @@ typedef struct {
     ngx_str_t                       key;          /* or empty */
     ngx_str_t                       pattern;      /* or empty */
     ngx_uint_t                      soft;
-    ngx_uint_t                      variant;      /* 0: key, 1: key#gzip */
+    ngx_uint_t                      variant;      /* 0: key, 1: gzip */
     ngx_uint_t                      step;         /* NGX_HTTP_CACHE_GUARD_P_ */
     ngx_uint_t                      l1;
     ngx_uint_t                      deleted;      /* in Redis */
@@ -706,7 +706,8 @@ ngx_http_cache_guard_purge_rkey(ngx_pool_t *pool,
 {
     u_char  *p;
 
-    out->len = rd->prefix.len + key->len + (gzip ? 5 : 0);
+    out->len = rd->prefix.len + key->len
+               + (gzip ? sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT) - 1 : 0);
     out->data = ngx_pnalloc(pool, out->len);
     if (out->data == NULL) {
         return NGX_ERROR;
@@ -716,7 +717,8 @@ ngx_http_cache_guard_purge_rkey(ngx_pool_t *pool,
     p = ngx_cpymem(p, key->data, key->len);
 
     if (gzip) {
-        ngx_memcpy(p, "#gzip", 5);
+        ngx_memcpy(p, NGX_HTTP_CACHE_GUARD_GZIP_VARIANT,
+                   sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT) - 1);
     }
 
     return NGX_OK;
@@ -754,7 +756,9 @@ ngx_http_cache_guard_purge_local(ngx_str_t *key, ngx_str_t *pattern,
         if (key && key->len <= NGX_HTTP_CACHE_GUARD_MAX_KEY) {
             gz.data = buf;
             gz.len = ngx_cpymem(ngx_cpymem(buf, key->data, key->len),
-                                "#gzip", 5) - buf;
+                                NGX_HTTP_CACHE_GUARD_GZIP_VARIANT,
+                                sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT) - 1)
+                     - buf;
             n += ngx_http_cache_guard_l1_purge(zones[i], &gz, NULL, soft);
         }
     }

@@ -11,10 +11,11 @@
 #include "ngx_http_cache_guard_module.h"
 
 #include <fnmatch.h>
+#include <sys/random.h>
 
 
 /* bump when the layout of the zone changes: a reload then starts afresh */
-#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470003
+#define NGX_HTTP_CACHE_GUARD_LAYOUT  0x43470004
 
 
 typedef struct {
@@ -101,6 +102,21 @@ create:
     ngx_memzero(zone->sh, sizeof(ngx_http_cache_guard_shctx_t));
 
     zone->shpool->data = zone->sh;
+
+    /*
+     * The lock table's hash keys: random, kept across reloads with the
+     * zone, so that no client can choose keys that share a slot.  The
+     * master reads them once; getrandom() blocks only before the kernel's
+     * pool is ready, early at boot.
+     */
+
+    if (getrandom(zone->sh->lock_key, sizeof(zone->sh->lock_key), 0)
+        != (ssize_t) sizeof(zone->sh->lock_key))
+    {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, ngx_errno,
+                      "cache guard: getrandom() failed");
+        return NGX_ERROR;
+    }
 
     ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
                     ngx_http_cache_guard_rbtree_insert);
@@ -413,7 +429,8 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 
     ngx_memzero(&e, sizeof(ngx_http_cache_guard_entry_t));
 
-    e.status = r->headers_out.status;
+    /* nginx's range and not-modified filters change it after ours */
+    e.status = ctx->fill_status;
 
     if (ngx_http_cache_guard_policy_has_status(pl->negative_statuses,
                                                pl->nnegative, e.status))

@@ -56,6 +56,39 @@ test_crc32c(void)
 }
 
 
+/* the reference vectors of the SipHash paper: key 00..0f, input 00..n-1 */
+
+static void
+test_siphash(void)
+{
+    u_char      key[16], in[64];
+    ngx_uint_t  i;
+
+    for (i = 0; i < 16; i++) {
+        key[i] = (u_char) i;
+    }
+
+    for (i = 0; i < 64; i++) {
+        in[i] = (u_char) i;
+    }
+
+    ok(ngx_http_cache_guard_siphash(key, in, 0) == 0x726fdb47dd0e0e31ULL,
+       "siphash of nothing");
+    ok(ngx_http_cache_guard_siphash(key, in, 1) == 0x74f839c593dc67fdULL,
+       "siphash of 1 byte");
+    ok(ngx_http_cache_guard_siphash(key, in, 8) == 0x93f5f5799a932462ULL,
+       "siphash of 8 bytes");
+    ok(ngx_http_cache_guard_siphash(key, in, 15) == 0xa129ca6149be45e5ULL,
+       "siphash of 15 bytes");
+    ok(ngx_http_cache_guard_siphash(key, in, 63) == 0x958a324ceb064572ULL,
+       "siphash of 63 bytes");
+
+    key[0] = 1;
+    ok(ngx_http_cache_guard_siphash(key, in, 15) != 0xa129ca6149be45e5ULL,
+       "siphash depends on the key");
+}
+
+
 static void
 test_codec(void)
 {
@@ -252,6 +285,7 @@ int
 main(void)
 {
     test_crc32c();
+    test_siphash();
     test_codec();
     test_jitter();
     test_accept_encoding();

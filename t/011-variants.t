@@ -1,0 +1,110 @@
+# The gzip variant of a key cannot be named by a URL: it is marked after a
+# NUL byte, which nginx refuses in request lines, decoded URIs and
+# headers.  Before, the variant was the key plus "#gzip", so a client that
+# asked for /u/42%23gzip (or sent a raw "#gzip" in the request line)
+# filled the entry every gzip-capable client of /u/42 was served.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
+    cache_guard_zone main size=4m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+our %gz = (headers => { 'Accept-Encoding' => 'gzip, deflate' });
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: key "$host$uri": /u/42%23gzip answered 404 does not poison the gzip clients of /u/42
+--- user_files
+>>> p.lua
+return { key = "$host$uri", ttl = 60, jitter = 0, negative_ttl = 60 }
+--- config
+    location /u/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+        add_header X-Key $cache_guard_key always;
+    }
+--- check
+my $evil = http_get('/u/42%23gzip?status=404');
+is($evil->{status}, 404, 'the attacker gets the origin\'s 404');
+is($evil->{headers}{'x-key'}, 'localhost/u/42#gzip',
+   'under a key of its own, as its URI decodes');
+ok(stored('cg:localhost/u/42#gzip'), 'stored as a negative entry');
+
+for my $i (1 .. 3) {
+    my $r = http_get('/u/42', %main::gz);
+    is($r->{status}, 200, "gzip client $i of /u/42 gets 200");
+    like($r->{headers}{'x-guard'}, $i == 1 ? qr/^MISS/ : qr/^HIT/,
+         "gzip client $i: " . ($i == 1 ? 'a miss' : 'a hit'));
+}
+is(origin_count('/u/42'), 1, 'the origin served /u/42 once');
+ok(stored("cg:localhost/u/42\0gzip"), 'the real variant is after a NUL');
+is(http_get('/u/42')->{status}, 200, 'a client without gzip gets 200 too');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 2: the default key: a raw "#gzip" in the request line does not fill the gzip variant of /v?id=5
+--- config
+    location /v {
+        cache_guard main;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+--- check
+origin_set('/v', status => 404);
+my $evil = http_get('/v?id=5#gzip');
+is($evil->{status}, 404, 'the raw request line is accepted and answered 404');
+origin_clear('/v');
+
+my $r = http_get('/v?id=5', %main::gz);
+is($r->{status}, 200, 'a gzip client of /v?id=5 gets the origin\'s 200');
+like($r->{headers}{'x-guard'}, qr/^MISS/, 'as a miss: nothing was there');
+$r = http_get('/v?id=5', %main::gz);
+like($r->{headers}{'x-guard'}, qr/^HIT/, 'then a hit');
+is($r->{status}, 200, 'of the 200');
+is(origin_count('/v'), 2, 'the origin saw the two distinct keys');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 3: a key hook that returns a NUL byte is not cached (it could name a variant)
+--- user_files
+>>> p.lua
+return {
+  ttl = 60, jitter = 0,
+  key = function(r) return "/w" .. string.char(0) .. "gzip" end,
+}
+--- config
+    location /w {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+--- check
+my $r = http_get('/w');
+is($r->{status}, 200, 'served by the origin');
+is($r->{headers}{'x-guard'}, 'BYPASS', 'bypassed, not cached');
+http_get('/w');
+is(origin_count('/w'), 2, 'both requests reached the origin');
+is(redis('DBSIZE'), 0, 'nothing in Redis');
+--- no_error_log
+[error]
+[alert]

@@ -1,0 +1,113 @@
+# A client that goes away is not an origin failure.  Before, a request let
+# through to the origin whose client disconnected was counted as a failure
+# in its cleanup: 40 clients that sent a request and closed at once opened
+# the policy's origin breaker, and every uncached key then got 503.  Only
+# what the origin (or nginx's upstream: a connect error, a time-out, a 5xx
+# in `statuses`) answered counts; a hanging origin still opens it, through
+# the upstream's own time-out.
+use lib 't/lib';
+use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Assert;
+
+use IO::Socket::INET;
+use JSON::PP;
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value('http_config', <<'CONF');
+    cache_guard_zone main size=8m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
+CONF
+    $block->set_value('config', <<'CONF');
+    location /admin/ {
+        cache_guard_admin;
+    }
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        proxy_read_timeout 1s;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+CONF
+    $block->set_value('user_files', <<'FILES');
+>>> p.lua
+return {
+  name = "api", ttl = 60, jitter = 0,
+  breaker = { origin = { window = 30, min_requests = 10, failure_rate = 0.5,
+                         open_for = 30, half_open_requests = 1 } },
+}
+FILES
+    $block->set_value('init', "origin_reset(); redis_flush();\n"
+                              . ($block->init // ''));
+});
+
+sub breaker {
+    my $r = http_get('/admin/breaker/origin:api');
+    return $r->{status} == 200 ? decode_json($r->{body})
+                               : { http => $r->{status} };
+}
+
+# $n clients each send a request for a distinct slow key, wait until the
+# origin holds all of them, then close their connections without reading.
+sub abort_wave {
+    my ($n, $tag) = @_;
+    my @socks;
+    for my $i (1 .. $n) {
+        my $s = IO::Socket::INET->new(
+            PeerAddr => '127.0.0.1', PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
+            Proto => 'tcp') or die "connect: $!";
+        print $s "GET /fast$i?r=$tag$i&delay=5 HTTP/1.1\r\nHost: localhost\r\n"
+               . "Connection: close\r\n\r\n";
+        push @socks, $s;
+    }
+    my $held = wait_for(sub { origin_inflight() >= $n }, 20, "$n in flight");
+    close $_ for @socks;
+    return $held;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: 40 clients that abort while their requests are at the origin do not open the breaker
+--- check
+ok(main::abort_wave(40, 'a'), 'the origin holds 40 requests');
+# nginx ends each upstream when it sees its client gone: wait for all 40
+ok(wait_for(sub {
+       my @l = error_log_since_block()
+               =~ /client prematurely closed connection/g;
+       @l >= 40 }, 20, '40 aborts seen by nginx'),
+   'nginx saw the 40 clients go');
+my $b = main::breaker();
+is($b->{state}, 'closed', 'the origin breaker stays closed')
+    or diag(Test::More::explain($b));
+is($b->{failures} // -1, 0, 'no failure was recorded');
+my @r = map { http_get("/after$_") } 1 .. 5;
+is(scalar(grep { $_->{status} == 200 && guard($_) eq 'MISS' } @r), 5,
+   'uncached keys still reach the origin') or diag(tally(\@r));
+is(origin_count("/after$_"), 1, "the origin served /after$_") for 1 .. 5;
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 2: a hanging origin still opens it, through the upstream's own time-out (504)
+--- check
+my $res = http_concurrent(10, sub { "/hang$_[0]?delay=5" }, timeout => 20);
+my @r = @$res;
+is(scalar(grep { $_->{status} == 504 } @r), 10,
+   'ten requests timed out at the upstream (proxy_read_timeout 1s)')
+    or diag(tally(\@r));
+my $b = main::breaker();
+is($b->{state}, 'open', 'the breaker opened') or diag(Test::More::explain($b));
+is($b->{failures}, 10, 'ten failures recorded');
+my $before = origin_total();
+my $f = http_get('/cold');
+is($f->{status}, 503, 'a cold key now gets the fallback');
+is(origin_total(), $before, 'without reaching the origin');
+--- no_error_log
+[alert]
+[crit]

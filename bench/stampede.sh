@@ -91,10 +91,11 @@ mkdir -p "$work"
 user=
 [ "$(id -u)" = 0 ] && user='user root;'
 
-# wait = 20 s: a waiter waits for the 6 s fill instead of giving up after
-# the default 5 s; the key is the URI alone, so both nodes share it.
+# The lock on its defaults, as proxy_cache_lock is on its own: lock.wait
+# 5 s and lock.on_timeout "follow", so a waiter follows the 6 s fill past
+# lock.wait; the key is the URI alone, so both nodes share it.
 cat > "$work/stampede.lua" <<'LUA'
-return { key = "$uri", ttl = 300, jitter = 0, lock = { ttl = 30, wait = 20 } }
+return { key = "$uri", ttl = 300, jitter = 0 }
 LUA
 
 # render TEMPLATE DIR PORT [ZONE]: an nginx prefix with its conf.

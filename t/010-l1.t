@@ -270,18 +270,76 @@ is(origin_count('/ae'), 2, 'gzip clients share one variant');
 --- config
     location / {
         cache_guard main;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/gz/;
+        add_header X-Guard $cache_guard_status always;
+    }
+    # the origin behind nginx's gzip: compressed only when asked for
+    location /gz/ {
+        gzip on;
+        gzip_types application/json;
+        gzip_min_length 1;
+        gzip_http_version 1.0;
+        gzip_proxied any;
+        gzip_vary on;
+        proxy_pass http://origin/;
+    }
+    # an origin that says gzip whatever the client accepts
+    location /raw/ {
+        cache_guard main;
         proxy_pass http://origin;
         add_header X-Guard $cache_guard_status always;
     }
 --- check
+use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
+my %gzip = (headers => { 'Accept-Encoding' => 'gzip' });
+my $gunzip = sub {
+    my ($r) = @_;
+    my $text;
+    gunzip(\$r->{body} => \$text) or return "not gzip: $GunzipError";
+    return $text;
+};
+my $answer = sub {
+    my ($r) = @_;
+    return join ' ', $r->{headers}{'x-guard'} // '-',
+        $r->{headers}{'content-encoding'} // 'identity';
+};
+my $n1 = qr/^\{"path":"\/enc","n":1,"status":200\}/;
+my $n2 = qr/^\{"path":"\/enc","n":2,"status":200\}/;
+
+my $r = http_get('/enc', %gzip);
+is($answer->($r), 'MISS gzip', 'a gzip client: a miss, gzip');
+like($gunzip->($r), $n1, "of the origin's first answer");
+is(origin_count('/enc'), 1, 'which reached the origin');
+$r = http_get('/enc', %gzip);
+is($answer->($r), 'HIT gzip', 'again: a hit, gzip');
+like($gunzip->($r), $n1, 'the same answer');
+
+$r = http_get('/enc');
+is($answer->($r), 'MISS identity', 'a client without gzip: a miss, identity');
+like($r->{body}, $n2, "the origin's second answer, plain");
+is(origin_count('/enc'), 2, 'which reached the origin');
+$r = http_get('/enc');
+is($answer->($r), 'HIT identity', 'again: a hit, identity');
+like($r->{body}, $n2, 'the same plain answer');
+
+$r = http_get('/enc', %gzip);
+is($answer->($r), 'HIT gzip', 'the gzip variant is still served to gzip clients');
+like($gunzip->($r), $n1, 'compressed');
+is(origin_count('/enc'), 2, 'two origin requests in all');
+
 my $q = '?hdr=Content-Encoding:gzip&hdr=Vary:Accept-Encoding';
-http_get("/enc$q", headers => { 'Accept-Encoding' => 'gzip' });
-my $r = http_get("/enc$q", headers => { 'Accept-Encoding' => 'gzip' });
-is($r->{headers}{'x-guard'}, 'HIT', 'the gzip variant is a hit');
-$r = http_get("/enc$q");
-is($r->{headers}{'x-guard'}, 'MISS', 'a client without gzip misses');
-$r = http_get("/enc$q");
-is($r->{headers}{'x-guard'}, 'MISS', 'and an encoded body is never stored for it');
+http_get("/raw/e$q", %gzip);
+is($answer->(http_get("/raw/e$q", %gzip)), 'HIT gzip',
+   'an origin always saying gzip: stored for gzip clients');
+is(origin_count('/raw/e'), 1, 'one origin request');
+is($answer->(http_get("/raw/e$q")), 'MISS gzip',
+   "a client without gzip misses (and gets the origin's answer)");
+is($answer->(http_get("/raw/e$q")), 'MISS gzip',
+   'and an encoded body is never stored for it');
+is(origin_count('/raw/e'), 3, 'each of its requests reached the origin');
+--- no_error_log
+[error]
+[alert]
 
 
 

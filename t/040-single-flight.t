@@ -370,7 +370,12 @@ is(scalar(grep { guard($_) =~ /^FALLBACK\b/
    scalar @fb, 'every 503 is a FALLBACK with Retry-After: 5');
 ok(wait_for(sub { !redis('EXISTS', 'cg:lock:http://localhost/fail') }, 2),
    'the Redis lock is gone');
-sleep 0.5;    # a SET would have been sent right after the responses
+# A SET of the fill would be sent with its last buffer, before the client
+# had the response; the one worker's Redis commands go in order on its one
+# connection: once a later fill's SET is in Redis, so would that one be.
+my $marker = http_get('/marker9');
+is(guard($marker), 'MISS', 'a later fill of another key');
+ok(stored('cg:http://localhost/marker9'), 'is stored in Redis');
 is(redis('EXISTS', 'cg:http://localhost/fail'), 0, 'nothing was stored in Redis');
 origin_clear('/fail');
 my $r = http_get('/fail');
@@ -387,11 +392,26 @@ is(guard($r), 'MISS', 'as a MISS: no error was kept in L1 either');
 >>> p.lua
 return { ttl = 60, jitter = 0, lock = false }
 --- check
-origin_set('/nolock', delay => 1);
-my $res = http_concurrent(20, '/nolock');
+origin_set('/nolock', delay => 3);
+# the 20 requests sent, their responses read later
+my @socks = map {
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+        PeerPort => $ENV{TEST_NGINX_SERVER_PORT}, Proto => 'tcp')
+        or die "connect: $!\n";
+    print {$sock} "GET /nolock HTTP/1.1\r\nHost: localhost\r\n"
+                . "Connection: close\r\n\r\n";
+    $sock;
+} 1 .. 20;
+# a lock is taken before the fetch: with all 20 fetches at the origin, any
+# would be in Redis now, and none is released before the origin answers
+ok(wait_for(sub { origin_inflight() == 20 }, 10, '20 requests at the origin'),
+   'all 20 are at the origin at once');
+is(redis('EXISTS', 'cg:lock:http://localhost/nolock'), 0,
+   'no Redis lock while they are');
+my @answers = map { read_all($_, 10) } @socks;
 is(origin_count('/nolock'), 20, 'all 20 reached the origin');
-is(with_guard($res, qr/^MISS$/), 20, 'all 20 were misses') or diag(tally($res));
-is(redis('EXISTS', 'cg:lock:http://localhost/nolock'), 0, 'no Redis lock');
+is(scalar(grep { m{^HTTP/1\.1 200 .*\r\nX-Guard: MISS ?\r\n}s } @answers), 20,
+   'all 20 were misses') or diag(join "\n", map { (split /\r\n\r\n/)[0] } @answers[0, 1]);
 --- no_error_log
 [alert]
 [crit]

@@ -10,7 +10,8 @@ use JSON::PP qw(decode_json);
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('config', admin_conf() . ($block->config // ''));
-    $block->set_value('init', "redis_flush();\n" . ($block->init // ''));
+    $block->set_value('init', "redis_flush() if redis_running();\n"
+                              . ($block->init // ''));
 });
 
 sub admin_conf {
@@ -34,6 +35,13 @@ sub bloom_info {
 sub is_present {
     my ($name, $item, %opt) = @_;
     return json_of(http_get("/admin/bloom/$name?item=$item", %opt))->{present};
+}
+
+# Wait until the block's error log has a line matching $re: the sync step
+# that a check of the filter's state must come after.
+sub logged {
+    my ($re, $what) = @_;
+    return wait_for(sub { error_log_since_block() =~ $re }, 10, $what);
 }
 
 sub post_items {
@@ -216,7 +224,8 @@ ok(!(grep { !is_present('users', "from-admin-$_") } 1 .. 1000),
     cache_guard_bloom users capacity=1000 error_rate=0.01 redis_key=bf:users
                       sync=1s;
 --- check
-sleep 1.5;
+ok(logged(qr/cache guard: redis "127\.0\.0\.1:1" connect failed/,
+          'the first sync to fail'), 'the first sync failed to connect');
 my $info = bloom_info('users');
 ok(!$info->{loaded}, 'not loaded');
 is($info->{last_sync}, undef, 'never merged');
@@ -237,10 +246,11 @@ connect failed
                       connect_timeout=200ms;
     cache_guard_bloom users capacity=1000 error_rate=0.01 redis_key=bf:users
                       sync=1s;
---- init
+--- setup
 redis_stop();
 --- check
-sleep 1.5;
+ok(logged(qr/cache guard: redis "[^"]+:$ENV{TEST_NGINX_REDIS_PORT}" connect failed/,
+          'the first sync to fail'), 'the first sync failed to connect');
 ok(!bloom_info('users')->{loaded}, 'Redis down: not loaded');
 redis_start();
 redis('SETBIT', 'bf:users', $_, 1)
@@ -260,8 +270,9 @@ ok(!is_present('users', '43'), 'and not another');
 --- init
 redis('SETBIT', 'bf:users', 100_000, 1);
 --- check
-sleep 1.5;
-ok(!bloom_info('users')->{loaded}, 'not loaded');
+ok(logged(qr/bloom "users": redis key "bf:users" holds 12501 bytes/,
+          'the sync to read the key'), 'the sync read the length of the key');
+ok(!bloom_info('users')->{loaded}, 'and did not load it');
 --- error_log eval
 qr{bloom "users": redis key "bf:users" holds 12501 bytes, more than the filter's 1344: do all nodes declare the same capacity and error_rate\?}
 

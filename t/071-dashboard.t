@@ -11,6 +11,7 @@ use Test::CacheGuard::Assert;
 use Test::CacheGuard::Chromium;
 
 use JSON::PP;
+use List::Util qw(first);
 use Time::HiRes qw(time);
 
 sub page_file {
@@ -119,7 +120,11 @@ ok($s, 'it parses') or diag($@, $r->{body});
 
 like($s->{version}, qr/^\d+\.\d+\.\d+$/, 'version');
 ok(abs($s->{time} - time) < 5, "time is now ($s->{time})");
-ok($s->{uptime} >= 0 && $s->{uptime} < 60, "uptime of the zone ($s->{uptime})");
+# the zone was made after this test started
+ok(defined $s->{uptime} && $s->{uptime} =~ /^\d+$/
+   && $s->{uptime} <= time - $^T,
+   'uptime of the zone: whole seconds, at most the test\'s age ('
+   . ($s->{uptime} // 'missing') . ')');
 
 is(scalar @{$s->{policies}}, 1, 'one policy');
 my $p = policy($s, 'api');
@@ -145,14 +150,29 @@ is($p->{early_refreshes}, 0, 'no early refresh');
 
 my $l = $p->{latency};
 is($l->{count}, 3, 'latency: three requests measured');
-ok($l->{sum} >= 0, 'latency: sum');
 my @b = @{$l->{buckets}};
 is_deeply($b[-1], ['+Inf', 3], 'latency: the +Inf bucket holds them all');
 ok(!grep({ $b[$_][0] >= $b[$_ + 1][0] || $b[$_][1] > $b[$_ + 1][1] }
          0 .. $#b - 2)
    && $b[-2][1] <= 3,
    'latency: le increasing, counts cumulative') or diag(explain(\@b));
-ok($l->{p50} <= $l->{p95} && $l->{p95} <= $l->{p99}, 'p50 <= p95 <= p99');
+# each request lies within its bucket: (the previous le, its le]
+my ($low, $high) = (0, 0);
+for my $i (0 .. $#b) {
+    my $n = $b[$i][1] - ($i ? $b[$i - 1][1] : 0);
+    next unless $n;
+    $low += $n * ($i ? $b[$i - 1][0] : 0);
+    $high = $b[$i][0] eq '+Inf' ? 9**9**9 : $high + $n * $b[$i][0];
+}
+ok(exists $l->{sum} && defined $l->{sum}
+   && $l->{sum} > 0 && $l->{sum} > $low - 1e-6 && $l->{sum} <= $high + 1e-6,
+   'latency: sum, within what the buckets allow ('
+   . ($l->{sum} // 'missing') . " in ($low, $high])");
+ok(defined $l->{p50} && defined $l->{p95} && defined $l->{p99}
+   && 0 < $l->{p50} && $l->{p50} <= $l->{p95} && $l->{p95} <= $l->{p99}
+   && $l->{p99} <= (first { $_->[1] == 3 } @b)->[0],
+   '0 < p50 <= p95 <= p99 <= the le of the bucket that holds them all')
+    or diag(explain($l));
 
 my $br = $p->{breaker};
 is("$br->{name} $br->{state} $br->{forced}", 'origin:api closed auto',

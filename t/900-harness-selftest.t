@@ -406,15 +406,16 @@ Transfer-Encoding: chunked
 
 
 
-=== TEST 21: main_config directives replace the defaults; worker_pids
+=== TEST 21: main_config directives replace the defaults; worker_pids: every worker is up once nginx started
 --- skip_valgrind
 --- main_config
-    worker_processes 2;
+    worker_processes 4;
 --- config
     location /t { return 200; }
 --- check
+    # no wait: the harness returns from the start once all four run
     my @workers = worker_pids();
-    is(scalar @workers, 2, 'two workers');
+    is(scalar @workers, 4, 'four workers');
     ok(!grep({ $_ == nginx_pid() } @workers), 'workers are not the master');
 
 
@@ -447,7 +448,47 @@ gen1
 
 
 
-=== TEST 23: a second nginx instance, stopped at the end of the block
+=== TEST 23: nginx_reload waits for every new worker: a reload from 2 to 3 workers
+--- skip_valgrind
+--- main_config
+    worker_processes 2;
+--- config
+    location /t { return 200; }
+--- check
+    my @before = worker_pids();
+    is(scalar @before, 2, 'two workers once started');
+    my $file = servroot() . '/conf/nginx.conf';
+    open my $in, '<', $file or die $!;
+    my $conf = do { local $/; <$in> };
+    close $in;
+    $conf =~ s/worker_processes 2;/worker_processes 3;/ or die "no workers\n";
+    open my $out, '>', $file or die $!;
+    print {$out} $conf;
+    close $out;
+    ok(nginx_reload(), 'nginx_reload');
+    my @after = worker_pids();
+    is(scalar @after, 3, 'three serving workers when it returns');
+    my %old = map { ($_ => 1) } @before;
+    ok(!grep({ $old{$_} } @after), 'all of them new');
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 24: worker_processes auto: as many workers as CPUs online
+--- skip_valgrind
+--- main_config
+    worker_processes auto;
+--- config
+    location /t { return 200; }
+--- check
+    chomp(my $cpus = `getconf _NPROCESSORS_ONLN`);
+    ok($cpus =~ /^\d+$/ && $cpus > 0, "$cpus CPUs online");
+    is(scalar(() = worker_pids()), $cpus, 'one worker per CPU');
+
+
+
+=== TEST 25: a second nginx instance, stopped at the end of the block
 --- http_config
     map $server_port $node { default "node-$server_port"; }
 --- config
@@ -480,7 +521,7 @@ CONF
 
 
 
-=== TEST 24: (continued) the second instance is gone
+=== TEST 26: (continued) the second instance is gone
 --- config
     location /t { return 200; }
 --- check
@@ -490,7 +531,7 @@ CONF
 
 
 
-=== TEST 25: helpers: wait_for, http errors
+=== TEST 27: helpers: wait_for, http errors
 --- config
     location / {
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
@@ -514,7 +555,7 @@ CONF
 
 
 
-=== TEST 26: wait and timeout sections
+=== TEST 28: wait and timeout sections
 --- config
     location / {
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;

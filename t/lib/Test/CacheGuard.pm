@@ -70,7 +70,10 @@ Blocks are parsed by Test::Base (default filters C<norm trim>; C<eval>,
 C<chomp> etc. work as usual; C<eval> code runs in the test's package with
 strict on and dies on errors).  Each block gets a fresh server root
 (F<t/servroot>: conf/, logs/, html/, tmp/), a fresh nginx, a reset origin
-(counts, log, peak, per-path settings) and a running, flushed Redis.
+(counts, log, peak, per-path settings) and a running, flushed Redis.  nginx
+counts as started once it listens and runs every worker its configuration
+asks for (C<worker_processes> N, or one per CPU online for C<auto>), so
+C<worker_pids()> holds them all from the first line of C<init>.
 
 =over
 
@@ -205,8 +208,11 @@ seconds (with a diag naming $what, when given).  Exceptions count as false.
 =item nginx_reload($which), nginx_pid($which), worker_pids($which), error_log_since_block($which), servroot($which)
 
 For the block's nginx, or the second one with C<$which = 'second'>.
-nginx_reload sends HUP and returns true once new workers serve (false if
-they did not appear in time, e.g. a bad new config).
+nginx_reload sends HUP and returns true once as many new workers as the
+configuration file now asks for serve and no old one does (old workers
+still finishing requests are "shutting down" and not in worker_pids; they
+are not waited for); false if that did not happen in time, e.g. a bad new
+config.
 
 =item start_second_nginx($server_config, %opt), stop_second_nginx()
 

@@ -118,14 +118,16 @@ sub _reaped {
     return 1;
 }
 
-# Start nginx and wait until it listens and (master mode) has a worker.
-# Returns true on success; else false with start_error set (nginx exited,
-# e.g. because of a bad directive, or it did not come up in time).
+# Start nginx and wait until it listens and (master mode) runs every worker
+# its configuration asks for (see expected_workers).  Returns true on
+# success; else false with start_error set (nginx exited, e.g. because of a
+# bad directive, or it did not come up in time).
 sub start {
     my ($self) = @_;
     die "nginx already running (pid $self->{pid})\n" if $self->{pid};
     $self->{log_offset} = -s $self->error_log_file // 0;
     delete $self->{start_error};
+    my $want = $self->{single_process} ? 1 : $self->expected_workers;
     my @cmd = $self->_command;
     my $pid = fork // die "fork: $!\n";
     if ($pid == 0) {
@@ -140,13 +142,15 @@ sub start {
         return 1 if $self->_reaped;    # exited: no use waiting
         return 0 unless port_listening($self->{port});
         return 1 if $self->{single_process};
-        return scalar $self->worker_pids;
+        return $self->worker_pids == $want;
     }, $bound);
     return 1 if $up && $self->{pid};
     if ($self->{pid}) {
+        my $workers = $self->{single_process} ? '' : ' with ' . $want
+            . ' workers (' . scalar($self->worker_pids) . ' up)';
         $self->stop;
-        $self->{start_error} = "nginx was not serving on port $self->{port} "
-                             . "after ${bound}s";
+        $self->{start_error} = "nginx was not serving on port $self->{port}"
+                             . "$workers after ${bound}s";
     } else {
         my $status = $self->{exit_status};
         $self->{start_error} = 'nginx exited with '
@@ -154,6 +158,50 @@ sub start {
                                : 'status ' . ($status >> 8));
     }
     return 0;
+}
+
+# How many worker processes the configuration file (as it is on disk now:
+# tests may rewrite it before a reload) asks for: worker_processes N, the
+# CPU count for "auto", 1 without the directive.  Only the main context's
+# directive counts; comments and quoted strings are read as nginx does.
+sub expected_workers {
+    my ($self) = @_;
+    my $text = _read_file("$self->{servroot}/conf/nginx.conf");
+    my (@statement, $value);
+    my $depth = 0;
+    while ($text =~ /\G(?:(\s+|\#[^\n]*)|([{};])
+                         |"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'
+                         |([^\s{};"']+))/gcxs) {
+        next if defined $1;
+        if (defined $2) {
+            $value = $statement[1] if $depth == 0 && $2 eq ';'
+                && @statement == 2 && $statement[0] eq 'worker_processes';
+            $depth += $2 eq '{' ? 1 : $2 eq '}' ? -1 : 0;
+            @statement = ();
+            next;
+        }
+        push @statement, $3 // $4 // $5;
+    }
+    return 1 unless defined $value;
+    return _cpu_count() if $value eq 'auto';
+    die "worker_processes '$value' is neither a number nor auto\n"
+        unless $value =~ /^\d+$/;
+    return $value + 0;
+}
+
+# What nginx 1.22 counts for worker_processes auto: sysconf
+# (_SC_NPROCESSORS_ONLN), the "online" CPU list of sysfs (else
+# /proc/cpuinfo).
+sub _cpu_count {
+    my $online = _read_file('/sys/devices/system/cpu/online');
+    my $count = 0;
+    for my $range (split /,/, $online =~ s/\s+//gr) {
+        my ($from, $to) = $range =~ /^(\d+)(?:-(\d+))?$/ or next;
+        $count += ($to // $from) - $from + 1;
+    }
+    return $count if $count;
+    my @cpus = _read_file('/proc/cpuinfo') =~ /^processor\s*:/mg;
+    return @cpus || 1;
 }
 
 # Worker processes serving requests (not the ones shutting down after a
@@ -167,10 +215,12 @@ sub worker_pids {
     } child_pids($pid);
 }
 
-# SIGHUP, then wait until the new configuration serves: every serving
-# worker is a new one (master mode), or the "reconfiguring" notice is
-# logged (single process).  False if that did not happen in time (e.g. the
-# new configuration is invalid: the old workers keep serving).
+# SIGHUP, then wait until the new configuration serves: as many serving
+# workers as the new configuration asks for, none of them an old one (the
+# old ones are gone or shutting down: those still finishing requests are
+# not waited for), in master mode; the "reconfiguring" notice logged with
+# a single process.  False if that did not happen in time (e.g. the new
+# configuration is invalid: the old workers keep serving).
 sub reload {
     my ($self) = @_;
     my $pid = $self->{pid} or die "nginx_reload: nginx is not running\n";
@@ -185,10 +235,11 @@ sub reload {
         return wait_until(sub { $count->() > $before }, $bound);
     }
     my %old = map { ($_ => 1) } $self->worker_pids;
+    my $want = $self->expected_workers;
     kill 'HUP', $pid;
     return wait_until(sub {
         my @now = $self->worker_pids;
-        return @now && !grep { $old{$_} } @now;
+        return @now == $want && !grep { $old{$_} } @now;
     }, $bound);
 }
 

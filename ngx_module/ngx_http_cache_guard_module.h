@@ -393,7 +393,7 @@ typedef struct {
 /* a key template part: a literal, a variable, or a regex capture */
 
 typedef struct {
-    ngx_str_t                       text;
+    ngx_str_t                       text;         /* or the name of $N */
     ngx_int_t                       index;        /* variable, or -1 */
     ngx_int_t                       capture;      /* $N, or -1 */
 } ngx_http_cache_guard_key_part_t;

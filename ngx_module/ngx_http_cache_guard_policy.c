@@ -130,7 +130,13 @@ static ngx_int_t ngx_http_cache_guard_policy_status(
     ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
     ngx_uint_t *status);
 static ngx_array_t *ngx_http_cache_guard_policy_template(ngx_conf_t *cf,
-    ngx_str_t *value);
+    ngx_str_t *value, const char *field);
+static ngx_uint_t ngx_http_cache_guard_policy_max_capture(ngx_array_t *parts);
+static u_char *ngx_http_cache_guard_policy_where(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl, const char *field, u_char *buf,
+    size_t size);
+static ngx_int_t ngx_http_cache_guard_policy_known_variable(
+    ngx_http_core_main_conf_t *cmcf, ngx_str_t *name);
 static void ngx_http_cache_guard_policy_close(void *data);
 static void ngx_http_cache_guard_request_metatable(lua_State *L);
 static int ngx_http_cache_guard_request_index(lua_State *L);
@@ -144,6 +150,8 @@ static char *ngx_http_cache_guard_policy_table(
 static void ngx_http_cache_guard_policy_error(
     ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
     const char *reason);
+static void ngx_http_cache_guard_policy_one_of(u_char *buf, size_t size,
+    const char **values);
 static ngx_uint_t ngx_http_cache_guard_policy_line(ngx_conf_t *cf,
     ngx_str_t *file, const char *field);
 static void ngx_http_cache_guard_policy_set_defaults(
@@ -635,14 +643,15 @@ ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, ngx_str_t *value)
 {
     pl->key = ngx_http_cache_guard_policy_template(cf,
-                  value ? value : &ngx_http_cache_guard_default_key);
+                  value ? value : &ngx_http_cache_guard_default_key, "key");
 
     return pl->key ? NGX_OK : NGX_ERROR;
 }
 
 
 static ngx_array_t *
-ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
+ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value,
+    const char *field)
 {
     u_char                           *p, *end, *start;
     ngx_str_t                         name;
@@ -663,8 +672,8 @@ ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
 
         if (parts->nelts == NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: key \"%V\" has more than %d "
-                               "parts", value,
+                               "cache guard: %s \"%V\" has more than %d "
+                               "parts", field, value,
                                NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS);
             return NULL;
         }
@@ -711,14 +720,17 @@ ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
 
         if (name.len == 0 || (braces && (p == end || *p != '}'))) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: invalid variable name in key "
-                               "\"%V\"", value);
+                               "cache guard: invalid variable name in %s "
+                               "\"%V\"", field, value);
             return NULL;
         }
 
         if (braces) {
             p++;
         }
+
+        /* the name, for the checks once every variable is declared */
+        part->text = name;
 
         if (part->capture == -1) {
             part->index = ngx_http_get_variable_index(cf, &name);
@@ -729,6 +741,211 @@ ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
     }
 
     return parts;
+}
+
+
+/*
+ * $1..$9 are the captures of the location's regex: in a prefix or exact
+ * location they are empty, so the key (or the Bloom item) would be empty
+ * and every request would bypass the cache (or the filter).  Checked per
+ * location, since a policy of a server applies to all its locations.
+ * "if" blocks, limit_except and named locations are not checked: their
+ * requests may carry captures from elsewhere.
+ */
+
+char *
+ngx_http_cache_guard_policy_check_location(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl)
+{
+    u_char                    *end, where[NGX_MAX_PATH + 32];
+    ngx_uint_t                 i, n, have;
+    ngx_array_t               *parts;
+    const char                *field;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->name.len == 0 || clcf->noname || clcf->named) {
+        return NGX_CONF_OK;
+    }
+
+    have = clcf->regex ? clcf->regex->ncaptures : 0;
+
+    for (i = 0; i < 2; i++) {
+        parts = i ? pl->bloom_item : pl->key;
+        field = i ? "bloom.item" : "key";
+
+        n = ngx_http_cache_guard_policy_max_capture(parts);
+
+        if (n <= have) {
+            continue;
+        }
+
+        end = ngx_http_cache_guard_policy_where(cf, pl, i ? "item" : "key",
+                                                where, sizeof(where));
+
+        if (clcf->regex == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "cache guard: policy %*s: %s uses the capture "
+                          "$%ui, but location \"%V\" is %s location, which "
+                          "has no captures: use a regex location "
+                          "(\"location ~ ...\"), or a variable such as "
+                          "$uri or $arg_NAME", end - where, where, field, n,
+                          &clcf->name,
+                          clcf->exact_match ? "an exact" : "a prefix");
+
+        } else {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "cache guard: policy %*s: %s uses the capture "
+                          "$%ui, but the regex of location \"%V\" has %ui "
+                          "capture%s", end - where, where, field, n,
+                          &clcf->name, have, have == 1 ? "" : "s");
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_cache_guard_policy_max_capture(ngx_array_t *parts)
+{
+    ngx_uint_t                        i, n;
+    ngx_http_cache_guard_key_part_t  *part;
+
+    n = 0;
+
+    if (parts == NULL) {
+        return 0;
+    }
+
+    part = parts->elts;
+
+    for (i = 0; i < parts->nelts; i++) {
+        if (part[i].capture > (ngx_int_t) n) {
+            n = part[i].capture;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * From postconfiguration, when every variable is declared (maps and sets
+ * may come after the policy) and before nginx's own check, which names
+ * neither the policy nor the field.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_policy_check_variables(ngx_conf_t *cf)
+{
+    u_char                            *end, where[NGX_MAX_PATH + 32];
+    ngx_uint_t                         i, j, k;
+    ngx_array_t                       *parts;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_cache_guard_key_part_t   *part;
+    ngx_http_cache_guard_policy_t    **plp;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    plp = mcf->policies.elts;
+
+    for (i = 0; i < mcf->policies.nelts; i++) {
+        for (j = 0; j < 2; j++) {
+            parts = j ? plp[i]->bloom_item : plp[i]->key;
+
+            if (parts == NULL) {
+                continue;
+            }
+
+            part = parts->elts;
+
+            for (k = 0; k < parts->nelts; k++) {
+                if (part[k].index == -1
+                    || ngx_http_cache_guard_policy_known_variable(cmcf,
+                                                           &part[k].text)
+                       == NGX_OK)
+                {
+                    continue;
+                }
+
+                end = ngx_http_cache_guard_policy_where(cf, plp[i],
+                                                      j ? "item" : "key",
+                                                      where, sizeof(where));
+
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "cache guard: policy %*s: %s uses the unknown "
+                              "variable \"$%V\"", end - where, where,
+                              j ? "bloom.item" : "key", &part[k].text);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "/path/p.lua:LINE" where the field is set, or "/path/p.lua" */
+
+static u_char *
+ngx_http_cache_guard_policy_where(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl, const char *field, u_char *buf,
+    size_t size)
+{
+    ngx_uint_t  line;
+
+    line = ngx_http_cache_guard_policy_line(cf, &pl->file, field);
+
+    if (line) {
+        return ngx_snprintf(buf, size, "%V:%ui", &pl->file, line);
+    }
+
+    return ngx_snprintf(buf, size, "%V", &pl->file);
+}
+
+
+/* as ngx_http_variables_init_vars() finds them */
+
+static ngx_int_t
+ngx_http_cache_guard_policy_known_variable(ngx_http_core_main_conf_t *cmcf,
+    ngx_str_t *name)
+{
+    ngx_uint_t             i;
+    ngx_hash_key_t        *key;
+    ngx_http_variable_t   *pv;
+
+    if (cmcf->variables_keys == NULL) {
+        return NGX_OK;
+    }
+
+    key = cmcf->variables_keys->keys.elts;
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+        if (key[i].key.len == name->len
+            && ngx_strncasecmp(key[i].key.data, name->data, name->len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    pv = cmcf->prefix_variables.elts;
+
+    for (i = 0; i < cmcf->prefix_variables.nelts; i++) {
+        if (name->len >= pv[i].name.len
+            && ngx_strncasecmp(name->data, pv[i].name.data, pv[i].name.len)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -1397,7 +1614,7 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
     const char *field, ngx_http_cache_guard_subfield_t *subs,
     const char *expected)
 {
-    u_char                           *base, name[128];
+    u_char                           *base, name[128], msg[256];
     double                            v;
     lua_State                        *L;
     const char                       *key, *str, **e;
@@ -1457,8 +1674,13 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
                 || (sf->kind == NGX_HTTP_CACHE_GUARD_INTEGER
                     && v != (double) (ngx_int_t) v))
             {
+                (void) snprintf((char *) msg, sizeof(msg),
+                                "must be a %s from %.15g to %.15g",
+                                sf->kind == NGX_HTTP_CACHE_GUARD_INTEGER
+                                ? "whole number" : "number",
+                                sf->min, sf->max);
                 ngx_http_cache_guard_policy_error(pc, (char *) name,
-                                                  "is out of range");
+                                                  (char *) msg);
                 return NGX_CONF_ERROR;
             }
 
@@ -1486,8 +1708,10 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
             }
 
             if (*e == NULL) {
+                ngx_http_cache_guard_policy_one_of(msg, sizeof(msg),
+                                                   sf->values);
                 ngx_http_cache_guard_policy_error(pc, (char *) name,
-                                                  "has an unknown value");
+                                                  (char *) msg);
                 return NGX_CONF_ERROR;
             }
 
@@ -1594,6 +1818,30 @@ invalid:
     ngx_http_cache_guard_policy_error(pc, field, "must be a list of HTTP "
                                       "statuses such as { 404, 410 }");
     return NGX_CONF_ERROR;
+}
+
+
+/* "must be one of "a", "b"" from a NULL-terminated list ("" skipped) */
+
+static void
+ngx_http_cache_guard_policy_one_of(u_char *buf, size_t size,
+    const char **values)
+{
+    u_char       *p, *last;
+    const char  **e, *sep;
+
+    last = buf + size - 1;
+    p = ngx_slprintf(buf, last, "must be one of ");
+    sep = "";
+
+    for (e = values; *e; e++) {
+        if (**e) {
+            p = ngx_slprintf(p, last, "%s\"%s\"", sep, *e);
+            sep = ", ";
+        }
+    }
+
+    *p = '\0';
 }
 
 
@@ -1826,7 +2074,10 @@ methods:
 
     ngx_http_cache_guard_policy_error(pc, "validate.methods", "must list "
                                       "methods such as { \"GET\", "
-                                      "\"HEAD\" }");
+                                      "\"HEAD\" }, each one of \"GET\", "
+                                      "\"HEAD\", \"POST\", \"PUT\", "
+                                      "\"DELETE\", \"PATCH\", "
+                                      "\"OPTIONS\"");
     return NGX_CONF_ERROR;
 }
 
@@ -1903,7 +2154,11 @@ ngx_http_cache_guard_policy_args(ngx_http_cache_guard_policy_ctx_t *pc)
                     rule->type = NGX_HTTP_CACHE_GUARD_ARG_STRING;
 
                 } else {
-                    goto invalid;
+                    ngx_http_cache_guard_policy_error(pc,
+                                                  "validate.args.type",
+                                                  "must be one of \"int\", "
+                                                  "\"string\"");
+                    return NGX_CONF_ERROR;
                 }
 
             } else if (ngx_strcmp(key, "min") == 0
@@ -2028,12 +2283,16 @@ ngx_http_cache_guard_policy_geo(ngx_http_cache_guard_policy_ctx_t *pc)
                 return NGX_CONF_ERROR;
             }
 
-        } else if (ngx_strcmp(key, "status") != 0
-                   || ngx_http_cache_guard_policy_status(pc, "geo.status",
-                                                 &pc->policy->geo_status)
-                      != NGX_OK)
-        {
+        } else if (ngx_strcmp(key, "status") != 0) {
             goto invalid;
+
+        } else if (ngx_http_cache_guard_policy_status(pc, "geo.status",
+                                                 &pc->policy->geo_status)
+                   != NGX_OK)
+        {
+            ngx_http_cache_guard_policy_error(pc, "geo.status", "must be a "
+                                              "status from 400 to 599");
+            return NGX_CONF_ERROR;
         }
 
         lua_pop(pc->L, 1);
@@ -2103,17 +2362,31 @@ ngx_http_cache_guard_policy_bloom(ngx_http_cache_guard_policy_ctx_t *pc)
 
             } else {
                 pc->policy->bloom_item = ngx_http_cache_guard_policy_template(
-                                                              pc->cf, &value);
+                                                pc->cf, &value, "bloom.item");
                 if (pc->policy->bloom_item == NULL) {
                     return NGX_CONF_ERROR;
                 }
             }
 
-        } else if (ngx_strcmp(key, "on_reject") != 0
-                   || ngx_http_cache_guard_policy_status(pc, "bloom.on_reject",
-                                                 &pc->policy->bloom_status)
-                      != NGX_OK)
+        } else if (ngx_strcmp(key, "on_reject") == 0) {
+            if (ngx_http_cache_guard_policy_status(pc, "bloom.on_reject",
+                                                   &pc->policy->bloom_status)
+                != NGX_OK)
+            {
+                ngx_http_cache_guard_policy_error(pc, "bloom.on_reject",
+                                                  "must be a status from 400 "
+                                                  "to 599");
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "item") != 0
+                   && ngx_strcmp(key, "filter") != 0)
         {
+            ngx_http_cache_guard_policy_error(pc, "bloom", "may hold filter, "
+                                              "item and on_reject only");
+            return NGX_CONF_ERROR;
+
+        } else {
             goto invalid;
         }
 

@@ -96,7 +96,7 @@ is(hook_errors('loop', 'validate'), 2, 'both counted');
 >>> io.lua
 return { validate = function(r) io.open("/etc/passwd") end }
 >>> os.lua
-return { validate = function(r) os.execute("touch /tmp/cg-sandbox") end }
+return { validate = function(r) os.execute("touch $TEST_NGINX_HTML_DIR/executed") end }
 >>> ffi.lua
 return { validate = function(r) local ffi = require "ffi" end }
 >>> load.lua
@@ -175,7 +175,7 @@ for my $p (sort keys %why) {
     ok(wait_for(sub { error_log_since_block() =~ /policy "$p" validate hook failed: .*$why{$p}/ }, 5),
        "$p: logged with the reason");
 }
-ok(!-e '/tmp/cg-sandbox', 'os.execute ran nothing');
+ok(!-e "$ENV{TEST_NGINX_HTML_DIR}/executed", 'os.execute ran nothing');
 is(origin_total(), 0, 'none reached the origin');
 my $r = http_get('/ok/x?id=3&utm=1');
 is($r->{status}, 200, 'a hook using what the sandbox gives works');

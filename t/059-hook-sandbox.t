@@ -11,6 +11,8 @@ use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
 use Test::CacheGuard::Prom;
 
+use JSON::PP qw(decode_json);
+
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
@@ -20,6 +22,9 @@ CONF
     $block->set_value('config', ($block->config // '') . <<'CONF');
     location = /metrics {
         cache_guard_metrics;
+    }
+    location = /status {
+        cache_guard_status;
     }
 CONF
     $block->set_value('init', "origin_reset(); redis_flush();\n"
@@ -248,6 +253,10 @@ for my $p (qw(reject pass)) {
         is(hook_errors($p, $hook), 1, "$p: the $hook failure counted");
     }
 }
+my ($st) = grep { $_->{name} eq 'pass' }
+            @{ decode_json(http_get('/status')->{body})->{policies} };
+is_deeply($st->{hook_errors}, { key => 1, validate => 1, 'bloom.item' => 1 },
+          'the status JSON has them too');
 ok(wait_for(sub { error_log_since_block() =~ /policy "pass" bloom\.item hook failed: .*item went wrong/ }, 5),
    'a passed failure is logged too');
 --- no_error_log

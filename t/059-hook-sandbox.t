@@ -119,8 +119,11 @@ return {
   key = function(r)
     -- what hooks have: pure libraries, os.time, pcall, the library
     local ok = pcall(error, "x")
-    return build(r) .. string.format("|%d|%s|%s", math.floor(2.5),
-      table.concat({ "a", "b" }, ","), tostring(not ok and type(os.time()) == "number"))
+    local xok, h = xpcall(error, function(e) return "handled " .. e end, "y", 0)
+    local _, sum = pcall(function(a, b) return a + b end, 1, 2)
+    return build(r) .. string.format("|%d|%s|%s|%s|%s|%d", math.floor(2.5),
+      table.concat({ "a", "b" }, ","), tostring(not ok and type(os.time()) == "number"),
+      tostring(xok), h, sum)
   end,
 }
 --- config
@@ -184,7 +187,7 @@ ok(!-e "$ENV{TEST_NGINX_HTML_DIR}/executed", 'os.execute ran nothing');
 is(origin_total(), 0, 'none reached the origin');
 my $r = http_get('/ok/x?id=3&utm=1');
 is($r->{status}, 200, 'a hook using what the sandbox gives works');
-is($r->{headers}{'x-key'}, 'localhost|/ok/x|id=3|2|a,b|true', 'with the library');
+is($r->{headers}{'x-key'}, 'localhost|/ok/x|id=3|2|a,b|true|false|handled y|3', 'with the library');
 --- no_error_log
 [alert]
 [crit]

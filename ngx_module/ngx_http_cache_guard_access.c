@@ -81,11 +81,16 @@ ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
     }
 
     if (pl->validate_fn != LUA_NOREF) {
-        rc = ngx_http_cache_guard_policy_call(r, pl, pl->validate_fn,
-                                              "validate", &msg, &status);
+        rc = ngx_http_cache_guard_policy_call(r, pl,
+                                           NGX_HTTP_CACHE_GUARD_HOOK_VALIDATE,
+                                           &msg, &status);
         if (rc == NGX_ERROR) {
-            ngx_http_cache_guard_fallback(r, ctx);
-            return NGX_DECLINED;
+            if (pl->on_hook_error != NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS) {
+                return ngx_http_cache_guard_reject_hook(r, ctx);
+            }
+
+            /* "pass": the request is valid as far as the hook goes */
+            rc = NGX_OK;
         }
 
         if (rc == NGX_DECLINED) {
@@ -168,6 +173,21 @@ ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
     ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_reject);
 
     return NGX_DECLINED;
+}
+
+
+/* a hook failed (logged, counted) and on_hook_error is "reject" */
+
+ngx_int_t
+ngx_http_cache_guard_reject_hook(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    static ngx_str_t  msg = ngx_string("policy error");
+
+    return ngx_http_cache_guard_reject_str(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_INVALID,
+                                           NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                           &msg);
 }
 
 
@@ -388,10 +408,16 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
     pl = ctx->policy;
 
     if (pl->bloom_item_fn != LUA_NOREF) {
-        rc = ngx_http_cache_guard_policy_call(r, pl, pl->bloom_item_fn,
-                                              "bloom.item", &item, NULL);
+        rc = ngx_http_cache_guard_policy_call(r, pl,
+                                              NGX_HTTP_CACHE_GUARD_HOOK_BLOOM,
+                                              &item, NULL);
         if (rc == NGX_ERROR) {
-            return ngx_http_cache_guard_fallback(r, ctx);
+            if (pl->on_hook_error != NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS) {
+                return ngx_http_cache_guard_reject_hook(r, ctx);
+            }
+
+            /* "pass": no Bloom check */
+            return NGX_OK;
         }
 
     } else {

@@ -322,9 +322,13 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
 
         rc = ngx_http_cache_guard_make_key(r, ctx);
 
+        if (rc == NGX_BUSY) {
+            /* the key hook failed (logged), on_hook_error is "reject" */
+            return ngx_http_cache_guard_reject_hook(r, ctx);
+        }
+
         if (rc == NGX_ERROR) {
-            /* a failed hook (logged), or no memory */
-            return ngx_http_cache_guard_fallback(r, ctx);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         if (rc == NGX_ABORT) {
@@ -1113,8 +1117,15 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     } else {
         /* the hook's string, framed like a template's result */
 
-        rc = ngx_http_cache_guard_policy_call(r, pl, pl->key_fn, "key", &val,
-                                              NULL);
+        rc = ngx_http_cache_guard_policy_call(r, pl,
+                                              NGX_HTTP_CACHE_GUARD_HOOK_KEY,
+                                              &val, NULL);
+        if (rc == NGX_ERROR) {
+            /* "pass": bypass the cache */
+            return (pl->on_hook_error == NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS)
+                   ? NGX_DECLINED : NGX_BUSY;
+        }
+
         if (rc != NGX_OK) {
             return rc;
         }

@@ -607,6 +607,22 @@ ngx_http_cache_guard_metrics_handler(ngx_http_request_t *r)
         m->responses_5xx);
 
     ngx_http_cache_guard_out(&o,
+        "# HELP cache_guard_hook_errors_total Lua hook calls that raised an "
+        "error, ran too long or returned a wrong value.\n"
+        "# TYPE cache_guard_hook_errors_total counter\n");
+
+    NGX_HTTP_CACHE_GUARD_EACH_POLICY {
+        for (j = 0; j < NGX_HTTP_CACHE_GUARD_NHOOKS; j++) {
+            ngx_http_cache_guard_out(&o,
+                                     "cache_guard_hook_errors_total{policy=\"");
+            ngx_http_cache_guard_out_label(&o, pl->name.data, pl->name.len);
+            ngx_http_cache_guard_out(&o, "\",hook=\"%s\"} %uA\n",
+                                     ngx_http_cache_guard_hook_names[j],
+                                     m->hook_errors[j]);
+        }
+    }
+
+    ngx_http_cache_guard_out(&o,
         "# HELP cache_guard_request_duration_seconds From the lookup to the "
         "log phase; refusals are not timed.\n"
         "# TYPE cache_guard_request_duration_seconds histogram\n");
@@ -1008,12 +1024,20 @@ ngx_http_cache_guard_status_handler(ngx_http_request_t *r)
                                  "\"errors\": %uA, \"inflight\": %A}, "
                                  "\"lock\": {\"waits\": %uA, "
                                  "\"timeouts\": %uA}, "
-                                 "\"early_refreshes\": %uA, \"latency\": ",
+                                 "\"early_refreshes\": %uA, "
+                                 "\"hook_errors\": {\"key\": %uA, "
+                                 "\"validate\": %uA, \"bloom.item\": %uA}, "
+                                 "\"latency\": ",
                                  m->responses_5xx, m->origin_fetches,
                                  m->origin_errors,
                                  (ngx_atomic_int_t) rec->inflight,
                                  m->lock_waits, m->lock_timeouts,
-                                 m->early_refreshes);
+                                 m->early_refreshes,
+                                 m->hook_errors[NGX_HTTP_CACHE_GUARD_HOOK_KEY],
+                                 m->hook_errors[
+                                     NGX_HTTP_CACHE_GUARD_HOOK_VALIDATE],
+                                 m->hook_errors[
+                                     NGX_HTTP_CACHE_GUARD_HOOK_BLOOM]);
 
         ngx_http_cache_guard_json_histogram(&o, &m->duration);
         ngx_http_cache_guard_out(&o, ", \"breaker\": ");

@@ -164,6 +164,10 @@ ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_http_cache_guard_log_handler;
 
+    if (ngx_http_cache_guard_policy_check_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_cache_guard_breaker_init_conf(cf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -240,6 +244,13 @@ ngx_http_cache_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (conf->policy == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    if (conf->enable && conf->policy
+        && ngx_http_cache_guard_policy_check_location(cf, conf->policy)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -114,6 +114,12 @@ typedef struct {
 #define NGX_HTTP_CACHE_GUARD_RERR_OPEN     6     /* refused: breaker open */
 #define NGX_HTTP_CACHE_GUARD_NRERR         7
 
+/* Lua hooks of a policy */
+#define NGX_HTTP_CACHE_GUARD_HOOK_KEY      0
+#define NGX_HTTP_CACHE_GUARD_HOOK_VALIDATE 1
+#define NGX_HTTP_CACHE_GUARD_HOOK_BLOOM    2     /* bloom.item */
+#define NGX_HTTP_CACHE_GUARD_NHOOKS        3
+
 
 typedef struct {
     ngx_atomic_t                    histogram[NGX_HTTP_CACHE_GUARD_NBUCKETS];
@@ -138,6 +144,10 @@ typedef struct {
     ngx_atomic_t                    lock_waits;
     ngx_atomic_t                    lock_timeouts;
     ngx_atomic_t                    early_refreshes;
+    ngx_atomic_t                    hook_errors[NGX_HTTP_CACHE_GUARD_NHOOKS];
+    /* the last hook error logged: ngx_time(), and hook_errors then */
+    ngx_atomic_t                    hook_logged[NGX_HTTP_CACHE_GUARD_NHOOKS];
+    ngx_atomic_t                    hook_logged_n[NGX_HTTP_CACHE_GUARD_NHOOKS];
     ngx_http_cache_guard_histogram_t  duration;
 
     /* the record "redis" */
@@ -392,7 +402,7 @@ typedef struct {
 /* a key template part: a literal, a variable, or a regex capture */
 
 typedef struct {
-    ngx_str_t                       text;
+    ngx_str_t                       text;         /* or the name of $N */
     ngx_int_t                       index;        /* variable, or -1 */
     ngx_int_t                       capture;      /* $N, or -1 */
 } ngx_http_cache_guard_key_part_t;
@@ -457,6 +467,7 @@ typedef struct {
     int                             key_fn;
     int                             validate_fn;
     int                             bloom_item_fn;
+    ngx_uint_t                      on_hook_error;  /* ON_HOOK_ */
 } ngx_http_cache_guard_policy_t;
 
 
@@ -480,6 +491,9 @@ typedef struct {
 #define NGX_HTTP_CACHE_GUARD_ON_ERROR     2
 #define NGX_HTTP_CACHE_GUARD_ON_FOLLOW    3     /* lock.on_timeout only */
 
+#define NGX_HTTP_CACHE_GUARD_ON_HOOK_REJECT  0
+#define NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS    1
+
 
 ngx_http_cache_guard_policy_t *ngx_http_cache_guard_policy_load(
     ngx_conf_t *cf, ngx_str_t *path);
@@ -491,8 +505,13 @@ ngx_int_t ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
     ngx_array_t *parts, ngx_str_t *prefix, ngx_str_t *suffix,
     ngx_str_t *out);
 ngx_int_t ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
-    ngx_http_cache_guard_policy_t *pl, int fn, const char *what,
-    ngx_str_t *str, ngx_uint_t *status);
+    ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, ngx_str_t *str,
+    ngx_uint_t *status);
+char *ngx_http_cache_guard_policy_check_location(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl);
+ngx_int_t ngx_http_cache_guard_policy_check_variables(ngx_conf_t *cf);
+
+extern const char  *ngx_http_cache_guard_hook_names[];
 void ngx_http_cache_guard_policy_breaker_defaults(
     ngx_http_cache_guard_breaker_conf_t *bc, ngx_msec_t open_for);
 ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
@@ -824,6 +843,8 @@ ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
 ngx_int_t ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
     ngx_str_t *msg);
+ngx_int_t ngx_http_cache_guard_reject_hook(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 void ngx_http_cache_guard_answer(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_http_handler_pt handler);
 ngx_int_t ngx_http_cache_guard_fallback(ngx_http_request_t *r,

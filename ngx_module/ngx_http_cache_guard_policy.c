@@ -13,6 +13,27 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <luajit.h>
+
+
+/*
+ * The work a Lua call may do, counted in VM instructions by a count hook
+ * every NGX_HTTP_CACHE_GUARD_LUA_STEP of them: a hook call, and running
+ * the policy file with what it requires.  The memory of a policy's state
+ * is capped too.
+ */
+
+#define NGX_HTTP_CACHE_GUARD_LUA_STEP         1000
+#define NGX_HTTP_CACHE_GUARD_LUA_CALL_STEPS   1000     /* 1e6 instructions */
+#define NGX_HTTP_CACHE_GUARD_LUA_LOAD_STEPS   100000   /* 1e8 */
+#define NGX_HTTP_CACHE_GUARD_LUA_MEMORY       (64 * 1024 * 1024)
+
+
+typedef struct {
+    lua_Alloc                       alloc;
+    void                           *ud;
+    size_t                          used;
+} ngx_http_cache_guard_lua_mem_t;
 
 
 typedef struct {
@@ -109,7 +130,13 @@ static ngx_int_t ngx_http_cache_guard_policy_status(
     ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
     ngx_uint_t *status);
 static ngx_array_t *ngx_http_cache_guard_policy_template(ngx_conf_t *cf,
-    ngx_str_t *value);
+    ngx_str_t *value, const char *field);
+static ngx_uint_t ngx_http_cache_guard_policy_max_capture(ngx_array_t *parts);
+static u_char *ngx_http_cache_guard_policy_where(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl, const char *field, u_char *buf,
+    size_t size);
+static ngx_int_t ngx_http_cache_guard_policy_known_variable(
+    ngx_http_core_main_conf_t *cmcf, ngx_str_t *name);
 static void ngx_http_cache_guard_policy_close(void *data);
 static void ngx_http_cache_guard_request_metatable(lua_State *L);
 static int ngx_http_cache_guard_request_index(lua_State *L);
@@ -123,10 +150,24 @@ static char *ngx_http_cache_guard_policy_table(
 static void ngx_http_cache_guard_policy_error(
     ngx_http_cache_guard_policy_ctx_t *pc, const char *field,
     const char *reason);
+static void ngx_http_cache_guard_policy_one_of(u_char *buf, size_t size,
+    const char **values);
 static ngx_uint_t ngx_http_cache_guard_policy_line(ngx_conf_t *cf,
     ngx_str_t *file, const char *field);
 static void ngx_http_cache_guard_policy_set_defaults(
     ngx_http_cache_guard_policy_t *pl);
+static char *ngx_http_cache_guard_policy_on_hook_error(
+    ngx_http_cache_guard_policy_ctx_t *pc);
+static lua_State *ngx_http_cache_guard_lua_new(ngx_conf_t *cf);
+static void *ngx_http_cache_guard_lua_alloc(void *ud, void *ptr, size_t osize,
+    size_t nsize);
+static void ngx_http_cache_guard_lua_start(ngx_uint_t steps);
+static void ngx_http_cache_guard_lua_count(lua_State *L, lua_Debug *ar);
+static int ngx_http_cache_guard_lua_loading_fn(lua_State *L);
+static int ngx_http_cache_guard_lua_pcall(lua_State *L);
+static int ngx_http_cache_guard_lua_xpcall(lua_State *L);
+static void ngx_http_cache_guard_hook_error(ngx_http_request_t *r,
+    ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, const char *fmt, ...);
 
 
 static ngx_http_cache_guard_field_t  ngx_http_cache_guard_fields[] = {
@@ -139,6 +180,7 @@ static ngx_http_cache_guard_field_t  ngx_http_cache_guard_fields[] = {
     { "cache_statuses", ngx_http_cache_guard_policy_cache_statuses },
     { "max_entry_size", ngx_http_cache_guard_policy_max_entry_size },
     { "l1", ngx_http_cache_guard_policy_l1 },
+    { "on_hook_error", ngx_http_cache_guard_policy_on_hook_error },
 
     /* documented, arriving with later versions: refuse, never ignore */
     { "validate", ngx_http_cache_guard_policy_validate },
@@ -169,9 +211,95 @@ static ngx_str_t  ngx_http_cache_guard_default_key =
     ngx_string("$scheme://$host$request_uri");
 
 
+const char  *ngx_http_cache_guard_hook_names[] = {
+    "key", "validate", "bloom.item"
+};
+
+
+/* one Lua call runs at a time in a process: its budget is global */
+
+static ngx_uint_t  ngx_http_cache_guard_lua_steps;       /* hooks left */
+static ngx_uint_t  ngx_http_cache_guard_lua_limit;       /* instructions */
+static ngx_uint_t  ngx_http_cache_guard_lua_exhausted;
+static ngx_uint_t  ngx_http_cache_guard_lua_loading;
+
+
+/*
+ * The environment of a policy file and of every function it defines or
+ * requires: the pure libraries, no I/O, no ffi, no debug, no loading of
+ * code.  require() loads Lua files only (next to the policy, or on
+ * LUA_PATH), when the policy is read, into the same environment.  Run
+ * with the real globals; returns the sandbox.
+ */
+
+static const char  ngx_http_cache_guard_lua_sandbox[] =
+    "local loading, pcall, xpcall = ...\n"
+    "local G, error, type, pairs = _G, error, type, pairs\n"
+    "local env = {}\n"
+    "for _, k in ipairs({ 'assert', 'error', 'getmetatable', 'ipairs',\n"
+    "    'next', 'pairs', 'rawequal', 'rawget', 'select', 'setmetatable',\n"
+    "    'tonumber', 'tostring', 'type', 'unpack', '_VERSION' }) do\n"
+    "  env[k] = G[k]\n"
+    "end\n"
+    "local function copy(t)\n"
+    "  local c = {}\n"
+    "  for k, v in pairs(t) do c[k] = v end\n"
+    "  return c\n"
+    "end\n"
+    "env.pcall, env.xpcall = pcall, xpcall\n"
+    "env.string, env.table = copy(string), copy(table)\n"
+    "env.math, env.bit = copy(math), copy(bit)\n"
+    "env.string.dump = nil\n"
+    "env.os = { time = os.time, clock = os.clock }\n"
+    "env._G = env\n"
+    "getmetatable('').__index = env.string\n"
+    "local builtin = { string = env.string, table = env.table,\n"
+    "                  math = env.math, bit = env.bit }\n"
+    "local loaded, real, preload = {}, package.loaded, package.preload\n"
+    "local path, searchpath = package.path, package.searchpath\n"
+    "local loadfile, setfenv = loadfile, setfenv\n"
+    "env.require = function(name)\n"
+    "  if type(name) ~= 'string' then\n"
+    "    error(\"bad argument #1 to 'require' (string expected)\", 2)\n"
+    "  end\n"
+    "  local m = loaded[name]\n"
+    "  if m == false then\n"
+    "    error(\"loop or previous error loading module '\" .. name\n"
+    "          .. \"'\", 2)\n"
+    "  end\n"
+    "  if m ~= nil then return m end\n"
+    "  if builtin[name] then return builtin[name] end\n"
+    "  if real[name] ~= nil or preload[name] ~= nil then\n"
+    "    error(\"module '\" .. name .. \"' is not available to policies\",\n"
+    "          2)\n"
+    "  end\n"
+    "  if not loading() then\n"
+    "    error(\"module '\" .. name .. \"' was not required when the \"\n"
+    "          .. \"policy was read: require it at the top of the policy\",\n"
+    "          2)\n"
+    "  end\n"
+    "  local file, err = searchpath(name, path)\n"
+    "  if not file then\n"
+    "    error(\"module '\" .. name .. \"' not found (policies require \"\n"
+    "          .. \"Lua files, next to them or on LUA_PATH):\" .. err, 2)\n"
+    "  end\n"
+    "  local chunk, err = loadfile(file)\n"
+    "  if not chunk then error(err, 0) end\n"
+    "  setfenv(chunk, env)\n"
+    "  loaded[name] = false\n"
+    "  m = chunk(name)\n"
+    "  if m == nil then m = true end\n"
+    "  loaded[name] = m\n"
+    "  return m\n"
+    "end\n"
+    "setfenv(env.require, env)\n"
+    "return env\n";
+
+
 ngx_http_cache_guard_policy_t *
 ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
 {
+    int                                 rc;
     u_char                             *p;
     ngx_str_t                           file;
     ngx_uint_t                          i;
@@ -232,14 +360,12 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
         pl->name.len -= 4;
     }
 
-    L = luaL_newstate();
+    L = ngx_http_cache_guard_lua_new(cf);
     if (L == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "cache guard: cannot create a Lua state");
         return NULL;
     }
-
-    luaL_openlibs(L);
 
     /*
      * require() looks next to the policy first, then in LUA_PATH (read
@@ -261,14 +387,43 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
     pc.file = file;
     pc.policy = pl;
 
+    /* the sandbox at index 1, the environment of the policy file */
+
+    lua_settop(L, 0);
+
+    if (luaL_loadbuffer(L, ngx_http_cache_guard_lua_sandbox,
+                        sizeof(ngx_http_cache_guard_lua_sandbox) - 1,
+                        "=sandbox") != 0)
+    {
+        goto lua_failed;
+    }
+
+    lua_pushcfunction(L, ngx_http_cache_guard_lua_loading_fn);
+    lua_pushcfunction(L, ngx_http_cache_guard_lua_pcall);
+    lua_pushcfunction(L, ngx_http_cache_guard_lua_xpcall);
+
+    if (lua_pcall(L, 3, 1, 0) != 0) {
+        goto lua_failed;
+    }
+
     /* file is NUL-terminated by ngx_conf_full_name() */
 
-    if (luaL_loadfile(L, (const char *) file.data) != 0
-        || lua_pcall(L, 0, 1, 0) != 0)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cache guard: policy %s", lua_tostring(L, -1));
-        goto failed;
+    if (luaL_loadfile(L, (const char *) file.data) != 0) {
+        goto lua_failed;
+    }
+
+    lua_pushvalue(L, 1);
+    lua_setfenv(L, -2);
+
+    ngx_http_cache_guard_lua_loading = 1;
+    ngx_http_cache_guard_lua_start(NGX_HTTP_CACHE_GUARD_LUA_LOAD_STEPS);
+
+    rc = lua_pcall(L, 0, 1, 0);
+
+    ngx_http_cache_guard_lua_loading = 0;
+
+    if (rc != 0) {
+        goto lua_failed;
     }
 
     if (!lua_istable(L, -1)) {
@@ -356,6 +511,12 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
     *plp = pl;
 
     return pl;
+
+lua_failed:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "cache guard: policy %s",
+                       lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                           : "raised an error");
 
 failed:
 
@@ -446,6 +607,7 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     pl->key_fn = LUA_NOREF;
     pl->validate_fn = LUA_NOREF;
     pl->bloom_item_fn = LUA_NOREF;
+    pl->on_hook_error = NGX_HTTP_CACHE_GUARD_ON_HOOK_REJECT;
 
     pl->ncache = sizeof(ngx_http_cache_guard_default_cache_statuses)
                  / sizeof(ngx_uint_t);
@@ -481,14 +643,15 @@ ngx_http_cache_guard_policy_compile_key(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, ngx_str_t *value)
 {
     pl->key = ngx_http_cache_guard_policy_template(cf,
-                  value ? value : &ngx_http_cache_guard_default_key);
+                  value ? value : &ngx_http_cache_guard_default_key, "key");
 
     return pl->key ? NGX_OK : NGX_ERROR;
 }
 
 
 static ngx_array_t *
-ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
+ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value,
+    const char *field)
 {
     u_char                           *p, *end, *start;
     ngx_str_t                         name;
@@ -509,8 +672,8 @@ ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
 
         if (parts->nelts == NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: key \"%V\" has more than %d "
-                               "parts", value,
+                               "cache guard: %s \"%V\" has more than %d "
+                               "parts", field, value,
                                NGX_HTTP_CACHE_GUARD_MAX_KEY_PARTS);
             return NULL;
         }
@@ -557,14 +720,17 @@ ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
 
         if (name.len == 0 || (braces && (p == end || *p != '}'))) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: invalid variable name in key "
-                               "\"%V\"", value);
+                               "cache guard: invalid variable name in %s "
+                               "\"%V\"", field, value);
             return NULL;
         }
 
         if (braces) {
             p++;
         }
+
+        /* the name, for the checks once every variable is declared */
+        part->text = name;
 
         if (part->capture == -1) {
             part->index = ngx_http_get_variable_index(cf, &name);
@@ -575,6 +741,211 @@ ngx_http_cache_guard_policy_template(ngx_conf_t *cf, ngx_str_t *value)
     }
 
     return parts;
+}
+
+
+/*
+ * $1..$9 are the captures of the location's regex: in a prefix or exact
+ * location they are empty, so the key (or the Bloom item) would be empty
+ * and every request would bypass the cache (or the filter).  Checked per
+ * location, since a policy of a server applies to all its locations.
+ * "if" blocks, limit_except and named locations are not checked: their
+ * requests may carry captures from elsewhere.
+ */
+
+char *
+ngx_http_cache_guard_policy_check_location(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl)
+{
+    u_char                    *end, where[NGX_MAX_PATH + 32];
+    ngx_uint_t                 i, n, have;
+    ngx_array_t               *parts;
+    const char                *field;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->name.len == 0 || clcf->noname || clcf->named) {
+        return NGX_CONF_OK;
+    }
+
+    have = clcf->regex ? clcf->regex->ncaptures : 0;
+
+    for (i = 0; i < 2; i++) {
+        parts = i ? pl->bloom_item : pl->key;
+        field = i ? "bloom.item" : "key";
+
+        n = ngx_http_cache_guard_policy_max_capture(parts);
+
+        if (n <= have) {
+            continue;
+        }
+
+        end = ngx_http_cache_guard_policy_where(cf, pl, i ? "item" : "key",
+                                                where, sizeof(where));
+
+        if (clcf->regex == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "cache guard: policy %*s: %s uses the capture "
+                          "$%ui, but location \"%V\" is %s location, which "
+                          "has no captures: use a regex location "
+                          "(\"location ~ ...\"), or a variable such as "
+                          "$uri or $arg_NAME", end - where, where, field, n,
+                          &clcf->name,
+                          clcf->exact_match ? "an exact" : "a prefix");
+
+        } else {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "cache guard: policy %*s: %s uses the capture "
+                          "$%ui, but the regex of location \"%V\" has %ui "
+                          "capture%s", end - where, where, field, n,
+                          &clcf->name, have, have == 1 ? "" : "s");
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_cache_guard_policy_max_capture(ngx_array_t *parts)
+{
+    ngx_uint_t                        i, n;
+    ngx_http_cache_guard_key_part_t  *part;
+
+    n = 0;
+
+    if (parts == NULL) {
+        return 0;
+    }
+
+    part = parts->elts;
+
+    for (i = 0; i < parts->nelts; i++) {
+        if (part[i].capture > (ngx_int_t) n) {
+            n = part[i].capture;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * From postconfiguration, when every variable is declared (maps and sets
+ * may come after the policy) and before nginx's own check, which names
+ * neither the policy nor the field.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_policy_check_variables(ngx_conf_t *cf)
+{
+    u_char                            *end, where[NGX_MAX_PATH + 32];
+    ngx_uint_t                         i, j, k;
+    ngx_array_t                       *parts;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_cache_guard_key_part_t   *part;
+    ngx_http_cache_guard_policy_t    **plp;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    plp = mcf->policies.elts;
+
+    for (i = 0; i < mcf->policies.nelts; i++) {
+        for (j = 0; j < 2; j++) {
+            parts = j ? plp[i]->bloom_item : plp[i]->key;
+
+            if (parts == NULL) {
+                continue;
+            }
+
+            part = parts->elts;
+
+            for (k = 0; k < parts->nelts; k++) {
+                if (part[k].index == -1
+                    || ngx_http_cache_guard_policy_known_variable(cmcf,
+                                                           &part[k].text)
+                       == NGX_OK)
+                {
+                    continue;
+                }
+
+                end = ngx_http_cache_guard_policy_where(cf, plp[i],
+                                                      j ? "item" : "key",
+                                                      where, sizeof(where));
+
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "cache guard: policy %*s: %s uses the unknown "
+                              "variable \"$%V\"", end - where, where,
+                              j ? "bloom.item" : "key", &part[k].text);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "/path/p.lua:LINE" where the field is set, or "/path/p.lua" */
+
+static u_char *
+ngx_http_cache_guard_policy_where(ngx_conf_t *cf,
+    ngx_http_cache_guard_policy_t *pl, const char *field, u_char *buf,
+    size_t size)
+{
+    ngx_uint_t  line;
+
+    line = ngx_http_cache_guard_policy_line(cf, &pl->file, field);
+
+    if (line) {
+        return ngx_snprintf(buf, size, "%V:%ui", &pl->file, line);
+    }
+
+    return ngx_snprintf(buf, size, "%V", &pl->file);
+}
+
+
+/* as ngx_http_variables_init_vars() finds them */
+
+static ngx_int_t
+ngx_http_cache_guard_policy_known_variable(ngx_http_core_main_conf_t *cmcf,
+    ngx_str_t *name)
+{
+    ngx_uint_t             i;
+    ngx_hash_key_t        *key;
+    ngx_http_variable_t   *pv;
+
+    if (cmcf->variables_keys == NULL) {
+        return NGX_OK;
+    }
+
+    key = cmcf->variables_keys->keys.elts;
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+        if (key[i].key.len == name->len
+            && ngx_strncasecmp(key[i].key.data, name->data, name->len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    pv = cmcf->prefix_variables.elts;
+
+    for (i = 0; i < cmcf->prefix_variables.nelts; i++) {
+        if (name->len >= pv[i].name.len
+            && ngx_strncasecmp(name->data, pv[i].name.data, pv[i].name.len)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -854,6 +1225,32 @@ ngx_http_cache_guard_policy_l1(ngx_http_cache_guard_policy_ctx_t *pc)
     return ngx_http_cache_guard_policy_table(pc, "l1", subs,
                                              "false or a table such as "
                                              "{ ttl = 5 }");
+}
+
+
+/* on_hook_error = "reject" | "pass" */
+
+static char *
+ngx_http_cache_guard_policy_on_hook_error(
+    ngx_http_cache_guard_policy_ctx_t *pc)
+{
+    const char  *v;
+
+    v = (lua_type(pc->L, -1) == LUA_TSTRING) ? lua_tostring(pc->L, -1) : "";
+
+    if (ngx_strcmp(v, "reject") == 0) {
+        pc->policy->on_hook_error = NGX_HTTP_CACHE_GUARD_ON_HOOK_REJECT;
+
+    } else if (ngx_strcmp(v, "pass") == 0) {
+        pc->policy->on_hook_error = NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS;
+
+    } else {
+        ngx_http_cache_guard_policy_error(pc, "on_hook_error", "must be one "
+                                          "of \"reject\", \"pass\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1218,7 +1615,7 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
     const char *field, ngx_http_cache_guard_subfield_t *subs,
     const char *expected)
 {
-    u_char                           *base, name[128];
+    u_char                           *base, name[128], msg[256];
     double                            v;
     lua_State                        *L;
     const char                       *key, *str, **e;
@@ -1278,8 +1675,13 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
                 || (sf->kind == NGX_HTTP_CACHE_GUARD_INTEGER
                     && v != (double) (ngx_int_t) v))
             {
+                (void) snprintf((char *) msg, sizeof(msg),
+                                "must be a %s from %.15g to %.15g",
+                                sf->kind == NGX_HTTP_CACHE_GUARD_INTEGER
+                                ? "whole number" : "number",
+                                sf->min, sf->max);
                 ngx_http_cache_guard_policy_error(pc, (char *) name,
-                                                  "is out of range");
+                                                  (char *) msg);
                 return NGX_CONF_ERROR;
             }
 
@@ -1307,8 +1709,10 @@ ngx_http_cache_guard_policy_table(ngx_http_cache_guard_policy_ctx_t *pc,
             }
 
             if (*e == NULL) {
+                ngx_http_cache_guard_policy_one_of(msg, sizeof(msg),
+                                                   sf->values);
                 ngx_http_cache_guard_policy_error(pc, (char *) name,
-                                                  "has an unknown value");
+                                                  (char *) msg);
                 return NGX_CONF_ERROR;
             }
 
@@ -1415,6 +1819,30 @@ invalid:
     ngx_http_cache_guard_policy_error(pc, field, "must be a list of HTTP "
                                       "statuses such as { 404, 410 }");
     return NGX_CONF_ERROR;
+}
+
+
+/* "must be one of "a", "b"" from a NULL-terminated list ("" skipped) */
+
+static void
+ngx_http_cache_guard_policy_one_of(u_char *buf, size_t size,
+    const char **values)
+{
+    u_char       *p, *last;
+    const char  **e, *sep;
+
+    last = buf + size - 1;
+    p = ngx_slprintf(buf, last, "must be one of ");
+    sep = "";
+
+    for (e = values; *e; e++) {
+        if (**e) {
+            p = ngx_slprintf(p, last, "%s\"%s\"", sep, *e);
+            sep = ", ";
+        }
+    }
+
+    *p = '\0';
 }
 
 
@@ -1647,7 +2075,10 @@ methods:
 
     ngx_http_cache_guard_policy_error(pc, "validate.methods", "must list "
                                       "methods such as { \"GET\", "
-                                      "\"HEAD\" }");
+                                      "\"HEAD\" }, each one of \"GET\", "
+                                      "\"HEAD\", \"POST\", \"PUT\", "
+                                      "\"DELETE\", \"PATCH\", "
+                                      "\"OPTIONS\"");
     return NGX_CONF_ERROR;
 }
 
@@ -1724,7 +2155,11 @@ ngx_http_cache_guard_policy_args(ngx_http_cache_guard_policy_ctx_t *pc)
                     rule->type = NGX_HTTP_CACHE_GUARD_ARG_STRING;
 
                 } else {
-                    goto invalid;
+                    ngx_http_cache_guard_policy_error(pc,
+                                                  "validate.args.type",
+                                                  "must be one of \"int\", "
+                                                  "\"string\"");
+                    return NGX_CONF_ERROR;
                 }
 
             } else if (ngx_strcmp(key, "min") == 0
@@ -1849,12 +2284,16 @@ ngx_http_cache_guard_policy_geo(ngx_http_cache_guard_policy_ctx_t *pc)
                 return NGX_CONF_ERROR;
             }
 
-        } else if (ngx_strcmp(key, "status") != 0
-                   || ngx_http_cache_guard_policy_status(pc, "geo.status",
-                                                 &pc->policy->geo_status)
-                      != NGX_OK)
-        {
+        } else if (ngx_strcmp(key, "status") != 0) {
             goto invalid;
+
+        } else if (ngx_http_cache_guard_policy_status(pc, "geo.status",
+                                                 &pc->policy->geo_status)
+                   != NGX_OK)
+        {
+            ngx_http_cache_guard_policy_error(pc, "geo.status", "must be a "
+                                              "status from 400 to 599");
+            return NGX_CONF_ERROR;
         }
 
         lua_pop(pc->L, 1);
@@ -1924,17 +2363,31 @@ ngx_http_cache_guard_policy_bloom(ngx_http_cache_guard_policy_ctx_t *pc)
 
             } else {
                 pc->policy->bloom_item = ngx_http_cache_guard_policy_template(
-                                                              pc->cf, &value);
+                                                pc->cf, &value, "bloom.item");
                 if (pc->policy->bloom_item == NULL) {
                     return NGX_CONF_ERROR;
                 }
             }
 
-        } else if (ngx_strcmp(key, "on_reject") != 0
-                   || ngx_http_cache_guard_policy_status(pc, "bloom.on_reject",
-                                                 &pc->policy->bloom_status)
-                      != NGX_OK)
+        } else if (ngx_strcmp(key, "on_reject") == 0) {
+            if (ngx_http_cache_guard_policy_status(pc, "bloom.on_reject",
+                                                   &pc->policy->bloom_status)
+                != NGX_OK)
+            {
+                ngx_http_cache_guard_policy_error(pc, "bloom.on_reject",
+                                                  "must be a status from 400 "
+                                                  "to 599");
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_strcmp(key, "item") != 0
+                   && ngx_strcmp(key, "filter") != 0)
         {
+            ngx_http_cache_guard_policy_error(pc, "bloom", "may hold filter, "
+                                              "item and on_reject only");
+            return NGX_CONF_ERROR;
+
+        } else {
             goto invalid;
         }
 
@@ -2120,6 +2573,11 @@ ngx_http_cache_guard_request_metatable(lua_State *L)
     luaL_newmetatable(L, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
     lua_pushcfunction(L, ngx_http_cache_guard_request_index);
     lua_setfield(L, -2, "__index");
+
+    /* getmetatable(r) must not reach it */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+
     lua_pop(L, 1);
 }
 
@@ -2128,21 +2586,36 @@ ngx_http_cache_guard_request_metatable(lua_State *L)
  * Calls a hook with the request object.  Key and item hooks (status is
  * NULL) return a string (NGX_OK, *str) or nil (NGX_DECLINED); a validate
  * hook returns nil (NGX_OK) or a status and a message (NGX_DECLINED).
- * NGX_ERROR: the hook raised an error or returned something else; logged.
+ * NGX_ERROR: the hook raised an error, ran out of instructions or memory,
+ * or returned something else; counted and logged (rate-limited).
  */
 
 ngx_int_t
 ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
-    ngx_http_cache_guard_policy_t *pl, int fn, const char *what,
-    ngx_str_t *str, ngx_uint_t *status)
+    ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, ngx_str_t *str,
+    ngx_uint_t *status)
 {
-    int                                  top, t;
+    int                                  top, t, fn;
     size_t                               len;
     double                               v;
     ngx_int_t                            rc;
     lua_State                           *L;
     const char                          *s, *err;
     ngx_http_cache_guard_lua_request_t  *lr;
+
+    switch (hook) {
+
+    case NGX_HTTP_CACHE_GUARD_HOOK_KEY:
+        fn = pl->key_fn;
+        break;
+
+    case NGX_HTTP_CACHE_GUARD_HOOK_VALIDATE:
+        fn = pl->validate_fn;
+        break;
+
+    default: /* NGX_HTTP_CACHE_GUARD_HOOK_BLOOM */
+        fn = pl->bloom_item_fn;
+    }
 
     L = pl->L;
     top = lua_gettop(L);
@@ -2155,15 +2628,15 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     luaL_getmetatable(L, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
     lua_setmetatable(L, -2);
 
+    ngx_http_cache_guard_lua_start(NGX_HTTP_CACHE_GUARD_LUA_CALL_STEPS);
+
     t = lua_pcall(L, 1, 2, 0);
 
     lr->request = NULL;
 
     if (t != 0) {
-        err = lua_tostring(L, -1);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "cache guard: policy \"%V\" %s hook failed: %s",
-                      &pl->name, what, err ? err : "(no message)");
+        err = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)";
+        ngx_http_cache_guard_hook_error(r, pl, hook, "failed: %s", err);
         lua_settop(L, top);
         return NGX_ERROR;
     }
@@ -2178,11 +2651,14 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
         s = lua_tolstring(L, -2, &len);
         str->data = ngx_pnalloc(r->pool, len);
 
-        if (str->data) {
-            ngx_memcpy(str->data, s, len);
-            str->len = len;
-            rc = NGX_OK;
+        if (str->data == NULL) {
+            lua_settop(L, top);
+            return NGX_ERROR;
         }
+
+        ngx_memcpy(str->data, s, len);
+        str->len = len;
+        rc = NGX_OK;
 
     } else if (status && t == LUA_TNUMBER) {
         v = lua_tonumber(L, -2);
@@ -2207,17 +2683,233 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     }
 
     if (rc == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "cache guard: policy \"%V\" %s hook returned %s, "
-                      "expected %s", &pl->name, what, lua_typename(L, t),
-                      status ? "nil, or a status from 400 to 599 and a "
-                               "message"
-                             : "a string or nil");
+        ngx_http_cache_guard_hook_error(r, pl, hook, "returned %s, expected %s",
+                                        lua_typename(L, t),
+                                        status ? "nil, or a status from 400 "
+                                                 "to 599 and a message"
+                                               : "a string or nil");
     }
 
     lua_settop(L, top);
 
     return rc;
+}
+
+
+/*
+ * A failed hook is counted, and logged at most once a second per policy
+ * and hook on this node, with the number of failures not logged: a flood
+ * of requests that fail must not flood the log.
+ */
+
+static void
+ngx_http_cache_guard_hook_error(ngx_http_request_t *r,
+    ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, const char *fmt, ...)
+{
+    u_char                          *p, buf[NGX_MAX_ERROR_STR];
+    time_t                           now;
+    va_list                          args;
+    ngx_atomic_uint_t                n, last, skipped;
+    ngx_http_cache_guard_metrics_t  *m;
+
+    skipped = 0;
+
+    if (pl->rec) {
+        m = &pl->rec->m;
+
+        n = ngx_atomic_fetch_add(&m->hook_errors[hook], 1) + 1;
+        now = ngx_time();
+        last = m->hook_logged[hook];
+
+        if ((time_t) last == now
+            || !ngx_atomic_cmp_set(&m->hook_logged[hook], last, now))
+        {
+            return;
+        }
+
+        if (n - 1 > m->hook_logged_n[hook]) {
+            skipped = n - 1 - m->hook_logged_n[hook];
+        }
+
+        m->hook_logged_n[hook] = n;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf) - 64, fmt, args);
+    va_end(args);
+
+    if (skipped) {
+        p = ngx_slprintf(p, buf + sizeof(buf), " (and %uA more failures "
+                         "not logged)", skipped);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "cache guard: policy \"%V\" %s hook %*s", &pl->name,
+                  ngx_http_cache_guard_hook_names[hook], p - buf, buf);
+}
+
+
+/*
+ * A policy's state: LuaJIT's allocator under a cap, the interpreter only
+ * (compiled traces never call count hooks, so a loop the JIT compiled
+ * would never be stopped), the count hook, the standard libraries (the
+ * sandbox is built from them).
+ */
+
+static lua_State *
+ngx_http_cache_guard_lua_new(ngx_conf_t *cf)
+{
+    lua_State                       *L;
+    ngx_http_cache_guard_lua_mem_t  *mem;
+
+    mem = ngx_palloc(cf->pool, sizeof(ngx_http_cache_guard_lua_mem_t));
+    if (mem == NULL) {
+        return NULL;
+    }
+
+    L = luaL_newstate();
+    if (L == NULL) {
+        return NULL;
+    }
+
+    mem->alloc = lua_getallocf(L, &mem->ud);
+    mem->used = (size_t) lua_gc(L, LUA_GCCOUNT, 0) * 1024
+                + lua_gc(L, LUA_GCCOUNTB, 0);
+    lua_setallocf(L, ngx_http_cache_guard_lua_alloc, mem);
+
+    lua_sethook(L, ngx_http_cache_guard_lua_count, LUA_MASKCOUNT,
+                NGX_HTTP_CACHE_GUARD_LUA_STEP);
+
+    ngx_http_cache_guard_lua_start(NGX_HTTP_CACHE_GUARD_LUA_LOAD_STEPS);
+
+    luaL_openlibs(L);
+
+    /* after the jit library, which turns the JIT on */
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE|LUAJIT_MODE_OFF);
+
+    return L;
+}
+
+
+/* Lua raises "not enough memory" when an allocation fails */
+
+static void *
+ngx_http_cache_guard_lua_alloc(void *ud, void *ptr, size_t osize,
+    size_t nsize)
+{
+    ngx_http_cache_guard_lua_mem_t  *mem = ud;
+
+    void  *p;
+
+    if (nsize > osize
+        && mem->used + (nsize - osize) > NGX_HTTP_CACHE_GUARD_LUA_MEMORY)
+    {
+        return NULL;
+    }
+
+    p = mem->alloc(mem->ud, ptr, osize, nsize);
+
+    if (p == NULL && nsize != 0) {
+        return NULL;
+    }
+
+    if (nsize >= osize) {
+        mem->used += nsize - osize;
+
+    } else {
+        mem->used -= ngx_min(mem->used, osize - nsize);
+    }
+
+    return p;
+}
+
+
+static void
+ngx_http_cache_guard_lua_start(ngx_uint_t steps)
+{
+    ngx_http_cache_guard_lua_steps = steps;
+    ngx_http_cache_guard_lua_limit = steps * NGX_HTTP_CACHE_GUARD_LUA_STEP;
+    ngx_http_cache_guard_lua_exhausted = 0;
+}
+
+
+/*
+ * Once the budget is spent, every further count hook raises again, and
+ * the sandbox's pcall() and xpcall() pass the error on: the call ends.
+ */
+
+static void
+ngx_http_cache_guard_lua_count(lua_State *L, lua_Debug *ar)
+{
+    if (ngx_http_cache_guard_lua_steps > 1) {
+        ngx_http_cache_guard_lua_steps--;
+        return;
+    }
+
+    ngx_http_cache_guard_lua_steps = 0;
+    ngx_http_cache_guard_lua_exhausted = 1;
+
+    luaL_where(L, 0);
+    lua_pushfstring(L, "more than %d instructions",
+                    (int) ngx_http_cache_guard_lua_limit);
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+
+static int
+ngx_http_cache_guard_lua_loading_fn(lua_State *L)
+{
+    lua_pushboolean(L, ngx_http_cache_guard_lua_loading);
+    return 1;
+}
+
+
+static int
+ngx_http_cache_guard_lua_pcall(lua_State *L)
+{
+    int  rc;
+
+    luaL_checkany(L, 1);
+
+    rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+
+    if (rc != 0 && ngx_http_cache_guard_lua_exhausted) {
+        return lua_error(L);
+    }
+
+    lua_pushboolean(L, rc == 0);
+    lua_insert(L, 1);
+
+    return lua_gettop(L);
+}
+
+
+/* xpcall(f, handler, ...) */
+
+static int
+ngx_http_cache_guard_lua_xpcall(lua_State *L)
+{
+    int  rc;
+
+    luaL_checkany(L, 2);
+
+    /* handler, f, args */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_replace(L, 1);
+    lua_replace(L, 2);
+
+    rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 1);
+
+    if (rc != 0 && ngx_http_cache_guard_lua_exhausted) {
+        return lua_error(L);
+    }
+
+    lua_pushboolean(L, rc == 0);
+    lua_replace(L, 1);
+
+    return lua_gettop(L);
 }
 
 

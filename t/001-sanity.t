@@ -223,7 +223,7 @@ qr{p\.lua:1: jitter must be at least 0 and less than 1}
 return { key = "$host$no_such_variable" }
 --- must_die
 --- error_log eval
-qr{unknown "no_such_variable" variable}
+qr{cache guard: policy .*/p\.lua:1: key uses the unknown variable "\$no_such_variable"}
 
 
 
@@ -264,7 +264,7 @@ return {
 }
 --- must_die
 --- error_log eval
-qr{p\.lua:2: breaker\.origin\.failure_rate is out of range}
+qr{p\.lua:2: breaker\.origin\.failure_rate must be a number from 0\.01 to 1\b}
 
 
 
@@ -425,7 +425,7 @@ return {
 }
 --- must_die
 --- error_log eval
-qr{p\.lua:2: lock\.on_timeout has an unknown value}
+qr{p\.lua:2: lock\.on_timeout must be one of .*"stale", .*"error"}
 
 
 
@@ -463,7 +463,7 @@ return {
 }
 --- must_die
 --- error_log eval
-qr{p\.lua:2: origin\.max_concurrent is out of range}
+qr{p\.lua:2: origin\.max_concurrent must be a whole number from 1 to 1000000\b}
 
 
 

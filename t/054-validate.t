@@ -154,7 +154,7 @@ is(origin_total(), 2, 'the miss and the bypass reached the origin');
 
 
 
-=== TEST 6: a hook that raises an error: fallback status, the error logged, the next request fine
+=== TEST 6: a hook that raises an error: 500 policy error (never the fallback), the error logged, the next request fine
 --- user_files
 >>> p.lua
 return {
@@ -167,10 +167,10 @@ return {
 }
 --- check
 my $r = http_get('/h?boom=1');
-is($r->{status}, 503, 'the fallback status');
-is($r->{headers}{'retry-after'}, '7', 'with Retry-After');
-is(guard($r), 'FALLBACK', 'FALLBACK');
-like($r->{body}, qr/^\{"error": /, 'a JSON body');
+is($r->{status}, 500, 'a policy error');
+is($r->{body}, qq({"error": "policy error"}\n), 'a JSON body saying so');
+ok(!exists $r->{headers}{'retry-after'}, 'not the fallback');
+is(guard($r), 'INVALID', 'INVALID');
 is(origin_total(), 0, 'the origin was not asked');
 ok(wait_for(sub { error_log_since_block() =~ /policy "users" validate hook failed: .*kaboom/ }, 5),
    'the error is logged with the policy name');
@@ -190,20 +190,22 @@ local kept
 return {
   key = function(r)
     if r:arg("table") then return {} end
+    return r.uri
+  end,
+  validate = function(r)
     if r:arg("late") then return kept.uri end
     kept = r
-    return r.uri
   end,
 }
 --- check
 my $r = http_get('/w?table=1');
-is($r->{status}, 503, 'a table from the key hook: the fallback');
+is($r->{status}, 500, 'a table from the key hook: a policy error');
 http_get('/w');
 $r = http_get('/w?late=1');
-is($r->{status}, 503, 'a request object kept past its hook raises, the fallback');
+is($r->{status}, 500, 'a request object kept past its hook raises: a policy error');
 ok(wait_for(sub { error_log_since_block() =~ /key hook returned table, expected a string or nil/ }, 5),
    'the wrong type is logged');
-ok(wait_for(sub { error_log_since_block() =~ /used after its hook returned/ }, 5),
+ok(wait_for(sub { error_log_since_block() =~ /validate hook failed: .*used after its hook returned/ }, 5),
    'the stale request object is logged');
 is(http_get('/w')->{status}, 200, 'and the worker still serves');
 --- no_error_log

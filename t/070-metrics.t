@@ -148,6 +148,7 @@ is_deeply(\%types, {
     cache_guard_lock_timeouts_total => 'counter',
     cache_guard_early_refreshes_total => 'counter',
     cache_guard_responses_5xx_total => 'counter',
+    cache_guard_hook_errors_total => 'counter',
     cache_guard_request_duration_seconds => 'histogram',
     cache_guard_breaker_state => 'gauge',
     cache_guard_breaker_opened_total => 'counter',
@@ -272,7 +273,8 @@ is(prom_value($m, 'cache_guard_l1_entries', { zone => 'main' }), 4,
    'l1_entries: /a, /b, /n and /u/1');
 ok(prom_value($m, 'cache_guard_l1_bytes', { zone => 'main' }) > 0, 'l1_bytes');
 for my $zero (qw(cache_guard_lock_waits_total cache_guard_lock_timeouts_total
-                 cache_guard_early_refreshes_total cache_guard_origin_inflight)) {
+                 cache_guard_early_refreshes_total cache_guard_origin_inflight
+                 cache_guard_hook_errors_total)) {
     is(prom_sum($m, $zero), 0, "$zero: 0");
 }
 

@@ -630,6 +630,16 @@ ngx_int_t ngx_http_cache_guard_geo_lookup(ngx_http_request_t *r,
 
 /* configuration */
 
+/* where a cache_guard or cache_guard_policy was written, checked later */
+
+typedef struct {
+    ngx_str_t                       file;
+    ngx_uint_t                      line;
+    ngx_shm_zone_t                 *shm_zone;     /* cache_guard ZONE */
+    ngx_uint_t                      used;         /* a guarded location */
+} ngx_http_cache_guard_conf_src_t;
+
+
 typedef struct {
     ngx_http_cache_guard_redis_t   *redis;
     ngx_array_t                     blooms;       /* bloom_t * */
@@ -638,6 +648,8 @@ typedef struct {
     ngx_array_t                     policies;     /* policy_t * */
     ngx_uint_t                      npolicies;    /* counter indexes */
     ngx_http_cache_guard_policy_t  *default_policy;
+    ngx_array_t                     guards;       /* conf_src_t * */
+    ngx_array_t                     policy_srcs;  /* conf_src_t * */
 } ngx_http_cache_guard_main_conf_t;
 
 
@@ -645,6 +657,7 @@ typedef struct {
     ngx_flag_t                      enable;
     ngx_shm_zone_t                 *shm_zone;
     ngx_http_cache_guard_policy_t  *policy;
+    ngx_http_cache_guard_conf_src_t  *policy_src;  /* its directive */
 } ngx_http_cache_guard_loc_conf_t;
 
 

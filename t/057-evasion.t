@@ -1,7 +1,8 @@
 # Attempts to get past the checks, and places where an answer must not be
 # replaced or cached: try_files after a refusal or a hit, over-long keys
 # and Bloom items, repeated arguments, the admin API under a guarded
-# server, and a reload that changes a Bloom filter's size.
+# server, a reload that changes a Bloom filter's size, and arguments
+# encoded to hide from the rules.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
@@ -168,3 +169,58 @@ close $out;
 ok(!nginx_reload(), 'the reload fails');
 $ok = grep { http_get("/b?id=$_")->{status} == 200 } 1 .. 100;
 is($ok, 100, 'the running workers still let all 100 ids pass');
+
+
+
+=== TEST 7: argument names and values are checked decoded, as the origin reads them; an argument that does not decode is refused
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> p.lua
+return {
+  key = "$request_uri",
+  reject = { status = 422 },
+  validate = { args = {
+    id = { type = "int", max = 999, required = true },
+    q = { type = "string", max = 8, pattern = "^[a-z ]*$" },
+  } },
+}
+--- check
+my @refused = (
+    # the name encoded: the origin reads a second id, "abc"
+    '/a?id=1&%69d=abc', '/a?id=1&%69%44=abc', '/a?%49D=abc&id=1',
+    '/a?id=1&%69%64=abc',
+    # PHP and Rack read id[] as the id
+    '/a?id=1&id[]=abc', '/a?id=1&id%5B%5D=abc',
+    # the value decoded: "1+1", " 1", "1 "
+    '/a?id=1%2B1', '/a?id=+1', '/a?id=1+', '/a?id=1%20',
+    '/a?id=1&q=a%2Bb', '/a?id=1&q=%41', '/a?id=1&q=a%2fb',
+    # what does not decode, in any argument
+    '/a?id=1&x=%zz', '/a?id=1&x=%4', '/a?id=1&x=%', '/a?id=1&x=%00',
+    '/a?id=1&%00=1', '/a?id=1%00', '/a?id=1&x=%g1',
+    # '=' or '&' hidden in a name: parsers disagree on it
+    '/a?id=1&id%3D5=abc', '/a?id=1&x%26id=abc',
+);
+for my $path (@refused) {
+    my $r = http_get($path);
+    is($r->{status}, 422, "$path: refused with the policy's status");
+    is(guard($r), 'INVALID', "$path: INVALID");
+    like($r->{body}, qr/^\{"error": "(?:invalid argument \\"(?:id|q)\\"|argument \\".*\\" is not well encoded)"\}\n$/,
+         "$path: a JSON error") or diag($r->{body});
+}
+is(origin_total(), 0, 'no refused request reached the origin');
+my @passed = ('/a?id=%31', '/a?id=%35%30', '/a?id=7&q=ab+cd', '/a?id=8&q=a%20b',
+              '/a?id=9&x=%E2%82%AC', '/a?id[]=5', '/a?ID=6&identity=abc');
+for my $path (@passed) {
+    my $r = http_get($path);
+    is($r->{status}, 200, "$path: passes");
+}
+is(origin_total(), scalar @passed, 'the valid requests reached the origin');
+--- no_error_log
+[error]
+[alert]

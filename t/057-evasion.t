@@ -54,7 +54,7 @@ is(origin_count('/api/ok'), 0, 'the origin was not asked');
 
 
 
-=== TEST 2: a Bloom item or a key over 4096 bytes is refused, not skipped
+=== TEST 2: a Bloom item over 4096 bytes is refused, not skipped; a key over max_key_length is refused, one over 4096 bytes bypasses the cache (never cut down to another key)
 --- http_config
     cache_guard_bloom ids capacity=1000 error_rate=0.01 file=$TEST_NGINX_HTML_DIR/ids.txt;
 --- config
@@ -70,6 +70,12 @@ is(origin_count('/api/ok'), 0, 'the origin was not asked');
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
         add_header X-Guard $cache_guard_status always;
     }
+    location /long {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/long.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
 --- user_files
 >>> ids.txt
 7
@@ -77,6 +83,8 @@ is(origin_count('/api/ok'), 0, 'the origin was not asked');
 return { bloom = { filter = "ids", item = "$arg_id" } }
 >>> k.lua
 return { key = "$uri$args", validate = { max_key_length = 64 } }
+>>> long.lua
+return { key = "$uri$args" }
 --- check
 is(http_get('/b?id=7')->{status}, 200, 'a known id passes');
 my $r = http_get('/b?id=' . ('9' x 5000));
@@ -84,10 +92,21 @@ is($r->{status}, 404, 'a 5000-byte id is refused');
 is(guard($r), 'BLOOM_REJECT', 'by the filter');
 $r = http_get('/k?q=' . ('x' x 100));
 is($r->{status}, 400, 'a key over max_key_length is refused');
-$r = http_get('/k?q=' . ('x' x 5000));
-is($r->{status}, 400, 'and so is a key over 4096 bytes');
-is(guard($r), 'INVALID', 'INVALID, not BYPASS');
+is(guard($r), 'INVALID', 'INVALID');
 is(origin_total(), 1, 'only the known id reached the origin');
+my $n = 0;
+for my $end ('a', 'b', 'a') {
+    my $path = '/long?q=' . ('x' x 5000) . $end;
+    $r = http_get($path);
+    $n++;
+    is($r->{status}, 200, "a key over 4096 bytes ($end) reaches the origin");
+    is(guard($r), 'BYPASS', 'as BYPASS');
+    like($r->{body}, qr/"n":$n\b/, "the origin's answer $n, not a stored one")
+        or diag($r->{body});
+}
+is(origin_count('/long'), 3, 'each over-long request reached the origin');
+is(scalar @{ redis('KEYS', 'cg:*') } , 1, 'and nothing of them is in Redis')
+    or diag(join ' ', map { substr($_, 0, 40) } @{ redis('KEYS', 'cg:*') });
 
 
 
@@ -221,6 +240,42 @@ for my $path (@passed) {
     is($r->{status}, 200, "$path: passes");
 }
 is(origin_total(), scalar @passed, 'the valid requests reached the origin');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 8: the README's one-line policies for cookies: a key per session, or no cache for requests with a Cookie
+--- config
+    location /s/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/session.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+    location /c/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/cookie.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> session.lua
+return { key = "$host$request_uri|$cookie_session" }
+>>> cookie.lua
+return { key = function(r) if not r:header("Cookie") then return r.host .. r:var("request_uri") end end }
+--- check
+my @s = map { guard(http_get('/s/a', headers => { Cookie => $_ })) }
+        ('session=alice', 'session=bob', 'session=alice');
+is("@s", 'MISS MISS HIT', 'one entry per session: bob never gets alice\'s');
+is(origin_count('/s/a'), 2, 'two sessions, two fills');
+my @c = (guard(http_get('/c/a')),
+         guard(http_get('/c/a', headers => { Cookie => 'session=alice' })),
+         guard(http_get('/c/a')),
+         guard(http_get('/c/a', headers => { Cookie => 'x=1' })));
+is("@c", 'MISS BYPASS HIT BYPASS', 'a request with a Cookie bypasses the cache');
+is(origin_count('/c/a'), 3, 'the fill and the two cookie requests');
 --- no_error_log
 [error]
 [alert]

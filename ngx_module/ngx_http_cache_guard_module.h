@@ -152,6 +152,7 @@ typedef struct {
 typedef struct {
     u_char                          name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
     size_t                          len;
+    ngx_uint_t                      gen;          /* last to name it */
     ngx_atomic_t                    state;
     ngx_atomic_t                    forced;
     ngx_atomic_t                    since;        /* ngx_current_msec */
@@ -185,6 +186,8 @@ typedef struct {
     uint64_t                        node;         /* this node, at random */
     ngx_http_cache_guard_warm_state_t  warm;
     ngx_pid_t                       slots[NGX_HTTP_CACHE_GUARD_SLOTS];
+    ngx_uint_t                      slot_gen[NGX_HTTP_CACHE_GUARD_SLOTS];
+    ngx_uint_t                      generation;   /* configurations read */
     ngx_uint_t                      nrecords;
     ngx_http_cache_guard_record_t   records[NGX_HTTP_CACHE_GUARD_MAX_RECORDS];
 } ngx_http_cache_guard_state_t;
@@ -648,6 +651,7 @@ typedef struct {
     ngx_array_t                     policies;     /* policy_t * */
     ngx_uint_t                      npolicies;    /* counter indexes */
     ngx_http_cache_guard_policy_t  *default_policy;
+    ngx_uint_t                      state_gen;    /* see breaker.c */
     ngx_array_t                     guards;       /* conf_src_t * */
     ngx_array_t                     policy_srcs;  /* conf_src_t * */
 } ngx_http_cache_guard_main_conf_t;

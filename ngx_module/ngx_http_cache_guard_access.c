@@ -328,9 +328,16 @@ invalid:
 
 undecodable:
 
-    /* the message is JSON-escaped: raw bytes are safe in it */
+    /* the JSON answer names it in printable ASCII only */
 
-    raw.len = ngx_min(raw.len, 64);
+    raw.len = ngx_min(raw.len, sizeof(stack) / 8);
+
+    for (i = 0; i < raw.len; i++) {
+        stack[i] = (raw.data[i] >= 0x20 && raw.data[i] < 0x7f)
+                   ? raw.data[i] : '?';
+    }
+
+    raw.data = stack;
 
     ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
                                 pl->reject_status,

@@ -7,6 +7,8 @@ use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
 
+use JSON::PP ();
+
 add_block_preprocessor(sub {
     my $block = shift;
     $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
@@ -232,6 +234,11 @@ for my $path (@refused) {
     like($r->{body}, qr/^\{"error": "(?:invalid argument \\"(?:id|q)\\"|argument \\".*\\" is not well encoded)"\}\n$/,
          "$path: a JSON error") or diag($r->{body});
 }
+my $r = http_get("/a?id=1&\xff\xfe%=1");
+is($r->{status}, 422, 'a name of raw bytes with a bad escape: refused');
+my $j = eval { JSON::PP::decode_json($r->{body}) };
+like($j && $j->{error}, qr/^argument "\?\?%" is not well encoded$/,
+     'with valid JSON naming it in printable ASCII') or diag($r->{body});
 is(origin_total(), 0, 'no refused request reached the origin');
 my @passed = ('/a?id=%31', '/a?id=%35%30', '/a?id=7&q=ab+cd', '/a?id=8&q=a%20b',
               '/a?id=9&x=%E2%82%AC', '/a?id[]=5', '/a?ID=6&identity=abc');

@@ -14,6 +14,7 @@ use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
 use Test::CacheGuard::Util qw(child_pids process_cmdline);
+use IO::Socket::INET;
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -388,6 +389,65 @@ is("$r->{status} " . guard($r), '200 MISS', 'and the origin is reached again');
 is(origin_count('/l3/cold'), 0, 'the refused request never reached the origin');
 --- no_error_log
 [emerg]
+[error]
+[alert]
+[crit]
+
+
+
+
+=== TEST 6: a worker of an old configuration still busy keeps its breakers: no name takes them over (the reload that needs them fails, saying why) until it exits
+--- config
+    location /admin/ {
+        cache_guard_admin;
+    }
+    include $TEST_NGINX_HTML_DIR/gen.conf;
+--- setup
+write_generation(0, 50);
+--- check
+# a request the generation-0 worker has begun to read, and will serve
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                 PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
+                                 Timeout => 10)
+    or die "connect: $!\n";
+print {$sock} "GET /l0/held HTTP/1.0\r\n";
+my ($old) = worker_pids();
+ok(wait_for(sub { grep { $_ == $old } child_pids(nginx_pid()) }, 5, 'w'),
+   'the generation-0 worker runs');
+for my $g (1 .. 4) {
+    write_generation($g, 50);
+    ok(nginx_reload(), "reload $g: serves");
+    ok(wait_for(sub {
+        my @left = grep { process_cmdline($_) =~ /shutting down/ }
+                   child_pids(nginx_pid());
+        @left == 1 && $left[0] == $old
+    }, 30, 'only the generation-0 worker left'),
+       "reload $g: only the busy generation-0 worker is left of the old ones");
+}
+# 251 records, and a worker of generation 0 alive: a record keeps only the
+# last generation that named it, so any of them may be that worker's
+write_generation(5, 50);
+kill 'HUP', nginx_pid();
+ok(wait_for(sub { error_log_since_block() =~ /no room for the breaker "origin:g5p\d+"/ },
+            20, 'the refusal'), 'reload 5 is refused while the old worker lives');
+is(join(' ', sort keys %{ breakers() }),
+   join(' ', sort('redis', map { "origin:g4p$_" } 0 .. 49)),
+   'generation 4 still serves');
+print {$sock} "Host: localhost\r\n\r\n";
+my $answer = do { local $/; <$sock> } // '';
+close $sock;
+like($answer, qr{^HTTP/1\.1 200 }, 'the held request is answered by its old worker');
+like($answer, qr/X-Guard: MISS/, 'through its policy g0p0');
+ok(wait_for(sub { !grep { $_ == $old } child_pids(nginx_pid()) }, 30, 'exit'),
+   'then the generation-0 worker exits');
+ok(nginx_reload(), 'reload 5 again: serves, on records of the old names');
+is(join(' ', sort keys %{ breakers() }),
+   join(' ', sort('redis', map { "origin:g5p$_" } 0 .. 49)),
+   'generation 5 serves');
+is(origin_count('/l0/held'), 1, 'the held request reached the origin once');
+--- error_log
+no room for the breaker
+--- no_error_log
 [error]
 [alert]
 [crit]

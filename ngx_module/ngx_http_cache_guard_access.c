@@ -16,6 +16,10 @@
 
 static ngx_int_t ngx_http_cache_guard_check_args(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst,
+    ngx_str_t *out);
+static ngx_uint_t ngx_http_cache_guard_arg_is(ngx_str_t *name,
+    ngx_str_t *rule);
 static ngx_int_t ngx_http_cache_guard_check_geo(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
@@ -194,16 +198,22 @@ ngx_http_cache_guard_reject_hook(ngx_http_request_t *r,
 /*
  * Every occurrence of a ruled argument is checked, not just the first
  * (as $arg_ and ngx_http_arg() see it): "?id=1&id=junk" must not pass to
- * an origin that reads the last one.
+ * an origin that reads the last one.  Names and values are checked as the
+ * origin reads them, decoded: "?id=1&%69d=junk" is two ids.  An argument
+ * that does not decode (a bad %XY, a NUL, a name holding '=' or '&') is
+ * refused, since origins disagree on what it means.
  */
+
+#define NGX_HTTP_CACHE_GUARD_ARGS_STACK  512
 
 static ngx_int_t
 ngx_http_cache_guard_check_args(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    u_char                           *p, *end, *v;
+    u_char                           *p, *end, *v, *buf;
+    u_char                            stack[NGX_HTTP_CACHE_GUARD_ARGS_STACK];
     double                            n;
-    ngx_str_t                         name, value;
+    ngx_str_t                         raw, name, value;
     ngx_uint_t                        i, digits, nrules;
     ngx_uint_t                        seen[NGX_HTTP_CACHE_GUARD_MAX_ARG_RULES];
     ngx_http_cache_guard_policy_t    *pl;
@@ -215,27 +225,54 @@ ngx_http_cache_guard_check_args(ngx_http_request_t *r,
 
     ngx_memzero(seen, sizeof(seen));
 
+    /* a decoded argument is never longer than its encoding */
+
+    if (r->args.len <= NGX_HTTP_CACHE_GUARD_ARGS_STACK) {
+        buf = stack;
+
+    } else {
+        buf = ngx_pnalloc(r->pool, r->args.len);
+        if (buf == NULL) {
+            return ngx_http_cache_guard_fallback(r, ctx);
+        }
+    }
+
     p = r->args.data;
     end = p + r->args.len;
 
     while (p < end) {
-        name.data = p;
+        raw.data = p;
 
         while (p < end && *p != '=' && *p != '&') {
             p++;
         }
 
-        name.len = p - name.data;
-        value.len = 0;
+        raw.len = p - raw.data;
+
+        if (ngx_http_cache_guard_arg_decode(&raw, buf, &name) != NGX_OK
+            || ngx_strlchr(name.data, name.data + name.len, '=')
+            || ngx_strlchr(name.data, name.data + name.len, '&'))
+        {
+            goto undecodable;
+        }
+
+        ngx_str_null(&value);
 
         if (p < end && *p == '=') {
-            value.data = ++p;
+            raw.data = ++p;
 
             while (p < end && *p != '&') {
                 p++;
             }
 
-            value.len = p - value.data;
+            raw.len = p - raw.data;
+
+            if (ngx_http_cache_guard_arg_decode(&raw, buf + name.len, &value)
+                != NGX_OK)
+            {
+                raw = name;
+                goto undecodable;
+            }
         }
 
         if (p < end) {
@@ -243,10 +280,7 @@ ngx_http_cache_guard_check_args(ngx_http_request_t *r,
         }
 
         for (i = 0; i < nrules; i++) {
-            if (rule[i].name.len == name.len
-                && ngx_strncasecmp(rule[i].name.data, name.data, name.len)
-                   == 0)
-            {
+            if (ngx_http_cache_guard_arg_is(&name, &rule[i].name)) {
                 break;
             }
         }
@@ -311,6 +345,109 @@ invalid:
                                 pl->reject_status,
                                 "invalid argument \"%V\"", &rule[i].name);
     return NGX_DECLINED;
+
+undecodable:
+
+    /* the JSON answer names it in printable ASCII only */
+
+    raw.len = ngx_min(raw.len, sizeof(stack) / 8);
+
+    for (i = 0; i < raw.len; i++) {
+        stack[i] = (raw.data[i] >= 0x20 && raw.data[i] < 0x7f)
+                   ? raw.data[i] : '?';
+    }
+
+    raw.data = stack;
+
+    ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
+                                pl->reject_status,
+                                "argument \"%V\" is not well encoded", &raw);
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The percent-decoding of a query string argument's name or value, '+'
+ * as a space, into dst (room for src->len bytes).  NGX_ERROR for a '%'
+ * without two hex digits and for a NUL, encoded or not.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst, ngx_str_t *out)
+{
+    u_char  *p, *end, *d, c, hi, lo;
+
+    p = src->data;
+    end = p + src->len;
+    d = dst;
+
+    while (p < end) {
+        c = *p++;
+
+        if (c == '+') {
+            c = ' ';
+
+        } else if (c == '%') {
+            if (end - p < 2) {
+                return NGX_ERROR;
+            }
+
+            hi = p[0];
+            lo = p[1];
+
+            if (hi >= '0' && hi <= '9') {
+                hi -= '0';
+
+            } else if ((hi | 0x20) >= 'a' && (hi | 0x20) <= 'f') {
+                hi = (hi | 0x20) - 'a' + 10;
+
+            } else {
+                return NGX_ERROR;
+            }
+
+            if (lo >= '0' && lo <= '9') {
+                lo -= '0';
+
+            } else if ((lo | 0x20) >= 'a' && (lo | 0x20) <= 'f') {
+                lo = (lo | 0x20) - 'a' + 10;
+
+            } else {
+                return NGX_ERROR;
+            }
+
+            c = (u_char) (hi << 4 | lo);
+            p += 2;
+        }
+
+        if (c == '\0') {
+            return NGX_ERROR;
+        }
+
+        *d++ = c;
+    }
+
+    out->data = dst;
+    out->len = d - dst;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether a decoded argument name is the rule's, in any case; "id[]" and
+ * "id[k]" are "id" too, as PHP and Rack read them (an array of ids).
+ */
+
+static ngx_uint_t
+ngx_http_cache_guard_arg_is(ngx_str_t *name, ngx_str_t *rule)
+{
+    if (name->len < rule->len
+        || ngx_strncasecmp(name->data, rule->data, rule->len) != 0)
+    {
+        return 0;
+    }
+
+    return name->len == rule->len || name->data[rule->len] == '[';
 }
 
 

@@ -72,6 +72,17 @@ ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
         return "must be in a prefix location";
     }
 
+    /* "location = /admin" would match none of the calls, all under it */
+
+    if (clcf->exact_match) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cache guard: cache_guard_admin cannot be in an "
+                           "exact-match location, its calls are under it: "
+                           "write \"location %V/ { cache_guard_admin; }\"",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
     /* an admin answer must never come from the cache */
 
     if (lcf->enable == 1) {

@@ -38,7 +38,7 @@
 #define NGX_HTTP_CACHE_GUARD_B_SECMASK    0xffffff
 #define NGX_HTTP_CACHE_GUARD_B_MAX        0xfffff
 
-#define NGX_HTTP_CACHE_GUARD_STATE_LAYOUT  3
+#define NGX_HTTP_CACHE_GUARD_STATE_LAYOUT  4
 
 
 static ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
@@ -50,7 +50,7 @@ static ngx_uint_t ngx_http_cache_guard_slot_give_back(
     ngx_http_cache_guard_state_t *st, ngx_uint_t slot, ngx_log_t *log);
 static ngx_http_cache_guard_record_t *ngx_http_cache_guard_record_get(
     ngx_http_cache_guard_state_t *st, u_char *name, size_t len,
-    ngx_log_t *log);
+    ngx_uint_t oldest, ngx_log_t *log);
 static void ngx_http_cache_guard_breaker_set(
     ngx_http_cache_guard_record_t *rec, ngx_uint_t from, ngx_uint_t to,
     ngx_log_t *log, const char *why, ngx_msec_t since);
@@ -235,7 +235,8 @@ ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
 {
     u_char                             name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
     size_t                             len;
-    ngx_uint_t                         i;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, oldest;
     ngx_slab_pool_t                   *shpool;
     ngx_http_cache_guard_state_t      *st;
     ngx_http_cache_guard_policy_t    **plp, *pl;
@@ -272,20 +273,48 @@ ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_cache_guard_state = st;
     ngx_http_cache_guard_state_pool = shpool;
 
-    /* the records of this configuration, found again by name on reload */
+    /*
+     * The records of this configuration, found again by name on reload.
+     * Records are never moved: the workers of older configurations still
+     * point at theirs.  A record that no configuration of a live worker
+     * names may be taken over by a new name (see record_get); each
+     * configuration read is a generation, and each worker's slot says
+     * which one it runs.  Dead workers' slots are freed first, so that
+     * they pin no generation.
+     */
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    (void) ngx_http_cache_guard_state_sweep(st, shm_zone->shm.log, 0);
+
+    mcf->state_gen = ++st->generation;
+    oldest = mcf->state_gen;
+
+    for (i = 0; i < NGX_HTTP_CACHE_GUARD_SLOTS; i++) {
+
+        /* with master_process off, this process moves to the new one */
+
+        if (st->slots[i] != 0 && st->slots[i] != ngx_pid
+            && st->slot_gen[i] < oldest)
+        {
+            oldest = st->slot_gen[i];
+        }
+    }
+
+    rc = NGX_OK;
 
     if (mcf->redis) {
         mcf->redis->rec = ngx_http_cache_guard_record_get(st,
-                                           (u_char *) "redis", 5,
+                                           (u_char *) "redis", 5, oldest,
                                            shm_zone->shm.log);
         if (mcf->redis->rec == NULL) {
-            return NGX_ERROR;
+            rc = NGX_ERROR;
         }
     }
 
     plp = mcf->policies.elts;
 
-    for (i = 0; i <= mcf->policies.nelts; i++) {
+    for (i = 0; rc == NGX_OK && i <= mcf->policies.nelts; i++) {
         pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
 
         if (pl == NULL) {
@@ -294,23 +323,37 @@ ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
 
         len = ngx_snprintf(name, sizeof(name), "origin:%V", &pl->name) - name;
 
-        pl->rec = ngx_http_cache_guard_record_get(st, name, len,
+        pl->rec = ngx_http_cache_guard_record_get(st, name, len, oldest,
                                                   shm_zone->shm.log);
         if (pl->rec == NULL) {
-            return NGX_ERROR;
+            rc = NGX_ERROR;
         }
     }
 
-    return NGX_OK;
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
 }
 
 
+/*
+ * Under the mutex, in the master (or the single process) reading a
+ * configuration whose generation is st->generation.  A name found is
+ * marked as this generation's.  A new name takes an unused record, else
+ * the record of a name that neither this generation nor the one before
+ * it named (the old workers of the last reload may still be busy with
+ * it) and that no live worker's configuration named (a worker of a
+ * generation at least "oldest" never points at it).  The record is reset
+ * when taken over: no count, state or forced state of the old name
+ * carries over to the new one.
+ */
+
 static ngx_http_cache_guard_record_t *
 ngx_http_cache_guard_record_get(ngx_http_cache_guard_state_t *st,
-    u_char *name, size_t len, ngx_log_t *log)
+    u_char *name, size_t len, ngx_uint_t oldest, ngx_log_t *log)
 {
-    ngx_uint_t                      i;
-    ngx_http_cache_guard_record_t  *rec;
+    ngx_uint_t                      i, gen;
+    ngx_http_cache_guard_record_t  *rec, *unused;
 
     if (len >= NGX_HTTP_CACHE_GUARD_RECORD_NAME) {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
@@ -320,32 +363,53 @@ ngx_http_cache_guard_record_get(ngx_http_cache_guard_state_t *st,
         return NULL;
     }
 
+    gen = st->generation;
+    unused = NULL;
+
     for (i = 0; i < st->nrecords; i++) {
         rec = &st->records[i];
 
         if (rec->len == len && ngx_strncmp(rec->name, name, len) == 0) {
+            rec->gen = gen;
             return rec;
+        }
+
+        if (unused == NULL && rec->gen + 1 < gen && rec->gen < oldest) {
+            unused = rec;
         }
     }
 
-    /* records are never moved or freed: old workers still point at them */
+    if (st->nrecords < NGX_HTTP_CACHE_GUARD_MAX_RECORDS) {
+        rec = &st->records[st->nrecords];
 
-    if (st->nrecords == NGX_HTTP_CACHE_GUARD_MAX_RECORDS) {
+    } else if (unused) {
+        rec = unused;
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "cache guard: the breaker \"%*s\" takes over the "
+                      "record of \"%*s\", named by no configuration in "
+                      "use", len, name, rec->len, rec->name);
+
+        ngx_memzero(rec, sizeof(ngx_http_cache_guard_record_t));
+
+    } else {
         ngx_log_error(NGX_LOG_EMERG, log, 0,
                       "cache guard: no room for the breaker \"%*s\": "
-                      "%d names were used since nginx started, restart it "
-                      "to forget the old ones", len, name,
+                      "%d names are used by this configuration and by the "
+                      "ones that workers still run", len, name,
                       NGX_HTTP_CACHE_GUARD_MAX_RECORDS);
         return NULL;
     }
 
-    rec = &st->records[st->nrecords];
     ngx_memcpy(rec->name, name, len);
     rec->len = len;
+    rec->gen = gen;
     rec->since = ngx_current_msec;
 
-    ngx_memory_barrier();
-    st->nrecords++;
+    if (rec == &st->records[st->nrecords]) {
+        ngx_memory_barrier();
+        st->nrecords++;
+    }
 
     return rec;
 }
@@ -359,12 +423,13 @@ ngx_http_cache_guard_record_get(ngx_http_cache_guard_state_t *st,
 void
 ngx_http_cache_guard_state_init_worker(ngx_cycle_t *cycle)
 {
-    ngx_int_t                      free;
-    ngx_uint_t                     i;
-    ngx_log_t                     *log;
-    ngx_list_part_t               *part;
-    ngx_shm_zone_t                *shm;
-    ngx_http_cache_guard_state_t  *st;
+    ngx_int_t                          free;
+    ngx_uint_t                         i;
+    ngx_log_t                         *log;
+    ngx_list_part_t                   *part;
+    ngx_shm_zone_t                    *shm;
+    ngx_http_cache_guard_state_t      *st;
+    ngx_http_cache_guard_main_conf_t  *mcf;
 
     /*
      * The globals are this cycle's: a reload to a configuration without
@@ -407,6 +472,8 @@ ngx_http_cache_guard_state_init_worker(ngx_cycle_t *cycle)
     }
 
     free = -1;
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_cache_guard_module);
 
     ngx_shmtx_lock(&ngx_http_cache_guard_state_pool->mutex);
 
@@ -421,6 +488,7 @@ ngx_http_cache_guard_state_init_worker(ngx_cycle_t *cycle)
 
     if (free != -1) {
         st->slots[free] = ngx_pid;
+        st->slot_gen[free] = mcf ? mcf->state_gen : st->generation;
     }
 
     ngx_shmtx_unlock(&ngx_http_cache_guard_state_pool->mutex);

@@ -332,10 +332,25 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
         }
 
         if (rc == NGX_ABORT) {
-            return ngx_http_cache_guard_reject(r, ctx,
+
+            /* over validate.max_key_length, a rule of the policy */
+
+            if (ctx->policy->max_key_length < NGX_HTTP_CACHE_GUARD_MAX_KEY) {
+                return ngx_http_cache_guard_reject(r, ctx,
                                                NGX_HTTP_CACHE_GUARD_INVALID,
                                                ctx->policy->reject_status,
                                                "the key is too long");
+            }
+
+            /*
+             * Over what the store holds: passed to the origin uncached, as
+             * plain nginx would, or a long URL could not be reached at all;
+             * never cut down to a key that another URL has.
+             */
+
+            ngx_str_null(&ctx->rkey);
+
+            return ngx_http_cache_guard_pass(r, ctx);
         }
 
         if (rc != NGX_OK) {

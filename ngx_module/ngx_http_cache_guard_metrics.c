@@ -453,6 +453,8 @@ char *
 ngx_http_cache_guard_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
+    ngx_http_cache_guard_loc_conf_t  *lcf = conf;
+
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
@@ -460,6 +462,18 @@ ngx_http_cache_guard_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     if (clcf->handler) {
         return "is duplicate, or the location has another handler";
     }
+
+    /*
+     * live numbers must never come from the cache: a cache_guard inherited
+     * from the server or http level is turned off here, as for the admin
+     */
+
+    if (lcf->enable == 1) {
+        return "cannot share a location with cache_guard";
+    }
+
+    lcf->enable = 0;
+    lcf->shm_zone = NULL;
 
     clcf->handler = (cmd->post == NULL) ? ngx_http_cache_guard_metrics_handler
                                         : ngx_http_cache_guard_status_handler;

@@ -22,6 +22,9 @@ static char *ngx_http_cache_guard(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_cache_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_http_cache_guard_conf_src_t *ngx_http_cache_guard_conf_src(
+    ngx_conf_t *cf, ngx_array_t *list);
+static ngx_int_t ngx_http_cache_guard_check_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cache_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_cache_guard_exit_process(ngx_cycle_t *cycle);
 
@@ -141,6 +144,10 @@ ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
+    if (ngx_http_cache_guard_check_conf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
@@ -202,6 +209,12 @@ ngx_http_cache_guard_create_main_conf(ngx_conf_t *cf)
            != NGX_OK
         || ngx_array_init(&mcf->zones, cf->pool, 4,
                           sizeof(ngx_http_cache_guard_zone_t *))
+           != NGX_OK
+        || ngx_array_init(&mcf->guards, cf->pool, 4,
+                          sizeof(ngx_http_cache_guard_conf_src_t *))
+           != NGX_OK
+        || ngx_array_init(&mcf->policy_srcs, cf->pool, 4,
+                          sizeof(ngx_http_cache_guard_conf_src_t *))
            != NGX_OK)
     {
         return NULL;
@@ -224,6 +237,7 @@ ngx_http_cache_guard_create_loc_conf(ngx_conf_t *cf)
     lcf->enable = NGX_CONF_UNSET;
     lcf->shm_zone = NGX_CONF_UNSET_PTR;
     lcf->policy = NGX_CONF_UNSET_PTR;
+    lcf->policy_src = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -238,6 +252,13 @@ ngx_http_cache_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_ptr_value(conf->shm_zone, prev->shm_zone, NULL);
     ngx_conf_merge_ptr_value(conf->policy, prev->policy, NULL);
+    ngx_conf_merge_ptr_value(conf->policy_src, prev->policy_src, NULL);
+
+    /* the policy directive is of use (see check_conf below) */
+
+    if (conf->enable && conf->policy_src) {
+        conf->policy_src->used = 1;
+    }
 
     if (conf->enable && conf->policy == NULL) {
         conf->policy = ngx_http_cache_guard_policy_default(cf);
@@ -346,7 +367,9 @@ ngx_http_cache_guard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_cache_guard_loc_conf_t  *lcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                         *value;
+    ngx_http_cache_guard_conf_src_t   *src;
+    ngx_http_cache_guard_main_conf_t  *mcf;
 
     if (lcf->enable != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -360,13 +383,22 @@ ngx_http_cache_guard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    /* the zone may be declared further down: nginx checks it has a size */
+    /* the zone may be declared further down: check_conf checks it is */
 
     lcf->shm_zone = ngx_shared_memory_add(cf, &value[1], 0,
                                           &ngx_http_cache_guard_module);
     if (lcf->shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+
+    src = ngx_http_cache_guard_conf_src(cf, &mcf->guards);
+    if (src == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    src->shm_zone = lcf->shm_zone;
 
     lcf->enable = 1;
 
@@ -381,7 +413,8 @@ ngx_http_cache_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_cache_guard_loc_conf_t  *lcf = conf;
 
-    ngx_str_t  *value;
+    ngx_str_t                         *value;
+    ngx_http_cache_guard_main_conf_t  *mcf;
 
     if (lcf->policy != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -394,7 +427,90 @@ ngx_http_cache_guard_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+
+    lcf->policy_src = ngx_http_cache_guard_conf_src(cf, &mcf->policy_srcs);
+    if (lcf->policy_src == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/* the file and line of the directive being read, kept in the list */
+
+static ngx_http_cache_guard_conf_src_t *
+ngx_http_cache_guard_conf_src(ngx_conf_t *cf, ngx_array_t *list)
+{
+    ngx_http_cache_guard_conf_src_t  *src, **srcp;
+
+    src = ngx_pcalloc(cf->pool, sizeof(ngx_http_cache_guard_conf_src_t));
+    if (src == NULL) {
+        return NULL;
+    }
+
+    srcp = ngx_array_push(list);
+    if (srcp == NULL) {
+        return NULL;
+    }
+
+    src->file = cf->conf_file->file.name;
+    src->line = cf->conf_file->line;
+    *srcp = src;
+
+    return src;
+}
+
+
+/*
+ * After every location is merged, the mistakes that would otherwise leave
+ * a location silently unguarded or fail later without our file and line:
+ * a cache_guard naming a zone that no cache_guard_zone declares, and a
+ * cache_guard_policy that no guarded location uses (written where
+ * cache_guard is off, explicitly or by default, and inherited by no
+ * location that turns it on).
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_check_conf(ngx_conf_t *cf)
+{
+    ngx_uint_t                         i;
+    ngx_http_cache_guard_conf_src_t  **srcp;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+
+    srcp = mcf->guards.elts;
+
+    for (i = 0; i < mcf->guards.nelts; i++) {
+        if (srcp[i]->shm_zone->data == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "cache guard: cache_guard_zone \"%V\" is not "
+                          "defined: declare it at the http level with "
+                          "\"cache_guard_zone %V size=SIZE;\" in %V:%ui",
+                          &srcp[i]->shm_zone->shm.name,
+                          &srcp[i]->shm_zone->shm.name,
+                          &srcp[i]->file, srcp[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    srcp = mcf->policy_srcs.elts;
+
+    for (i = 0; i < mcf->policy_srcs.nelts; i++) {
+        if (!srcp[i]->used) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "cache guard: \"cache_guard_policy\" where "
+                          "\"cache_guard\" is off guards nothing: add "
+                          "\"cache_guard ZONE;\" to the location (or to "
+                          "its server or http level) in %V:%ui",
+                          &srcp[i]->file, srcp[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -164,6 +164,7 @@ typedef struct {
 typedef struct {
     u_char                          name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
     size_t                          len;
+    ngx_uint_t                      gen;          /* last to name it */
     ngx_atomic_t                    state;
     ngx_atomic_t                    forced;
     ngx_atomic_t                    since;        /* ngx_current_msec */
@@ -197,6 +198,8 @@ typedef struct {
     uint64_t                        node;         /* this node, at random */
     ngx_http_cache_guard_warm_state_t  warm;
     ngx_pid_t                       slots[NGX_HTTP_CACHE_GUARD_SLOTS];
+    ngx_uint_t                      slot_gen[NGX_HTTP_CACHE_GUARD_SLOTS];
+    ngx_uint_t                      generation;   /* configurations read */
     ngx_uint_t                      nrecords;
     ngx_http_cache_guard_record_t   records[NGX_HTTP_CACHE_GUARD_MAX_RECORDS];
 } ngx_http_cache_guard_state_t;
@@ -659,6 +662,16 @@ ngx_int_t ngx_http_cache_guard_geo_lookup(ngx_http_request_t *r,
 
 /* configuration */
 
+/* where a cache_guard or cache_guard_policy was written, checked later */
+
+typedef struct {
+    ngx_str_t                       file;
+    ngx_uint_t                      line;
+    ngx_shm_zone_t                 *shm_zone;     /* cache_guard ZONE */
+    ngx_uint_t                      used;         /* a guarded location */
+} ngx_http_cache_guard_conf_src_t;
+
+
 typedef struct {
     ngx_http_cache_guard_redis_t   *redis;
     ngx_array_t                     blooms;       /* bloom_t * */
@@ -667,6 +680,9 @@ typedef struct {
     ngx_array_t                     policies;     /* policy_t * */
     ngx_uint_t                      npolicies;    /* counter indexes */
     ngx_http_cache_guard_policy_t  *default_policy;
+    ngx_uint_t                      state_gen;    /* see breaker.c */
+    ngx_array_t                     guards;       /* conf_src_t * */
+    ngx_array_t                     policy_srcs;  /* conf_src_t * */
 } ngx_http_cache_guard_main_conf_t;
 
 
@@ -674,6 +690,7 @@ typedef struct {
     ngx_flag_t                      enable;
     ngx_shm_zone_t                 *shm_zone;
     ngx_http_cache_guard_policy_t  *policy;
+    ngx_http_cache_guard_conf_src_t  *policy_src;  /* its directive */
 } ngx_http_cache_guard_loc_conf_t;
 
 

@@ -671,6 +671,11 @@ ngx_http_cache_guard_purge_send(ngx_http_cache_guard_purge_t *pu)
                         pu->deleted, pu->receivers);
     }
 
+    /* nothing here nor in Redis: a typo in the key shows */
+
+    p = ngx_sprintf(p, ", \"found\": %s",
+                    (pu->l1 || pu->deleted) ? "true" : "false");
+
     if (pu->failed) {
         p = ngx_sprintf(p, ", \"error\": \"%s: purged from this node's L1 "
                         "only, or in part\"", pu->failed);

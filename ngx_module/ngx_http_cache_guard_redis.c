@@ -357,6 +357,29 @@ ngx_http_cache_guard_redis_parse_time(ngx_conf_t *cf, ngx_str_t *value,
 
     *msec = (ngx_msec_t) n;
 
+    /* nginx reads "250" as seconds: a request would wait that long */
+
+    if (n > 10000) {
+        for (n = 0; n < (ngx_int_t) s.len; n++) {
+            if (s.data[n] < '0' || s.data[n] > '9') {
+                break;
+            }
+        }
+
+        if (n == (ngx_int_t) s.len) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "cache guard: redis time-out \"%V\" is "
+                               "%V seconds, did you mean %Vms?",
+                               value, &s, &s);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "cache guard: redis time-out \"%V\" is over "
+                               "10 seconds, a request may wait that long "
+                               "for Redis", value);
+        }
+    }
+
     return NGX_CONF_OK;
 }
 

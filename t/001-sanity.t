@@ -44,15 +44,18 @@ zone "main" is too small
 
 
 
-=== TEST 4: a guarded location naming an unknown zone is refused
+=== TEST 4: a guarded location naming an unknown zone is refused with our message, the file and the line of cache_guard
 --- config
-    location /a {
-        cache_guard nosuchzone;
-        return 200;
-    }
+    include $TEST_NGINX_HTML_DIR/guard.conf;
+--- user_files
+>>> guard.conf
+location /a {
+    return 200;
+    cache_guard nosuchzone;
+}
 --- must_die
---- error_log
-zero size shared memory zone "nosuchzone"
+--- error_log eval
+qr{cache guard: cache_guard_zone "nosuchzone" is not defined: declare it at the http level with "cache_guard_zone nosuchzone size=SIZE;" in \S*/html/guard\.conf:3\b}
 
 
 
@@ -491,3 +494,120 @@ GET /a
 ok
 --- no_error_log
 [emerg]
+
+
+
+=== TEST 23: cache_guard_policy in a location without cache_guard is refused, naming the file and line of the policy
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    include $TEST_NGINX_HTML_DIR/guard.conf;
+    location /b {
+        cache_guard main;
+        return 200;
+    }
+--- user_files
+>>> guard.conf
+location /a {
+    return 200;
+    cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+}
+>>> p.lua
+return { ttl = 10 }
+--- must_die
+--- error_log eval
+qr{cache guard: "cache_guard_policy" where "cache_guard" is off guards nothing: add "cache_guard ZONE;" to the location \(or to its server or http level\) in \S*/html/guard\.conf:3\b}
+
+
+
+=== TEST 24: cache_guard_policy next to an explicit "cache_guard off" is refused too
+--- http_config
+    cache_guard_zone main size=1m;
+--- config
+    cache_guard main;
+    include $TEST_NGINX_HTML_DIR/guard.conf;
+--- user_files
+>>> guard.conf
+location /a {
+    cache_guard off;
+    cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+    return 200;
+}
+>>> p.lua
+return { ttl = 10 }
+--- must_die
+--- error_log eval
+qr{"cache_guard_policy" where "cache_guard" is off guards nothing.* in \S*/html/guard\.conf:3\b}
+
+
+
+=== TEST 25: a policy that a guarded location uses is fine: cache_guard at http level with a policy per location, or a policy at server level with cache_guard in a location
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard main;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT2;
+        cache_guard off;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        location /c {
+            cache_guard main;
+            proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        }
+        location /plain {
+            return 200;
+        }
+    }
+--- config
+    location /a {
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 10 }
+--- request eval
+["GET /a", "GET /a"]
+--- response_headers eval
+["X-Guard: MISS", "X-Guard: HIT"]
+--- no_error_log
+[emerg]
+[error]
+[alert]
+
+
+
+=== TEST 26: cache_guard_admin in an exact-match location is refused, saying what to write
+--- config
+    location = /admin {
+        cache_guard_admin;
+    }
+--- must_die
+--- error_log eval
+qr{cache_guard_admin cannot be in an exact-match location, its calls are under it: write "location /admin/ \{ cache_guard_admin; \}" in \S*nginx\.conf:\d+}
+
+
+
+=== TEST 27: a Redis time-out without a unit over 10 s (seconds, as nginx reads times) is a warning: nginx -t passes and asks "did you mean 250ms?"
+--- http_config
+    cache_guard_zone main size=1m;
+    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=250 connect_timeout=1m;
+--- config
+    location /t {
+        return 200 "ok\n";
+    }
+--- check
+my $nginx = $ENV{TEST_NGINX_BINARY}
+    // (-x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : 'nginx');
+my $root = servroot();
+my $out = `$nginx -t -p $root/ -c conf/nginx.conf 2>&1`;
+is($? >> 8, 0, 'nginx -t passes') or diag($out);
+like($out, qr{\[warn\].*cache guard: redis time-out "timeout=250" is 250 seconds, did you mean 250ms\? in \S*nginx\.conf:\d+},
+     'nginx -t warns about timeout=250');
+like($out, qr{\[warn\].*redis time-out "connect_timeout=1m" is over 10 seconds},
+     'and about connect_timeout=1m');
+my $r = http_get('/t');
+is($r->{body}, "ok\n", 'nginx serves');
+--- no_error_log
+[error]
+[alert]

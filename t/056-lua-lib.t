@@ -41,6 +41,11 @@ is(guard($r), 'MISS', 'a miss');
 $r = http_get('/api/catalog?page=2&utm=y&sort=name');
 is(guard($r), 'HIT', 'argument order and tracking arguments share the entry');
 is(origin_total(), 1, 'one origin request');
+is(http_get('/api/catalog?page=3&status=404')->{status}, 404,
+   'the demo API answers ?status=404 with a 404');
+$r = http_get('/api/catalog?page=3');
+is($r->{status}, 200, 'which the plain page never gets: the key holds status=');
+is(guard($r), 'MISS', 'its own entry');
 --- no_error_log
 [error]
 
@@ -67,7 +72,10 @@ is(guard($r), 'BLOOM_REJECT', 'by the Bloom filter');
 is(http_get('/api/users/1', )->{status}, 200, 'a numeric id passes');
 is(http_get('/api/users/9?status=404')->{status}, 404, 'a 404 passes through');
 is(guard(http_get('/api/users/9?status=404')), 'NEGATIVE', 'and is remembered');
-is(origin_total(), 2, 'the refused requests never reached the origin');
+$r = http_get('/api/users/9');
+is($r->{status}, 200, 'but only for ?status=404: the key is $host$request_uri');
+is(guard($r), 'MISS', 'the plain URL has its own entry');
+is(origin_total(), 3, 'the refused requests never reached the origin');
 --- no_error_log
 [error]
 

@@ -1,10 +1,13 @@
 # Attempts to get past the checks, and places where an answer must not be
 # replaced or cached: try_files after a refusal or a hit, over-long keys
 # and Bloom items, repeated arguments, the admin API under a guarded
-# server, and a reload that changes a Bloom filter's size.
+# server, a reload that changes a Bloom filter's size, and arguments
+# encoded to hide from the rules.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+
+use JSON::PP ();
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -53,7 +56,7 @@ is(origin_count('/api/ok'), 0, 'the origin was not asked');
 
 
 
-=== TEST 2: a Bloom item or a key over 4096 bytes is refused, not skipped
+=== TEST 2: a Bloom item over 4096 bytes is refused, not skipped; a key over max_key_length is refused, one over 4096 bytes bypasses the cache (never cut down to another key)
 --- http_config
     cache_guard_bloom ids capacity=1000 error_rate=0.01 file=$TEST_NGINX_HTML_DIR/ids.txt;
 --- config
@@ -69,6 +72,12 @@ is(origin_count('/api/ok'), 0, 'the origin was not asked');
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
         add_header X-Guard $cache_guard_status always;
     }
+    location /long {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/long.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
 --- user_files
 >>> ids.txt
 7
@@ -76,6 +85,8 @@ is(origin_count('/api/ok'), 0, 'the origin was not asked');
 return { bloom = { filter = "ids", item = "$arg_id" } }
 >>> k.lua
 return { key = "$uri$args", validate = { max_key_length = 64 } }
+>>> long.lua
+return { key = "$uri$args" }
 --- check
 is(http_get('/b?id=7')->{status}, 200, 'a known id passes');
 my $r = http_get('/b?id=' . ('9' x 5000));
@@ -83,10 +94,21 @@ is($r->{status}, 404, 'a 5000-byte id is refused');
 is(guard($r), 'BLOOM_REJECT', 'by the filter');
 $r = http_get('/k?q=' . ('x' x 100));
 is($r->{status}, 400, 'a key over max_key_length is refused');
-$r = http_get('/k?q=' . ('x' x 5000));
-is($r->{status}, 400, 'and so is a key over 4096 bytes');
-is(guard($r), 'INVALID', 'INVALID, not BYPASS');
+is(guard($r), 'INVALID', 'INVALID');
 is(origin_total(), 1, 'only the known id reached the origin');
+my $n = 0;
+for my $end ('a', 'b', 'a') {
+    my $path = '/long?q=' . ('x' x 5000) . $end;
+    $r = http_get($path);
+    $n++;
+    is($r->{status}, 200, "a key over 4096 bytes ($end) reaches the origin");
+    is(guard($r), 'BYPASS', 'as BYPASS');
+    like($r->{body}, qr/"n":$n\b/, "the origin's answer $n, not a stored one")
+        or diag($r->{body});
+}
+is(origin_count('/long'), 3, 'each over-long request reached the origin');
+is(scalar @{ redis('KEYS', 'cg:*') } , 1, 'and nothing of them is in Redis')
+    or diag(join ' ', map { substr($_, 0, 40) } @{ redis('KEYS', 'cg:*') });
 
 
 
@@ -168,3 +190,99 @@ close $out;
 ok(!nginx_reload(), 'the reload fails');
 $ok = grep { http_get("/b?id=$_")->{status} == 200 } 1 .. 100;
 is($ok, 100, 'the running workers still let all 100 ids pass');
+
+
+
+=== TEST 7: argument names and values are checked decoded, as the origin reads them; an argument that does not decode is refused
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> p.lua
+return {
+  key = "$request_uri",
+  reject = { status = 422 },
+  validate = { args = {
+    id = { type = "int", max = 999, required = true },
+    q = { type = "string", max = 8, pattern = "^[a-z ]*$" },
+  } },
+}
+--- check
+my @refused = (
+    # the name encoded: the origin reads a second id, "abc"
+    '/a?id=1&%69d=abc', '/a?id=1&%69%44=abc', '/a?%49D=abc&id=1',
+    '/a?id=1&%69%64=abc',
+    # PHP and Rack read id[] as the id
+    '/a?id=1&id[]=abc', '/a?id=1&id%5B%5D=abc',
+    # the value decoded: "1+1", " 1", "1 "
+    '/a?id=1%2B1', '/a?id=+1', '/a?id=1+', '/a?id=1%20',
+    '/a?id=1&q=a%2Bb', '/a?id=1&q=%41', '/a?id=1&q=a%2fb',
+    # what does not decode, in any argument
+    '/a?id=1&x=%zz', '/a?id=1&x=%4', '/a?id=1&x=%', '/a?id=1&x=%00',
+    '/a?id=1&%00=1', '/a?id=1%00', '/a?id=1&x=%g1',
+    # '=' or '&' hidden in a name: parsers disagree on it
+    '/a?id=1&id%3D5=abc', '/a?id=1&x%26id=abc',
+);
+for my $path (@refused) {
+    my $r = http_get($path);
+    is($r->{status}, 422, "$path: refused with the policy's status");
+    is(guard($r), 'INVALID', "$path: INVALID");
+    like($r->{body}, qr/^\{"error": "(?:invalid argument \\"(?:id|q)\\"|argument \\".*\\" is not well encoded)"\}\n$/,
+         "$path: a JSON error") or diag($r->{body});
+}
+my $r = http_get("/a?id=1&\xff\xfe%=1");
+is($r->{status}, 422, 'a name of raw bytes with a bad escape: refused');
+my $j = eval { JSON::PP::decode_json($r->{body}) };
+like($j && $j->{error}, qr/^argument "\?\?%" is not well encoded$/,
+     'with valid JSON naming it in printable ASCII') or diag($r->{body});
+is(origin_total(), 0, 'no refused request reached the origin');
+my @passed = ('/a?id=%31', '/a?id=%35%30', '/a?id=7&q=ab+cd', '/a?id=8&q=a%20b',
+              '/a?id=9&x=%E2%82%AC', '/a?id[]=5', '/a?ID=6&identity=abc');
+for my $path (@passed) {
+    my $r = http_get($path);
+    is($r->{status}, 200, "$path: passes");
+}
+is(origin_total(), scalar @passed, 'the valid requests reached the origin');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 8: the README's one-line policies for cookies: a key per session, or no cache for requests with a Cookie
+--- config
+    location /s/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/session.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+    location /c/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/cookie.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+    }
+--- user_files
+>>> session.lua
+return { key = "$host$request_uri|$cookie_session" }
+>>> cookie.lua
+return { key = function(r) if not r:header("Cookie") then return r.host .. r:var("request_uri") end end }
+--- check
+my @s = map { guard(http_get('/s/a', headers => { Cookie => $_ })) }
+        ('session=alice', 'session=bob', 'session=alice');
+is("@s", 'MISS MISS HIT', 'one entry per session: bob never gets alice\'s');
+is(origin_count('/s/a'), 2, 'two sessions, two fills');
+my @c = (guard(http_get('/c/a')),
+         guard(http_get('/c/a', headers => { Cookie => 'session=alice' })),
+         guard(http_get('/c/a')),
+         guard(http_get('/c/a', headers => { Cookie => 'x=1' })));
+is("@c", 'MISS BYPASS HIT BYPASS', 'a request with a Cookie bypasses the cache');
+is(origin_count('/c/a'), 3, 'the fill and the two cookie requests');
+--- no_error_log
+[error]
+[alert]

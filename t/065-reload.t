@@ -13,6 +13,8 @@ use Test::CacheGuard::Assert;
 use JSON::PP ();
 use POSIX ();
 use Time::HiRes qw(time sleep);
+use Test::CacheGuard::Util qw(child_pids process_cmdline);
+use IO::Socket::INET;
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -126,6 +128,34 @@ sub load_lines {
     my ($file, $kind) = @_;
     open my $in, '<', $file or return ();
     return map { [split ' '] } grep { /^\Q$kind\E / } <$in>;
+}
+
+# Generation $g of TEST 5's configuration: $n locations /l0/ .. /l$n-1/,
+# each with a policy of its own named "g${g}p$i" (so its own breaker).
+sub write_generation {
+    my ($g, $n) = @_;
+    my $dir = $ENV{TEST_NGINX_HTML_DIR};
+    my $conf = '';
+    for my $i (0 .. $n - 1) {
+        open my $p, '>', "$dir/g$g-$i.lua" or die "$dir/g$g-$i.lua: $!\n";
+        print {$p} "return { name = \"g${g}p$i\", key = \"\$uri\", ttl = 60 }\n";
+        close $p or die "$!\n";
+        $conf .= "location /l$i/ {\n    cache_guard main;\n"
+               . "    cache_guard_policy $dir/g$g-$i.lua;\n"
+               . "    proxy_pass http://origin;\n"
+               . "    add_header X-Guard \"\$cache_guard_status\" always;\n}\n";
+    }
+    open my $out, '>', "$dir/gen.conf" or die "$dir/gen.conf: $!\n";
+    print {$out} $conf;
+    close $out or die "$!\n";
+}
+
+# No worker of an older configuration is left (they finish their requests
+# after a reload, then exit).
+sub old_workers_gone {
+    return wait_for(sub {
+        !grep { process_cmdline($_) =~ /shutting down/ } child_pids(nginx_pid())
+    }, 30, 'the old workers to exit');
 }
 
 run_tests();
@@ -307,6 +337,116 @@ is(origin_total(), 5, 'which did not reach the origin');
 my @opened = error_log_since_block()
     =~ /breaker "origin:p" open, (?:too many failures|failures in a row)/g;
 is(scalar @opened, 1, 'the opening was logged once');
+--- no_error_log
+[error]
+[alert]
+[crit]
+
+
+
+
+=== TEST 5: reloads that rename every policy, 450 names in all (more than the 256 breaker records): every reload succeeds, a record taken over starts afresh, the removed names are gone from the lists, and the breakers work after
+--- config
+    location /admin/ {
+        cache_guard_admin;
+    }
+    location = /metrics {
+        cache_guard_metrics;
+    }
+    include $TEST_NGINX_HTML_DIR/gen.conf;
+--- setup
+write_generation(0, 50);
+--- check
+for my $g (1 .. 8) {
+    my $prev = $g - 1;
+    # an open, forced breaker in each generation: a record reused later
+    # must not bring it back under a new name
+    is(breaker("origin:g${prev}p0", 'open')->{state}, 'open',
+       "generation $prev: origin:g${prev}p0 forced open");
+    write_generation($g, 50);
+    ok(reload_with(), "reload $g: the configuration of 50 new names serves")
+        or last;
+    old_workers_gone();
+    my $all = breakers();
+    my @names = sort keys %$all;
+    is_deeply(\@names,
+              [sort('redis', map { "origin:g${g}p$_" } 0 .. 49)],
+              "reload $g: the breakers are this configuration's");
+    my @bad = grep { $all->{$_}{state} ne 'closed'
+                     || $all->{$_}{forced} ne 'auto' } @names;
+    is("@bad", '', "reload $g: every breaker closed and not forced");
+    my $m = http_get('/metrics')->{body};
+    unlike($m, qr/g${prev}p\d/, "reload $g: the metrics no longer name g${prev}");
+    like($m, qr/policy="g${g}p49"/, "reload $g: and name the new ones");
+    my $r = http_get("/l7/a$g");
+    is("$r->{status} " . guard($r), '200 MISS', "reload $g: a guarded request fills");
+}
+is(breaker('origin:g8p3', 'open')->{state}, 'open', 'a breaker forced open');
+is_fallback(http_get('/l3/cold'), 'its policy answers the fallback');
+is(breaker('origin:g8p3', 'auto')->{forced}, 'auto', 'released');
+my $r = http_get('/l3/cold2');
+is("$r->{status} " . guard($r), '200 MISS', 'and the origin is reached again');
+is(origin_count('/l3/cold'), 0, 'the refused request never reached the origin');
+--- no_error_log
+[emerg]
+[error]
+[alert]
+[crit]
+
+
+
+
+=== TEST 6: a worker of an old configuration still busy keeps its breakers: no name takes them over (the reload that needs them fails, saying why) until it exits
+--- config
+    location /admin/ {
+        cache_guard_admin;
+    }
+    include $TEST_NGINX_HTML_DIR/gen.conf;
+--- setup
+write_generation(0, 50);
+--- check
+# a request the generation-0 worker has begun to read, and will serve
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                 PeerPort => $ENV{TEST_NGINX_SERVER_PORT},
+                                 Timeout => 10)
+    or die "connect: $!\n";
+print {$sock} "GET /l0/held HTTP/1.0\r\n";
+my ($old) = worker_pids();
+ok(wait_for(sub { grep { $_ == $old } child_pids(nginx_pid()) }, 5, 'w'),
+   'the generation-0 worker runs');
+for my $g (1 .. 4) {
+    write_generation($g, 50);
+    ok(nginx_reload(), "reload $g: serves");
+    ok(wait_for(sub {
+        my @left = grep { process_cmdline($_) =~ /shutting down/ }
+                   child_pids(nginx_pid());
+        @left == 1 && $left[0] == $old
+    }, 30, 'only the generation-0 worker left'),
+       "reload $g: only the busy generation-0 worker is left of the old ones");
+}
+# 251 records, and a worker of generation 0 alive: a record keeps only the
+# last generation that named it, so any of them may be that worker's
+write_generation(5, 50);
+kill 'HUP', nginx_pid();
+ok(wait_for(sub { error_log_since_block() =~ /no room for the breaker "origin:g5p\d+"/ },
+            20, 'the refusal'), 'reload 5 is refused while the old worker lives');
+is(join(' ', sort keys %{ breakers() }),
+   join(' ', sort('redis', map { "origin:g4p$_" } 0 .. 49)),
+   'generation 4 still serves');
+print {$sock} "Host: localhost\r\n\r\n";
+my $answer = do { local $/; <$sock> } // '';
+close $sock;
+like($answer, qr{^HTTP/1\.1 200 }, 'the held request is answered by its old worker');
+like($answer, qr/X-Guard: MISS/, 'through its policy g0p0');
+ok(wait_for(sub { !grep { $_ == $old } child_pids(nginx_pid()) }, 30, 'exit'),
+   'then the generation-0 worker exits');
+ok(nginx_reload(), 'reload 5 again: serves, on records of the old names');
+is(join(' ', sort keys %{ breakers() }),
+   join(' ', sort('redis', map { "origin:g5p$_" } 0 .. 49)),
+   'generation 5 serves');
+is(origin_count('/l0/held'), 1, 'the held request reached the origin once');
+--- error_log
+no room for the breaker
 --- no_error_log
 [error]
 [alert]

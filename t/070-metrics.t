@@ -807,3 +807,36 @@ fake_redis_stop();
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 14: with cache_guard at server level, /metrics and /status are never cached: two answers differ, no cache status, nothing in Redis
+--- config
+    cache_guard main;
+    cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+    add_header X-Guard "$cache_guard_status" always;
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60 }
+--- check
+for my $path ('/metrics', '/status') {
+    my $first = http_get($path);
+    http_get('/a');
+    my $second = http_get($path);
+    is($first->{status}, 200, "$path: 200");
+    is($second->{status}, 200, "$path: 200 again");
+    is(guard($_), '', "$path: no cache status") for $first, $second;
+    isnt($second->{body}, $first->{body},
+         "$path: the second answer is not the first one (a counter moved)");
+}
+my $req = sub {
+    prom_value(metrics(), 'cache_guard_requests_total',
+               { policy => 'p', status => $_[0] }) // 0
+};
+is($req->('MISS'), 1, 'one MISS counted: /a');
+is($req->('HIT'), 1, 'one HIT counted: /a again, not /metrics nor /status');
+my @keys = grep { m{metrics|status} } @{redis('KEYS', '*')};
+is_deeply(\@keys, [], 'Redis holds no key for /metrics or /status');
+--- no_error_log
+[error]
+[alert]

@@ -275,7 +275,8 @@ is(scalar(grep { guard(http_get($_)) eq 'HIT l1' } qw(/l/1 /l/2 /l/3 /l/x/4 /m/1
 my $r = purge('pattern=/l/*');
 is($r->{status}, 200, 'the purge answers 200');
 my $j = json_of($r);
-is_deeply($j, { pattern => '/l/*', soft => JSON::PP::false, l1 => 4 },
+is_deeply($j, { pattern => '/l/*', soft => JSON::PP::false, l1 => 4,
+                found => JSON::PP::true },
           'four L1 entries purged (the glob crosses "/"), no Redis fields');
 is(scalar(grep { guard(http_get($_)) eq 'MISS' } qw(/l/1 /l/2 /l/3 /l/x/4)),
    4, 'the purged ones miss');
@@ -284,7 +285,8 @@ is(origin_total(), 10, 'four new origin requests');
 
 $r = purge('key=/s&soft=1');
 is($r->{status}, 200, 'a soft purge answers 200');
-is_deeply(json_of($r), { key => '/s', soft => JSON::PP::true, l1 => 1 },
+is_deeply(json_of($r), { key => '/s', soft => JSON::PP::true, l1 => 1,
+                         found => JSON::PP::true },
           'one L1 entry made stale');
 $r = http_get('/s');
 is(guard($r), 'STALE', 'the next request gets the stale copy');
@@ -297,6 +299,7 @@ is(body_n($r), 2, 'with the new body');
 is(origin_count('/s'), 2, 'one refresh only');
 $r = purge('key=/nothing&soft=1');
 is(json_of($r)->{l1}, 0, 'a soft purge of an absent key counts 0');
+is(json_of($r)->{found}, JSON::PP::false, 'and says it found nothing');
 --- no_error_log
 [error]
 [alert]
@@ -427,3 +430,36 @@ redis_start();
 --- no_error_log
 [alert]
 [crit]
+
+
+
+
+=== TEST 8: a purge of a key that does not exist says "found": false (still 200, with the counts), one that exists "found": true
+--- user_files
+>>> p.lua
+return { key = "$host$request_uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
+--- check
+http_get('/u/7');
+ok(wait_for(sub { defined redis('GET', 'cg:localhost/u/7') }, 5, 'stored'),
+   'the entry is in Redis under $host$request_uri');
+my $r = purge('key=/u/7');
+is($r->{status}, 200, 'a purge of a mistyped key (no host) answers 200');
+my $j = json_of($r);
+delete $j->{nodes};    # the listeners subscribed by now: 0 or 1
+is_deeply($j, { key => '/u/7', soft => JSON::PP::false, l1 => 0, redis => 0,
+                found => JSON::PP::false },
+          '"found": false, and the counts are zeros') or diag($r->{body});
+is(guard(http_get('/u/7')), 'HIT l1', 'the entry is still there');
+$r = purge('pattern=nothing*');
+is(json_of($r)->{found}, JSON::PP::false, 'a pattern that matches nothing: "found": false');
+$r = purge('key=localhost/u/7');
+is($r->{status}, 200, 'the right key: 200');
+$j = json_of($r);
+is($j->{found}, JSON::PP::true, '"found": true') or diag($r->{body});
+is($j->{l1}, 1, 'one L1 entry');
+is($j->{redis}, 1, 'one Redis key');
+is(redis('GET', 'cg:localhost/u/7'), undef, 'gone from Redis');
+is(guard(http_get('/u/7')), 'MISS', 'and the next request misses');
+--- no_error_log
+[error]
+[alert]

@@ -77,6 +77,12 @@ MSG
     done
     printf '  requests that reached the demo API: '
     curl -s http://127.0.0.1:8081/_origin/total; echo
+    echo
+    echo "Its key is the policy's \$host\$request_uri (the access log's key=):"
+    printf "  curl -X DELETE 'http://127.0.0.1:8080/admin/cache?key=127.0.0.1/api/users/42' -> "
+    curl -s -X DELETE \
+        'http://127.0.0.1:8080/admin/cache?key=127.0.0.1/api/users/42' \
+        || echo "(no answer)"
     cat <<MSG
 
 Try:
@@ -88,7 +94,8 @@ Try:
   curl -i 'http://127.0.0.1:8080/api/catalog?page=2&delay=1'  (a slow origin, once)
   curl http://127.0.0.1:8080/metrics                 (Prometheus metrics)
   open http://127.0.0.1:8080/status in a browser     (the live dashboard)
-  curl -X DELETE 'http://127.0.0.1:8080/admin/cache?key=/api/users/7'  (purge)
+  curl -X DELETE 'http://127.0.0.1:8080/admin/cache?key=127.0.0.1/api/users/7'
+                                                     (purge; "found": false if no such key)
   curl http://127.0.0.1:8080/admin/breaker           (the circuit breakers)
   redis-cli -p 6391 --scan --pattern 'demo:*'
   tail -f $dir/logs/access.log

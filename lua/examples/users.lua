@@ -5,7 +5,9 @@
 -- stale copy for bad days.
 return {
   name = "users",
-  key = "$host$uri",
+  -- everything the origin reads: the demo API honours ?status= and ?delay=,
+  -- so "$host$uri" would store /api/users/9?status=404 for every client
+  key = "$host$request_uri",
   validate = {
     uri = "^/api/users/[0-9]{1,9}$",
     methods = { "GET", "HEAD" },

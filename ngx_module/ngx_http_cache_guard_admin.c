@@ -879,7 +879,7 @@ ngx_http_cache_guard_send_body(ngx_http_request_t *r, u_char *p, size_t len)
 static size_t
 ngx_http_cache_guard_admin_json_len(ngx_str_t *s)
 {
-    return 2 + s->len + ngx_escape_json(NULL, s->data, s->len);
+    return 2 + s->len + ngx_http_cache_guard_escape_json(NULL, s->data, s->len);
 }
 
 
@@ -889,7 +889,7 @@ static u_char *
 ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s)
 {
     *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    p = (u_char *) ngx_http_cache_guard_escape_json(p, s->data, s->len);
     *p++ = '"';
 
     return p;

@@ -66,6 +66,9 @@ uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
 ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
 ngx_int_t ngx_http_cache_guard_entry_expire(u_char *buf, size_t len,
     uint64_t now);
+/* JSON string content; not UTF-8: \u00XX of each byte; dst NULL: added */
+uintptr_t ngx_http_cache_guard_escape_json(u_char *dst, u_char *src,
+    size_t size);
 
 
 /* circuit breakers and shared state (ngx_http_cache_guard_breaker.c) */

@@ -15,8 +15,11 @@
 
 #define NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY  8
 #define NGX_HTTP_CACHE_GUARD_WARM_MAX          64
-/* each URI's subrequest lives in the admin request's pool until the end */
 #define NGX_HTTP_CACHE_GUARD_WARM_LINES        1000
+/* the body: as many URIs of the longest, with CRLF */
+#define NGX_HTTP_CACHE_GUARD_WARM_BYTES                                      \
+    (NGX_HTTP_CACHE_GUARD_WARM_LINES                                         \
+     * (NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 2))
 
 
 typedef struct ngx_http_cache_guard_warm_s  ngx_http_cache_guard_warm_t;
@@ -32,6 +35,7 @@ typedef struct {
 
 
 struct ngx_http_cache_guard_warm_s {
+    ngx_http_cache_guard_admin_body_t   body;
     ngx_http_request_t             *request;
     ngx_array_t                     uris;         /* ngx_str_t */
     ngx_uint_t                      next;
@@ -42,12 +46,12 @@ struct ngx_http_cache_guard_warm_s {
     ngx_uint_t                      hits;
     ngx_uint_t                      passed;
     ngx_uint_t                      failed;
-    ngx_uint_t                      bad_line;     /* 0: none */
     ngx_event_t                     finish;
 };
 
 
-static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r);
+static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_warm_line(
     ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
 static ngx_int_t ngx_http_cache_guard_warm_start(
@@ -63,7 +67,9 @@ static ngx_int_t ngx_http_cache_guard_warm_progress(ngx_http_request_t *r);
 ngx_int_t
 ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
+    ngx_int_t                     n;
+    ngx_str_t                     arg;
+    ngx_http_cache_guard_warm_t  *w;
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
         return ngx_http_cache_guard_warm_progress(r);
@@ -73,32 +79,11 @@ ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
         return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_cache_guard_warm_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
-{
-    ngx_int_t                            rc, n;
-    ngx_str_t                            arg;
-    ngx_pool_cleanup_t                  *cln;
-    ngx_http_cache_guard_warm_t         *w;
-    ngx_http_cache_guard_warm_state_t   *ws;
-    ngx_http_cache_guard_bloom_lines_t   ls;
-
     w = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_warm_t));
     if (w == NULL
         || ngx_array_init(&w->uris, r->pool, 64, sizeof(ngx_str_t)) != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     w->request = r;
@@ -108,53 +93,57 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
         n = ngx_atoi(arg.data, arg.len);
 
         if (n < 1 || n > NGX_HTTP_CACHE_GUARD_WARM_MAX) {
-            ngx_http_finalize_request(r,
-                ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "concurrency must be 1 to "
-                                                 "%d",
-                                                 NGX_HTTP_CACHE_GUARD_WARM_MAX));
-            return;
+            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "concurrency must be 1 to %d",
+                                               NGX_HTTP_CACHE_GUARD_WARM_MAX);
         }
 
         w->concurrency = (ngx_uint_t) n;
     }
 
-    ls.handler = ngx_http_cache_guard_warm_line;
-    ls.data = w;
-    ls.carry = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
-    ls.carry_len = 0;
-    ls.line = 0;
-
-    if (ls.carry == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
     /* every line is checked before the first fill: a bad one starts none */
 
-    rc = ngx_http_cache_guard_admin_read_lines(r, &ls);
+    w->body.lines.handler = ngx_http_cache_guard_warm_line;
+    w->body.lines.data = w;
+    w->body.limit = NGX_HTTP_CACHE_GUARD_WARM_BYTES;
+    w->body.too_large = "a body is %O bytes at most (1000 URIs) per call, "
+                        "nothing was warmed";
+    w->body.done = ngx_http_cache_guard_warm_body;
 
-    if (rc == NGX_DECLINED || w->bad_line) {
+    return ngx_http_cache_guard_admin_read_body(r, &w->body);
+}
+
+
+static void
+ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc)
+{
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_cache_guard_warm_t        *w = (void *) ab;
+    ngx_http_cache_guard_warm_state_t  *ws;
+
+    if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
             ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                              "line %ui is not a URI path "
                                              "(\"/...\", 4096 bytes at most, "
                                              "no spaces), nothing was warmed",
-                                             w->bad_line ? w->bad_line
-                                                         : ls.line));
+                                             ab->lines.line));
+        return;
+    }
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ngx_http_finalize_request(r,
+            ngx_http_cache_guard_admin_error(r,
+                                             NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                             "%d URIs at most per call, "
+                                             "nothing was warmed",
+                                             NGX_HTTP_CACHE_GUARD_WARM_LINES));
         return;
     }
 
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (w->uris.nelts > NGX_HTTP_CACHE_GUARD_WARM_LINES) {
-        ngx_http_finalize_request(r,
-            ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "%d URIs at most per call",
-                                             NGX_HTTP_CACHE_GUARD_WARM_LINES));
         return;
     }
 
@@ -234,15 +223,17 @@ ngx_http_cache_guard_warm_line(ngx_http_cache_guard_bloom_lines_t *ls,
     }
 
     if (item[0] != '/') {
-        w->bad_line = ls->line;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     for (i = 0; i < len; i++) {
         if (item[i] <= ' ' || item[i] == 0x7f) {
-            w->bad_line = ls->line;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
+    }
+
+    if (w->uris.nelts == NGX_HTTP_CACHE_GUARD_WARM_LINES) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
     uri = ngx_array_push(&w->uris);

@@ -7,6 +7,10 @@
  * locations, so a guarded one takes the normal path (L1, Redis, the locks,
  * the fill); concurrency=N of them at a time.  The answer comes when all
  * are done; GET /warm shows the progress of the last job on this node.
+ *
+ * A subrequest allocates from its parent's pool, which lives until the
+ * job ends: each one gets a pool of its own instead, freed once it is done,
+ * so a job holds the memory of the URIs in flight only.
  */
 
 
@@ -25,13 +29,20 @@
 typedef struct ngx_http_cache_guard_warm_s  ngx_http_cache_guard_warm_t;
 
 
+typedef struct ngx_http_cache_guard_warm_uri_s
+    ngx_http_cache_guard_warm_uri_t;
+
+
 /* one URI: nginx may call its post-subrequest handler more than once */
 
-typedef struct {
+struct ngx_http_cache_guard_warm_uri_s {
     ngx_http_cache_guard_warm_t    *warm;
+    ngx_http_request_t             *request;
+    ngx_pool_t                     *pool;         /* the subrequest's own */
+    ngx_http_cache_guard_warm_uri_t  *next;       /* its pool not freed */
     ngx_http_post_subrequest_t      ps;
     ngx_uint_t                      done;         /* unsigned:1 */
-} ngx_http_cache_guard_warm_uri_t;
+};
 
 
 struct ngx_http_cache_guard_warm_s {
@@ -46,6 +57,8 @@ struct ngx_http_cache_guard_warm_s {
     ngx_uint_t                      hits;
     ngx_uint_t                      passed;
     ngx_uint_t                      failed;
+    ngx_http_cache_guard_warm_uri_t  *live;       /* pools to free */
+    ngx_event_t                     release;
     ngx_event_t                     finish;
 };
 
@@ -58,6 +71,11 @@ static ngx_int_t ngx_http_cache_guard_warm_start(
     ngx_http_cache_guard_warm_t *w);
 static ngx_int_t ngx_http_cache_guard_warm_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static void ngx_http_cache_guard_warm_release(ngx_event_t *ev);
+static ngx_uint_t ngx_http_cache_guard_warm_busy(
+    ngx_http_cache_guard_warm_t *w, ngx_http_request_t *sr);
+static void ngx_http_cache_guard_warm_free(ngx_http_cache_guard_warm_t *w,
+    ngx_http_cache_guard_warm_uri_t *wu);
 static void ngx_http_cache_guard_warm_finish(ngx_event_t *ev);
 static void ngx_http_cache_guard_warm_cleanup(void *data);
 static ngx_int_t ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr);
@@ -162,6 +180,10 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
     w->finish.data = w;
     w->finish.log = r->connection->log;
 
+    w->release.handler = ngx_http_cache_guard_warm_release;
+    w->release.data = w;
+    w->release.log = r->connection->log;
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -195,9 +217,23 @@ ngx_http_cache_guard_warm_cleanup(void *data)
 {
     ngx_http_cache_guard_warm_t *w = data;
 
+    ngx_http_cache_guard_warm_uri_t  *wu;
+
     if (w->finish.posted) {
         ngx_delete_posted_event(&w->finish);
     }
+
+    if (w->release.posted) {
+        ngx_delete_posted_event(&w->release);
+    }
+
+    /* the subrequests are over: nginx ran their upstreams' cleanups */
+
+    for (wu = w->live; wu; wu = wu->next) {
+        ngx_http_cache_guard_warm_free(w, wu);
+    }
+
+    w->live = NULL;
 
     if (ngx_http_cache_guard_state) {
         ngx_http_cache_guard_state->warm.running = 0;
@@ -258,11 +294,14 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
 {
     u_char                           *q;
     ngx_str_t                        *uri, path, args;
+    ngx_pool_t                       *pool;
     ngx_http_request_t               *sr;
+    ngx_http_core_srv_conf_t         *cscf;
     ngx_http_cache_guard_ctx_t       *sctx;
     ngx_http_cache_guard_warm_uri_t  *wu;
 
     uri = w->uris.elts;
+    cscf = ngx_http_get_module_srv_conf(w->request, ngx_http_core_module);
 
     while (w->inflight < w->concurrency && w->next < w->uris.nelts) {
 
@@ -278,11 +317,19 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
             path.len = q - path.data;
         }
 
+        pool = ngx_create_pool(cscf->request_pool_size,
+                               w->request->connection->log);
+        if (pool == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* what outlives the subrequest is in the admin request's pool */
+
         wu = ngx_pcalloc(w->request->pool,
                          sizeof(ngx_http_cache_guard_warm_uri_t));
-        sctx = ngx_pcalloc(w->request->pool,
-                           sizeof(ngx_http_cache_guard_ctx_t));
+        sctx = ngx_pcalloc(pool, sizeof(ngx_http_cache_guard_ctx_t));
         if (wu == NULL || sctx == NULL) {
+            ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
 
@@ -294,8 +341,17 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
                                 &sr, &wu->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
             != NGX_OK)
         {
+            ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
+
+        /* it has not run yet: from now on it allocates from its own */
+
+        sr->pool = pool;
+        wu->request = sr;
+        wu->pool = pool;
+        wu->next = w->live;
+        w->live = wu;
 
         w->next++;
         w->inflight++;
@@ -342,6 +398,14 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     ngx_http_cache_guard_ctx_t         *ctx;
     ngx_http_cache_guard_warm_state_t  *ws;
 
+    w = wu->warm;
+
+    /* its pool is freed once it is done, after nginx ends it */
+
+    if (wu->pool && !w->release.posted) {
+        ngx_post_event(&w->release, &ngx_posted_events);
+    }
+
     /* an error nginx answers itself finalizes the subrequest twice */
 
     if (wu->done) {
@@ -349,7 +413,6 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     }
 
     wu->done = 1;
-    w = wu->warm;
 
     ctx = ngx_http_cache_guard_find_ctx(sr);
     failed = 0;
@@ -412,6 +475,93 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     }
 
     return rc;
+}
+
+
+/* the pools of the subrequests that are over */
+
+static void
+ngx_http_cache_guard_warm_release(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_warm_t *w = ev->data;
+
+    ngx_http_cache_guard_warm_uri_t  *wu, **wup;
+
+    wup = &w->live;
+
+    while (*wup) {
+        wu = *wup;
+
+        /*
+         * Not done: an error page redirected it, it runs on and this
+         * comes again when it ends; busy: its upstream is not finalized
+         * (the admin request's end frees it then)
+         */
+
+        if (!wu->done || !wu->request->done
+            || ngx_http_cache_guard_warm_busy(w, wu->request))
+        {
+            wup = &wu->next;
+            continue;
+        }
+
+        *wup = wu->next;
+        ngx_http_cache_guard_warm_free(w, wu);
+    }
+}
+
+
+/*
+ * Something of the subrequest's that has not run yet: a cleanup (an
+ * upstream's) or a posted call
+ */
+
+static ngx_uint_t
+ngx_http_cache_guard_warm_busy(ngx_http_cache_guard_warm_t *w,
+    ngx_http_request_t *sr)
+{
+    ngx_http_cleanup_t          *cln;
+    ngx_http_posted_request_t   *pr;
+
+    for (cln = w->request->cleanup; cln; cln = cln->next) {
+        if (cln->handler && cln->data == sr) {
+            return 1;
+        }
+    }
+
+    for (pr = w->request->posted_requests; pr; pr = pr->next) {
+        if (pr->request == sr) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_cache_guard_warm_free(ngx_http_cache_guard_warm_t *w,
+    ngx_http_cache_guard_warm_uri_t *wu)
+{
+    ngx_pool_t          *pool;
+    ngx_http_request_t  *sr;
+    ngx_http_log_ctx_t  *lctx;
+
+    sr = wu->request;
+    pool = wu->pool;
+
+    /* the error log shows the request it was last set to */
+
+    lctx = sr->connection->log->data;
+
+    if (lctx && lctx->current_request == sr) {
+        lctx->current_request = w->request;
+    }
+
+    sr->pool = w->request->pool;
+    wu->pool = NULL;
+
+    ngx_destroy_pool(pool);
 }
 
 

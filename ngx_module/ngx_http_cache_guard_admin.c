@@ -793,7 +793,8 @@ ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
         }
 
         if (step >= NGX_HTTP_CACHE_GUARD_ADMIN_STEP) {
-            ngx_post_event(r->connection->read, &ngx_posted_events);
+            /* on at the next turn of the loop, after the other events */
+            ngx_post_event(r->connection->read, &ngx_posted_next_events);
             return;
         }
 

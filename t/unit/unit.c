@@ -3,7 +3,7 @@
  * Copyright (C) nginx-cache-guard authors
  *
  * Unit tests of the pure code (entry codec, checksum, jitter,
- * Accept-Encoding classes), printed as TAP for prove.
+ * Accept-Encoding classes, JSON escaping), printed as TAP for prove.
  */
 
 

@@ -605,8 +605,8 @@ ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
     len = sizeof("{\"error\": \"\"}\n") - 1 + ctx->reject_msg.len;
 
     if (ctx->reject_escape) {
-        len += ngx_escape_json(NULL, ctx->reject_msg.data,
-                               ctx->reject_msg.len);
+        len += ngx_http_cache_guard_escape_json(NULL, ctx->reject_msg.data,
+                                                ctx->reject_msg.len);
     }
 
     start = ngx_pnalloc(r->pool, len);
@@ -616,8 +616,9 @@ ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
 
     p = ngx_cpymem(start, "{\"error\": \"", sizeof("{\"error\": \"") - 1);
     p = ctx->reject_escape
-        ? (u_char *) ngx_escape_json(p, ctx->reject_msg.data,
-                                     ctx->reject_msg.len)
+        ? (u_char *) ngx_http_cache_guard_escape_json(p,
+                                                      ctx->reject_msg.data,
+                                                      ctx->reject_msg.len)
         : ngx_cpymem(p, ctx->reject_msg.data, ctx->reject_msg.len);
     p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
 

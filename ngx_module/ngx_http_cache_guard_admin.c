@@ -15,13 +15,21 @@
 #include "ngx_http_cache_guard_module.h"
 
 
-/* how much of a request body in a temporary file is read at a time */
-#define NGX_HTTP_CACHE_GUARD_ADMIN_READ   65536
+/*
+ * The most of a request body split in one turn of the event loop: the
+ * rest waits for the other connections of the worker.
+ */
+#define NGX_HTTP_CACHE_GUARD_ADMIN_STEP   262144
+
+/* POST /bloom/NAME: items and bytes per call */
+#define NGX_HTTP_CACHE_GUARD_ADMIN_ITEMS  100000
+#define NGX_HTTP_CACHE_GUARD_ADMIN_BYTES  (16 * 1024 * 1024)
 
 #define NGX_HTTP_CACHE_GUARD_ADMIN_ERROR  256
 
 
 typedef struct {
+    ngx_http_cache_guard_admin_body_t   body;
     ngx_http_request_t             *request;
     ngx_http_cache_guard_bloom_t   *bf;
     ngx_array_t                     hashes;       /* uint64_t */
@@ -41,7 +49,15 @@ static ngx_int_t ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_t *bf, ngx_str_t *arg);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_t *bf);
-static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r);
+static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
+static void ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r);
+static void ngx_http_cache_guard_admin_body_read(ngx_http_request_t *r);
+static void ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab);
+static ngx_http_cache_guard_admin_body_t *ngx_http_cache_guard_admin_body_find(
+    ngx_http_request_t *r);
+static void ngx_http_cache_guard_admin_body_cleanup(void *data);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
     ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
 static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
@@ -409,8 +425,8 @@ static ngx_int_t
 ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_t *bf)
 {
-    ngx_int_t         rc;
-    ngx_str_t         arg;
+    ngx_str_t                          arg;
+    ngx_http_cache_guard_admin_add_t  *add;
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
 
@@ -425,19 +441,26 @@ ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
         return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
     }
 
-    /*
-     * a body over client_max_body_size never gets here: nginx answers
-     * 413 itself when it finds the location
-     */
-
-    rc = ngx_http_read_client_request_body(r,
-                                       ngx_http_cache_guard_admin_bloom_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
+    add = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_admin_add_t));
+    if (add == NULL
+        || ngx_array_init(&add->hashes, r->pool, 64, sizeof(uint64_t))
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_DONE;
+    add->request = r;
+    add->bf = bf;
+
+    add->body.lines.handler = ngx_http_cache_guard_admin_bloom_line;
+    add->body.lines.data = add;
+    add->body.limit = NGX_HTTP_CACHE_GUARD_ADMIN_BYTES;
+    add->body.too_large = "a body is %O bytes at most per call";
+    add->body.done = ngx_http_cache_guard_admin_bloom_body;
+
+    /* a body over client_max_body_size: nginx answers 413 itself */
+
+    return ngx_http_cache_guard_admin_read_body(r, &add->body);
 }
 
 
@@ -568,48 +591,32 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
 }
 
 
-/* POST /bloom/NAME: the body is read, one item per line */
+/*
+ * POST /bloom/NAME, one item per line: every item is hashed as the body
+ * comes, and added once all are, so a bad line adds nothing
+ */
 
 static void
-ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r)
+ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc)
 {
-    ngx_int_t                            rc;
-    ngx_str_t                            name;
-    ngx_http_cache_guard_admin_add_t    *add;
-    ngx_http_cache_guard_bloom_lines_t   ls;
-
-    add = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_admin_add_t));
-    if (add == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    add->request = r;
-    add->bf = ngx_http_cache_guard_admin_filter(r, &name);
-
-    ls.handler = ngx_http_cache_guard_admin_bloom_line;
-    ls.data = add;
-    ls.carry = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
-    ls.carry_len = 0;
-    ls.line = 0;
-
-    if (ls.carry == NULL
-        || ngx_array_init(&add->hashes, r->pool, 64, sizeof(uint64_t))
-           != NGX_OK)
-    {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    /* hash every item first: a bad line adds nothing */
-
-    rc = ngx_http_cache_guard_admin_read_lines(r, &ls);
+    ngx_http_cache_guard_admin_add_t  *add = (void *) ab;
 
     if (rc == NGX_DECLINED) {
         rc = ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                          "line %ui is longer than %d bytes, "
-                                         "nothing was added", ls.line,
+                                         "nothing was added", ab->lines.line,
                                          NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM);
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        rc = ngx_http_cache_guard_admin_error(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         "%d items at most per call, "
+                                         "nothing was added",
+                                         NGX_HTTP_CACHE_GUARD_ADMIN_ITEMS);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -636,76 +643,217 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r)
 }
 
 
+/*
+ * A request body, split into lines as it comes from the client: unbuffered
+ * reading, so nothing is written to a temporary file, and at most a step's
+ * worth is split before the other connections of the worker get their
+ * turn.  A body over the limit is refused with 413 from its Content-Length,
+ * or, chunked, as soon as it passes the limit.
+ */
+
 ngx_int_t
-ngx_http_cache_guard_admin_read_lines(ngx_http_request_t *r,
-    ngx_http_cache_guard_bloom_lines_t *ls)
+ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab)
 {
-    off_t         off;
-    u_char       *buf;
-    size_t        size;
-    ssize_t       n;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    ngx_int_t            rc;
+    ngx_pool_cleanup_t  *cln;
 
-    if (r->request_body == NULL) {
-        return NGX_OK;
+    if (r->headers_in.content_length_n > ab->limit) {
+        /* refused unread: no "100 Continue" */
+        r->expect_tested = 1;
+
+        return ngx_http_cache_guard_admin_error(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         ab->too_large, ab->limit);
     }
 
-    buf = NULL;
+    ab->lines.carry = ngx_pnalloc(r->pool,
+                                  NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
+    if (ab->lines.carry == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
+    ab->lines.carry_len = 0;
+    ab->lines.line = 0;
 
-        if (ngx_buf_in_memory(b)) {
-            rc = ngx_http_cache_guard_bloom_split(ls, b->pos, b->last);
+    /* the read handlers find the state by this cleanup */
 
-            if (rc != NGX_OK) {
-                return rc;
-            }
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-            continue;
-        }
+    cln->handler = ngx_http_cache_guard_admin_body_cleanup;
+    cln->data = ab;
 
-        if (!b->in_file) {
-            continue;
-        }
+    r->request_body_no_buffering = 1;
 
-        /* a body over client_body_buffer_size is in a temporary file */
+    rc = ngx_http_read_client_request_body(r,
+                                       ngx_http_cache_guard_admin_body_ready);
 
-        if (buf == NULL) {
-            buf = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_ADMIN_READ);
-            if (buf == NULL) {
-                return NGX_ERROR;
-            }
-        }
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
 
-        for (off = b->file_pos; off < b->file_last; off += n) {
-            size = (size_t) ngx_min(b->file_last - off,
-                                    NGX_HTTP_CACHE_GUARD_ADMIN_READ);
+    return NGX_DONE;
+}
 
-            n = ngx_read_file(b->file, buf, size, off);
 
-            if (n == NGX_ERROR) {
-                return NGX_ERROR;
-            }
+/* the first part of the body, or all of it, is there */
 
-            if (n == 0) {
+static void
+ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r)
+{
+    ngx_http_cache_guard_admin_body_t  *ab;
+
+    ab = ngx_http_cache_guard_admin_body_find(r);
+
+    if (ab == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (r->reading_body) {
+        r->read_event_handler = ngx_http_cache_guard_admin_body_read;
+    }
+
+    ngx_http_cache_guard_admin_body_step(r, ab);
+}
+
+
+static void
+ngx_http_cache_guard_admin_body_read(ngx_http_request_t *r)
+{
+    ngx_http_cache_guard_admin_body_t  *ab;
+
+    ab = ngx_http_cache_guard_admin_body_find(r);
+
+    if (ab == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_cache_guard_admin_body_step(r, ab);
+}
+
+
+static void
+ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab)
+{
+    size_t                    size, step;
+    ngx_int_t                 rc;
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl;
+    ngx_http_request_body_t  *rb;
+
+    if (ab->finished) {
+        return;
+    }
+
+    rb = r->request_body;
+    step = 0;
+
+    for ( ;; ) {
+
+        /* the buffers are nginx's own: each is split, then marked read */
+
+        for (cl = rb ? rb->bufs : NULL; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (b->in_file) {
                 ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                              "cache guard: request body file \"%V\" is "
-                              "shorter than expected", &b->file->name);
-                return NGX_ERROR;
+                              "cache guard: an admin request body in a "
+                              "file");
+                rc = NGX_ERROR;
+                goto done;
             }
 
-            rc = ngx_http_cache_guard_bloom_split(ls, buf, buf + n);
+            size = b->last - b->pos;
+            ab->received += size;
+
+            if (ab->received > ab->limit) {
+                ab->finished = 1;
+                r->read_event_handler = ngx_http_block_reading;
+
+                ngx_http_finalize_request(r,
+                    ngx_http_cache_guard_admin_error(r,
+                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                         ab->too_large, ab->limit));
+                return;
+            }
+
+            rc = ngx_http_cache_guard_bloom_split(&ab->lines, b->pos,
+                                                  b->last);
+            b->pos = b->last;
 
             if (rc != NGX_OK) {
-                return rc;
+                goto done;
             }
+
+            step += size;
+        }
+
+        if (rb) {
+            rb->bufs = NULL;
+        }
+
+        if (!r->reading_body) {
+            rc = ngx_http_cache_guard_bloom_split_end(&ab->lines);
+            goto done;
+        }
+
+        if (step >= NGX_HTTP_CACHE_GUARD_ADMIN_STEP) {
+            /* on at the next turn of the loop, after the other events */
+            ngx_post_event(r->connection->read, &ngx_posted_next_events);
+            return;
+        }
+
+        rc = ngx_http_read_unbuffered_request_body(r);
+
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            ab->finished = 1;
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        if (rb->bufs == NULL && r->reading_body) {
+            /* the rest comes with a read event */
+            return;
         }
     }
 
-    return ngx_http_cache_guard_bloom_split_end(ls);
+done:
+
+    /* what is still unread when the answer is early, nginx drops */
+
+    ab->finished = 1;
+    r->read_event_handler = ngx_http_block_reading;
+
+    ab->done(r, ab, rc);
+}
+
+
+static ngx_http_cache_guard_admin_body_t *
+ngx_http_cache_guard_admin_body_find(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_cache_guard_admin_body_cleanup) {
+            return cln->data;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* a mark only: the state lives in the request's pool */
+
+static void
+ngx_http_cache_guard_admin_body_cleanup(void *data)
+{
 }
 
 
@@ -716,6 +864,10 @@ ngx_http_cache_guard_admin_bloom_line(ngx_http_cache_guard_bloom_lines_t *ls,
     ngx_http_cache_guard_admin_add_t  *add = ls->data;
 
     uint64_t  *h;
+
+    if (add->hashes.nelts == NGX_HTTP_CACHE_GUARD_ADMIN_ITEMS) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
 
     h = ngx_array_push(&add->hashes);
     if (h == NULL) {
@@ -890,7 +1042,7 @@ ngx_http_cache_guard_send_body(ngx_http_request_t *r, u_char *p, size_t len)
 static size_t
 ngx_http_cache_guard_admin_json_len(ngx_str_t *s)
 {
-    return 2 + s->len + ngx_escape_json(NULL, s->data, s->len);
+    return 2 + s->len + ngx_http_cache_guard_escape_json(NULL, s->data, s->len);
 }
 
 
@@ -900,7 +1052,7 @@ static u_char *
 ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s)
 {
     *p++ = '"';
-    p = (u_char *) ngx_escape_json(p, s->data, s->len);
+    p = (u_char *) ngx_http_cache_guard_escape_json(p, s->data, s->len);
     *p++ = '"';
 
     return p;

@@ -29,6 +29,7 @@ static void ngx_http_cache_guard_put64(u_char *p, uint64_t v);
 static uint32_t ngx_http_cache_guard_get16(u_char *p);
 static uint32_t ngx_http_cache_guard_get32(u_char *p);
 static uint64_t ngx_http_cache_guard_get64(u_char *p);
+static size_t ngx_http_cache_guard_utf8_len(u_char *p, size_t size);
 
 
 static uint32_t  ngx_http_cache_guard_crc32c_table[256];
@@ -483,4 +484,144 @@ ngx_http_cache_guard_get64(u_char *p)
 {
     return ngx_http_cache_guard_get32(p)
            | ((uint64_t) ngx_http_cache_guard_get32(p + 4) << 32);
+}
+
+
+/*
+ * The inside of a JSON string, for any bytes a client sent: '"', '\' and
+ * control characters escaped as ngx_escape_json() does, valid UTF-8
+ * copied, and every byte that is not part of a valid UTF-8 sequence
+ * written as \u00XX, the code point of the same number, so the answer is
+ * valid JSON and the byte's value stays visible.  With dst NULL: the
+ * number of bytes the escaping adds (at most 5 per byte).
+ */
+
+uintptr_t
+ngx_http_cache_guard_escape_json(u_char *dst, u_char *src, size_t size)
+{
+    u_char      c;
+    size_t      n;
+    uintptr_t   len;
+
+    static const u_char  hex[] = "0123456789abcdef";
+
+    len = 0;
+
+    while (size) {
+        c = *src;
+
+        if (c >= 0x80) {
+            n = ngx_http_cache_guard_utf8_len(src, size);
+
+            if (n) {
+                if (dst) {
+                    dst = ngx_cpymem(dst, src, n);
+                }
+
+                src += n;
+                size -= n;
+                continue;
+            }
+
+        } else if (c >= 0x20 && c != '"' && c != '\\') {
+            if (dst) {
+                *dst++ = c;
+            }
+
+            src++;
+            size--;
+            continue;
+        }
+
+        switch (c) {
+        case '"':
+        case '\\':
+        case '\n':
+        case '\r':
+        case '\t':
+        case '\b':
+        case '\f':
+            len++;
+
+            if (dst) {
+                *dst++ = '\\';
+                *dst++ = (c == '\n') ? 'n' : (c == '\r') ? 'r'
+                         : (c == '\t') ? 't' : (c == '\b') ? 'b'
+                         : (c == '\f') ? 'f' : c;
+            }
+
+            break;
+
+        default:
+            len += 5;
+
+            if (dst) {
+                *dst++ = '\\';
+                *dst++ = 'u';
+                *dst++ = '0';
+                *dst++ = '0';
+                *dst++ = hex[c >> 4];
+                *dst++ = hex[c & 0xf];
+            }
+        }
+
+        src++;
+        size--;
+    }
+
+    return dst ? (uintptr_t) dst : len;
+}
+
+
+/* the length of the valid UTF-8 sequence at p (RFC 3629), 0 if none */
+
+static size_t
+ngx_http_cache_guard_utf8_len(u_char *p, size_t size)
+{
+    u_char  c, lo, hi;
+    size_t  n, i;
+
+    c = p[0];
+
+    lo = 0x80;
+    hi = 0xbf;
+
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+
+        if (c == 0xe0) {
+            lo = 0xa0;              /* no overlong form */
+
+        } else if (c == 0xed) {
+            hi = 0x9f;              /* no surrogate */
+        }
+
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+
+        if (c == 0xf0) {
+            lo = 0x90;
+
+        } else if (c == 0xf4) {
+            hi = 0x8f;              /* nothing above U+10FFFF */
+        }
+
+    } else {
+        return 0;
+    }
+
+    if (size < n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+
+    for (i = 2; i < n; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+
+    return n;
 }

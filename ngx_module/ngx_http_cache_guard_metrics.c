@@ -1349,7 +1349,7 @@ ngx_http_cache_guard_out_json(ngx_http_cache_guard_out_t *o, u_char *p,
     }
 
     *o->pos++ = '"';
-    o->pos = (u_char *) ngx_escape_json(o->pos, p, len);
+    o->pos = (u_char *) ngx_http_cache_guard_escape_json(o->pos, p, len);
     *o->pos++ = '"';
 }
 

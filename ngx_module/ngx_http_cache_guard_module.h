@@ -68,6 +68,9 @@ uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
 ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);
 ngx_int_t ngx_http_cache_guard_entry_expire(u_char *buf, size_t len,
     uint64_t now);
+/* JSON string content; not UTF-8: \u00XX of each byte; dst NULL: added */
+uintptr_t ngx_http_cache_guard_escape_json(u_char *dst, u_char *src,
+    size_t size);
 
 
 /* circuit breakers and shared state (ngx_http_cache_guard_breaker.c) */
@@ -617,6 +620,28 @@ void ngx_http_cache_guard_bloom_info(ngx_http_cache_guard_bloom_t *bf,
 
 /* the admin API (ngx_http_cache_guard_admin.c) */
 
+typedef struct ngx_http_cache_guard_admin_body_s
+    ngx_http_cache_guard_admin_body_t;
+
+/*
+ * Called once the body is split into lines, or was refused: NGX_OK,
+ * NGX_DECLINED (line lines.line is bad), NGX_ERROR or the line handler's
+ * own code; it answers the request.
+ */
+typedef void (*ngx_http_cache_guard_admin_body_pt)(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
+
+/* a request body read as it comes and split into lines, never stored */
+struct ngx_http_cache_guard_admin_body_s {
+    ngx_http_cache_guard_bloom_lines_t  lines;   /* handler, data: set */
+    off_t                           limit;       /* bytes */
+    off_t                           received;
+    const char                     *too_large;   /* "...%O..." the limit */
+    ngx_http_cache_guard_admin_body_pt  done;
+    ngx_uint_t                      finished;    /* unsigned:1 */
+};
+
+
 char *ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_cache_guard_admin_error(ngx_http_request_t *r,
@@ -629,8 +654,8 @@ ngx_int_t ngx_http_cache_guard_send_body(ngx_http_request_t *r, u_char *p,
     size_t len);
 ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
     const char *methods);
-ngx_int_t ngx_http_cache_guard_admin_read_lines(ngx_http_request_t *r,
-    ngx_http_cache_guard_bloom_lines_t *ls);
+ngx_int_t ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab);
 ngx_int_t ngx_http_cache_guard_warm_handler(ngx_http_request_t *r);
 
 

@@ -662,7 +662,8 @@ ngx_http_cache_guard_purge_send(ngx_http_cache_guard_purge_t *pu)
     }
 
     p = ngx_sprintf(start, "{\"%s\": \"", pu->key.len ? "key" : "pattern");
-    p = (u_char *) ngx_escape_json(p, what->data, what->len);
+    p = (u_char *) ngx_http_cache_guard_escape_json(p, what->data,
+                                                    what->len);
     p = ngx_sprintf(p, "\", \"soft\": %s, \"l1\": %ui",
                     pu->soft ? "true" : "false", pu->l1);
 

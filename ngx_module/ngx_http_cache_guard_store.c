@@ -507,8 +507,8 @@ ngx_http_cache_guard_store(ngx_http_request_t *r,
 done:
 
     /*
-     * a warm-up's pool is the admin request's, kept to the end of the
-     * whole job: the copies are given back now (the command has its own)
+     * a warm-up's pool lives until its URI is done: the copies are given
+     * back now (the command has its own)
      */
 
     if (ctx->warm) {

@@ -7,6 +7,10 @@
  * locations, so a guarded one takes the normal path (L1, Redis, the locks,
  * the fill); concurrency=N of them at a time.  The answer comes when all
  * are done; GET /warm shows the progress of the last job on this node.
+ *
+ * A subrequest allocates from its parent's pool, which lives until the
+ * job ends: each one gets a pool of its own instead, freed once it is done,
+ * so a job holds the memory of the URIs in flight only.
  */
 
 
@@ -15,23 +19,34 @@
 
 #define NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY  8
 #define NGX_HTTP_CACHE_GUARD_WARM_MAX          64
-/* each URI's subrequest lives in the admin request's pool until the end */
 #define NGX_HTTP_CACHE_GUARD_WARM_LINES        1000
+/* the body: as many URIs of the longest, with CRLF */
+#define NGX_HTTP_CACHE_GUARD_WARM_BYTES                                      \
+    (NGX_HTTP_CACHE_GUARD_WARM_LINES                                         \
+     * (NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 2))
 
 
 typedef struct ngx_http_cache_guard_warm_s  ngx_http_cache_guard_warm_t;
 
 
+typedef struct ngx_http_cache_guard_warm_uri_s
+    ngx_http_cache_guard_warm_uri_t;
+
+
 /* one URI: nginx may call its post-subrequest handler more than once */
 
-typedef struct {
+struct ngx_http_cache_guard_warm_uri_s {
     ngx_http_cache_guard_warm_t    *warm;
+    ngx_http_request_t             *request;
+    ngx_pool_t                     *pool;         /* the subrequest's own */
+    ngx_http_cache_guard_warm_uri_t  *next;       /* its pool not freed */
     ngx_http_post_subrequest_t      ps;
     ngx_uint_t                      done;         /* unsigned:1 */
-} ngx_http_cache_guard_warm_uri_t;
+};
 
 
 struct ngx_http_cache_guard_warm_s {
+    ngx_http_cache_guard_admin_body_t   body;
     ngx_http_request_t             *request;
     ngx_array_t                     uris;         /* ngx_str_t */
     ngx_uint_t                      next;
@@ -42,18 +57,25 @@ struct ngx_http_cache_guard_warm_s {
     ngx_uint_t                      hits;
     ngx_uint_t                      passed;
     ngx_uint_t                      failed;
-    ngx_uint_t                      bad_line;     /* 0: none */
+    ngx_http_cache_guard_warm_uri_t  *live;       /* pools to free */
+    ngx_event_t                     release;
     ngx_event_t                     finish;
 };
 
 
-static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r);
+static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_warm_line(
     ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
 static ngx_int_t ngx_http_cache_guard_warm_start(
     ngx_http_cache_guard_warm_t *w);
 static ngx_int_t ngx_http_cache_guard_warm_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static void ngx_http_cache_guard_warm_release(ngx_event_t *ev);
+static ngx_uint_t ngx_http_cache_guard_warm_busy(
+    ngx_http_cache_guard_warm_t *w, ngx_http_request_t *sr);
+static void ngx_http_cache_guard_warm_free(ngx_http_cache_guard_warm_t *w,
+    ngx_http_cache_guard_warm_uri_t *wu);
 static void ngx_http_cache_guard_warm_finish(ngx_event_t *ev);
 static void ngx_http_cache_guard_warm_cleanup(void *data);
 static ngx_int_t ngx_http_cache_guard_warm_headers(ngx_http_request_t *sr);
@@ -63,7 +85,9 @@ static ngx_int_t ngx_http_cache_guard_warm_progress(ngx_http_request_t *r);
 ngx_int_t
 ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
+    ngx_int_t                     n;
+    ngx_str_t                     arg;
+    ngx_http_cache_guard_warm_t  *w;
 
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
         return ngx_http_cache_guard_warm_progress(r);
@@ -73,32 +97,11 @@ ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
         return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_http_cache_guard_warm_body);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-static void
-ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
-{
-    ngx_int_t                            rc, n;
-    ngx_str_t                            arg;
-    ngx_pool_cleanup_t                  *cln;
-    ngx_http_cache_guard_warm_t         *w;
-    ngx_http_cache_guard_warm_state_t   *ws;
-    ngx_http_cache_guard_bloom_lines_t   ls;
-
     w = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_warm_t));
     if (w == NULL
         || ngx_array_init(&w->uris, r->pool, 64, sizeof(ngx_str_t)) != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     w->request = r;
@@ -108,53 +111,57 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
         n = ngx_atoi(arg.data, arg.len);
 
         if (n < 1 || n > NGX_HTTP_CACHE_GUARD_WARM_MAX) {
-            ngx_http_finalize_request(r,
-                ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 "concurrency must be 1 to "
-                                                 "%d",
-                                                 NGX_HTTP_CACHE_GUARD_WARM_MAX));
-            return;
+            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                                               "concurrency must be 1 to %d",
+                                               NGX_HTTP_CACHE_GUARD_WARM_MAX);
         }
 
         w->concurrency = (ngx_uint_t) n;
     }
 
-    ls.handler = ngx_http_cache_guard_warm_line;
-    ls.data = w;
-    ls.carry = ngx_pnalloc(r->pool, NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
-    ls.carry_len = 0;
-    ls.line = 0;
-
-    if (ls.carry == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
     /* every line is checked before the first fill: a bad one starts none */
 
-    rc = ngx_http_cache_guard_admin_read_lines(r, &ls);
+    w->body.lines.handler = ngx_http_cache_guard_warm_line;
+    w->body.lines.data = w;
+    w->body.limit = NGX_HTTP_CACHE_GUARD_WARM_BYTES;
+    w->body.too_large = "a body is %O bytes at most (1000 URIs) per call, "
+                        "nothing was warmed";
+    w->body.done = ngx_http_cache_guard_warm_body;
 
-    if (rc == NGX_DECLINED || w->bad_line) {
+    return ngx_http_cache_guard_admin_read_body(r, &w->body);
+}
+
+
+static void
+ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc)
+{
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_cache_guard_warm_t        *w = (void *) ab;
+    ngx_http_cache_guard_warm_state_t  *ws;
+
+    if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
             ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
                                              "line %ui is not a URI path "
                                              "(\"/...\", 4096 bytes at most, "
                                              "no spaces), nothing was warmed",
-                                             w->bad_line ? w->bad_line
-                                                         : ls.line));
+                                             ab->lines.line));
+        return;
+    }
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        ngx_http_finalize_request(r,
+            ngx_http_cache_guard_admin_error(r,
+                                             NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                             "%d URIs at most per call, "
+                                             "nothing was warmed",
+                                             NGX_HTTP_CACHE_GUARD_WARM_LINES));
         return;
     }
 
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (w->uris.nelts > NGX_HTTP_CACHE_GUARD_WARM_LINES) {
-        ngx_http_finalize_request(r,
-            ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "%d URIs at most per call",
-                                             NGX_HTTP_CACHE_GUARD_WARM_LINES));
         return;
     }
 
@@ -172,6 +179,10 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r)
     w->finish.handler = ngx_http_cache_guard_warm_finish;
     w->finish.data = w;
     w->finish.log = r->connection->log;
+
+    w->release.handler = ngx_http_cache_guard_warm_release;
+    w->release.data = w;
+    w->release.log = r->connection->log;
 
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
@@ -206,9 +217,23 @@ ngx_http_cache_guard_warm_cleanup(void *data)
 {
     ngx_http_cache_guard_warm_t *w = data;
 
+    ngx_http_cache_guard_warm_uri_t  *wu;
+
     if (w->finish.posted) {
         ngx_delete_posted_event(&w->finish);
     }
+
+    if (w->release.posted) {
+        ngx_delete_posted_event(&w->release);
+    }
+
+    /* the subrequests are over: nginx ran their upstreams' cleanups */
+
+    for (wu = w->live; wu; wu = wu->next) {
+        ngx_http_cache_guard_warm_free(w, wu);
+    }
+
+    w->live = NULL;
 
     if (ngx_http_cache_guard_state) {
         ngx_http_cache_guard_state->warm.running = 0;
@@ -234,15 +259,17 @@ ngx_http_cache_guard_warm_line(ngx_http_cache_guard_bloom_lines_t *ls,
     }
 
     if (item[0] != '/') {
-        w->bad_line = ls->line;
-        return NGX_OK;
+        return NGX_DECLINED;
     }
 
     for (i = 0; i < len; i++) {
         if (item[i] <= ' ' || item[i] == 0x7f) {
-            w->bad_line = ls->line;
-            return NGX_OK;
+            return NGX_DECLINED;
         }
+    }
+
+    if (w->uris.nelts == NGX_HTTP_CACHE_GUARD_WARM_LINES) {
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
     uri = ngx_array_push(&w->uris);
@@ -267,11 +294,14 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
 {
     u_char                           *q;
     ngx_str_t                        *uri, path, args;
+    ngx_pool_t                       *pool;
     ngx_http_request_t               *sr;
+    ngx_http_core_srv_conf_t         *cscf;
     ngx_http_cache_guard_ctx_t       *sctx;
     ngx_http_cache_guard_warm_uri_t  *wu;
 
     uri = w->uris.elts;
+    cscf = ngx_http_get_module_srv_conf(w->request, ngx_http_core_module);
 
     while (w->inflight < w->concurrency && w->next < w->uris.nelts) {
 
@@ -287,11 +317,19 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
             path.len = q - path.data;
         }
 
+        pool = ngx_create_pool(cscf->request_pool_size,
+                               w->request->connection->log);
+        if (pool == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* what outlives the subrequest is in the admin request's pool */
+
         wu = ngx_pcalloc(w->request->pool,
                          sizeof(ngx_http_cache_guard_warm_uri_t));
-        sctx = ngx_pcalloc(w->request->pool,
-                           sizeof(ngx_http_cache_guard_ctx_t));
+        sctx = ngx_pcalloc(pool, sizeof(ngx_http_cache_guard_ctx_t));
         if (wu == NULL || sctx == NULL) {
+            ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
 
@@ -303,8 +341,17 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
                                 &sr, &wu->ps, NGX_HTTP_SUBREQUEST_BACKGROUND)
             != NGX_OK)
         {
+            ngx_destroy_pool(pool);
             return NGX_ERROR;
         }
+
+        /* it has not run yet: from now on it allocates from its own */
+
+        sr->pool = pool;
+        wu->request = sr;
+        wu->pool = pool;
+        wu->next = w->live;
+        w->live = wu;
 
         w->next++;
         w->inflight++;
@@ -351,6 +398,14 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     ngx_http_cache_guard_ctx_t         *ctx;
     ngx_http_cache_guard_warm_state_t  *ws;
 
+    w = wu->warm;
+
+    /* its pool is freed once it is done, after nginx ends it */
+
+    if (wu->pool && !w->release.posted) {
+        ngx_post_event(&w->release, &ngx_posted_events);
+    }
+
     /* an error nginx answers itself finalizes the subrequest twice */
 
     if (wu->done) {
@@ -358,7 +413,6 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     }
 
     wu->done = 1;
-    w = wu->warm;
 
     ctx = ngx_http_cache_guard_find_ctx(sr);
     failed = 0;
@@ -421,6 +475,93 @@ ngx_http_cache_guard_warm_done(ngx_http_request_t *sr, void *data,
     }
 
     return rc;
+}
+
+
+/* the pools of the subrequests that are over */
+
+static void
+ngx_http_cache_guard_warm_release(ngx_event_t *ev)
+{
+    ngx_http_cache_guard_warm_t *w = ev->data;
+
+    ngx_http_cache_guard_warm_uri_t  *wu, **wup;
+
+    wup = &w->live;
+
+    while (*wup) {
+        wu = *wup;
+
+        /*
+         * Not done: an error page redirected it, it runs on and this
+         * comes again when it ends; busy: its upstream is not finalized
+         * (the admin request's end frees it then)
+         */
+
+        if (!wu->done || !wu->request->done
+            || ngx_http_cache_guard_warm_busy(w, wu->request))
+        {
+            wup = &wu->next;
+            continue;
+        }
+
+        *wup = wu->next;
+        ngx_http_cache_guard_warm_free(w, wu);
+    }
+}
+
+
+/*
+ * Something of the subrequest's that has not run yet: a cleanup (an
+ * upstream's) or a posted call
+ */
+
+static ngx_uint_t
+ngx_http_cache_guard_warm_busy(ngx_http_cache_guard_warm_t *w,
+    ngx_http_request_t *sr)
+{
+    ngx_http_cleanup_t          *cln;
+    ngx_http_posted_request_t   *pr;
+
+    for (cln = w->request->cleanup; cln; cln = cln->next) {
+        if (cln->handler && cln->data == sr) {
+            return 1;
+        }
+    }
+
+    for (pr = w->request->posted_requests; pr; pr = pr->next) {
+        if (pr->request == sr) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_cache_guard_warm_free(ngx_http_cache_guard_warm_t *w,
+    ngx_http_cache_guard_warm_uri_t *wu)
+{
+    ngx_pool_t          *pool;
+    ngx_http_request_t  *sr;
+    ngx_http_log_ctx_t  *lctx;
+
+    sr = wu->request;
+    pool = wu->pool;
+
+    /* the error log shows the request it was last set to */
+
+    lctx = sr->connection->log->data;
+
+    if (lctx && lctx->current_request == sr) {
+        lctx->current_request = w->request;
+    }
+
+    sr->pool = w->request->pool;
+    wu->pool = NULL;
+
+    ngx_destroy_pool(pool);
 }
 
 

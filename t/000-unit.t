@@ -1,5 +1,5 @@
 # Unit tests of the module's pure C code (entry codec, CRC32C, jitter,
-# Accept-Encoding classes): t/unit/unit.c with the codec.
+# Accept-Encoding classes, JSON escaping): t/unit/unit.c with the codec.
 use strict;
 use warnings;
 use lib 't/lib';

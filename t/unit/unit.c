@@ -3,7 +3,7 @@
  * Copyright (C) nginx-cache-guard authors
  *
  * Unit tests of the pure code (entry codec, checksum, jitter,
- * Accept-Encoding classes), printed as TAP for prove.
+ * Accept-Encoding classes, JSON escaping), printed as TAP for prove.
  */
 
 
@@ -281,6 +281,34 @@ test_accept_encoding(void)
 }
 
 
+static void
+test_escape_json(void)
+{
+    u_char     out[64], *last;
+    uintptr_t  added;
+
+    static u_char  in[] = "a\"b\\c\n\x01\xff\xfe"    /* escaped */
+                          "\xc3\xa9\xe2\x82\xac"       /* valid: copied */
+                          "\xc0\xaf\xed\xa0\x80"      /* overlong, surrogate */
+                          "\xe2\x82";                 /* cut */
+
+    static u_char  want[] = "a\\\"b\\\\c\\n\\u0001\\u00ff\\u00fe"
+                            "\xc3\xa9\xe2\x82\xac"
+                            "\\u00c0\\u00af\\u00ed\\u00a0\\u0080"
+                            "\\u00e2\\u0082";
+
+    added = ngx_http_cache_guard_escape_json(NULL, in, sizeof(in) - 1);
+    last = (u_char *) ngx_http_cache_guard_escape_json(out, in,
+                                                       sizeof(in) - 1);
+
+    ok((size_t) (last - out) == sizeof(want) - 1
+       && memcmp(out, want, sizeof(want) - 1) == 0,
+       "json: quotes, controls and bytes that are not UTF-8 are escaped");
+    ok(added == sizeof(want) - sizeof(in),
+       "json: the length counts what the escaping adds");
+}
+
+
 int
 main(void)
 {
@@ -289,6 +317,7 @@ main(void)
     test_codec();
     test_jitter();
     test_accept_encoding();
+    test_escape_json();
 
     printf("1..%d\n", ngx_http_cache_guard_test_n);
 

@@ -669,8 +669,9 @@ ngx_int_t
 ngx_http_cache_guard_breaker_allow(ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_breaker_conf_t *bc, ngx_log_t *log)
 {
-    ngx_uint_t  state;
-    ngx_msec_t  since;
+    ngx_uint_t         state;
+    ngx_msec_t         since;
+    ngx_atomic_uint_t  n;
 
     if (rec == NULL || !bc->enabled) {
         return NGX_OK;
@@ -714,11 +715,18 @@ ngx_http_cache_guard_breaker_allow(ngx_http_cache_guard_record_t *rec,
                                                           : NGX_DECLINED;
     }
 
-    if (ngx_atomic_fetch_add(&rec->probes, 1) < bc->half_open) {
-        return NGX_AGAIN;
-    }
+    /* only a probe let through takes a place: refusals must not count */
 
-    return NGX_DECLINED;
+    do {
+        n = rec->probes;
+
+        if (n >= bc->half_open) {
+            return NGX_DECLINED;
+        }
+
+    } while (!ngx_atomic_cmp_set(&rec->probes, n, n + 1));
+
+    return NGX_AGAIN;
 }
 
 

@@ -113,6 +113,19 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
             }
         }
 
+        /*
+         * nginx's own 502 for an answer the origin did give (a header too
+         * big for proxy_buffer_size, say) depends on the request, not on
+         * the origin's health: a client could trip the breaker with it
+         */
+
+        if (status == NGX_HTTP_BAD_GATEWAY && r->upstream
+            && r->upstream->headers_in.status_n
+            && r->upstream->headers_in.status_n < NGX_HTTP_INTERNAL_SERVER_ERROR)
+        {
+            status = r->upstream->headers_in.status_n;
+        }
+
         failed = ngx_http_cache_guard_breaker_counts(&ctx->policy->breaker,
                                                      status);
 
@@ -363,7 +376,18 @@ ngx_http_cache_guard_headonly(ngx_http_request_t *r,
     ngx_http_cache_guard_consume(in);
 
     if (cl == NULL) {
-        return NGX_OK;
+        if (ctx->capture) {
+            return NGX_OK;
+        }
+
+        /*
+         * Not stored after all (over max_entry_size): the rest of the
+         * body is of no use, and the client's answer is complete.  An
+         * error ends the upstream instead of reading it to its end.
+         */
+
+        r->header_only = 1;
+        return NGX_ERROR;
     }
 
     ctx->headonly = 0;
@@ -383,6 +407,9 @@ ngx_http_cache_guard_headonly(ngx_http_request_t *r,
 
     out.buf = b;
     out.next = NULL;
+
+    /* the filters after ours (gzip, addition) saw a header-only answer */
+    r->header_only = 1;
 
     return ngx_http_next_body_filter(r, &out);
 }

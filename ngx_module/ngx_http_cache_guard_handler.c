@@ -33,6 +33,7 @@ static ngx_int_t ngx_http_cache_guard_origin(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill);
 static ngx_int_t ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
+static ngx_uint_t ngx_http_cache_guard_conditional(ngx_table_elt_t *h);
 static ngx_int_t ngx_http_cache_guard_pass(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_origin_down(ngx_http_request_t *r,
@@ -448,12 +449,16 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
 
         /* a live filler holds it: "follow" waits on without a stale copy */
 
-        if (ngx_current_msec - ctx->wait_start >= pl->lock_wait
-            && (pl->on_timeout != NGX_HTTP_CACHE_GUARD_ON_FOLLOW
-                || ctx->stale_blob.len))
-        {
-            ctx->timed_out = 1;
-            return ngx_http_cache_guard_timeout(r, ctx);
+        if (ngx_current_msec - ctx->wait_start >= pl->lock_wait) {
+
+            if (pl->on_timeout != NGX_HTTP_CACHE_GUARD_ON_FOLLOW
+                || ctx->stale_blob.len)
+            {
+                ctx->timed_out = 1;
+                return ngx_http_cache_guard_timeout(r, ctx);
+            }
+
+            ngx_http_cache_guard_lock_late(ctx);
         }
 
         if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
@@ -510,20 +515,24 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
 
     /*
      * "follow" without a stale copy polls on while the other node's lock
-     * lives: it expires by itself within lock.ttl, and then this request
-     * takes it (SET NX) and fills.
+     * lives: its holder renews it while it fills, and if that node dies
+     * it expires within lock.ttl; then this request takes it (SET NX).
      */
 
     waited = ngx_current_msec - ctx->wait_start;
 
-    if (waited >= ctx->policy->lock_wait
-        && (ctx->policy->on_timeout != NGX_HTTP_CACHE_GUARD_ON_FOLLOW
-            || ctx->stale_blob.len
-            || waited >= ctx->policy->lock_wait + ctx->policy->lock_ttl))
-    {
-        ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
-        ctx->timed_out = 1;
-        return ngx_http_cache_guard_timeout(r, ctx);
+    if (waited >= ctx->policy->lock_wait) {
+
+        if (ctx->policy->on_timeout != NGX_HTTP_CACHE_GUARD_ON_FOLLOW
+            || ctx->stale_blob.len)
+        {
+            ngx_http_cache_guard_fill_end(ctx,
+                                          NGX_HTTP_CACHE_GUARD_FILL_RETRY);
+            ctx->timed_out = 1;
+            return ngx_http_cache_guard_timeout(r, ctx);
+        }
+
+        ngx_http_cache_guard_lock_late(ctx);
     }
 
     /*
@@ -648,19 +657,18 @@ ngx_http_cache_guard_origin(ngx_http_request_t *r,
  * a HEAD becomes a GET (the client still gets a HEAD's answer, see the
  * header filter), and Range and conditional headers are not sent on, as
  * proxy_cache does, so that a 206 or a 304 never stands in for the
- * entry.  nginx's range and not-modified filters still read them from
- * headers_in to answer this client from the full response.
+ * entry.  The filters still read them from headers_in to answer this
+ * client.
  */
 
 static ngx_int_t
 ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    ngx_uint_t              i, n;
-    ngx_list_t              list;
-    ngx_table_elt_t        *h, *copy;
-    ngx_list_part_t        *part;
-    ngx_http_headers_in_t  *hi;
+    ngx_uint_t        i, n, strip;
+    ngx_list_t        list;
+    ngx_table_elt_t  *h, *copy;
+    ngx_list_part_t  *part;
 
     static ngx_str_t  get = ngx_string("GET");
 
@@ -670,34 +678,34 @@ ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
         ctx->head = 1;
     }
 
-    hi = &r->headers_in;
-
-    if (hi->range == NULL && hi->if_range == NULL
-        && hi->if_modified_since == NULL && hi->if_unmodified_since == NULL
-        && hi->if_match == NULL && hi->if_none_match == NULL)
-    {
-        return NGX_OK;
-    }
+    /* by name: nginx keeps a pointer to the first Range header only */
 
     n = 0;
+    strip = 0;
 
-    for (part = &hi->headers.part; part; part = part->next) {
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            strip += ngx_http_cache_guard_conditional(&h[i]);
+        }
+
         n += part->nelts;
+    }
+
+    if (strip == 0) {
+        return NGX_OK;
     }
 
     if (ngx_list_init(&list, r->pool, n, sizeof(ngx_table_elt_t)) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    for (part = &hi->headers.part; part; part = part->next) {
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
 
         for (i = 0; i < part->nelts; i++) {
-            if (&h[i] == hi->range || &h[i] == hi->if_range
-                || &h[i] == hi->if_modified_since
-                || &h[i] == hi->if_unmodified_since
-                || &h[i] == hi->if_match || &h[i] == hi->if_none_match)
-            {
+            if (ngx_http_cache_guard_conditional(&h[i])) {
                 continue;
             }
 
@@ -711,9 +719,45 @@ ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
     }
 
     /* the fields of headers_in still point to the old elements */
-    hi->headers = list;
+    r->headers_in.headers = list;
 
     return NGX_OK;
+}
+
+
+/* a request header that asks for less than the whole entity */
+
+static ngx_uint_t
+ngx_http_cache_guard_conditional(ngx_table_elt_t *h)
+{
+    ngx_str_t  *name;
+
+    static ngx_str_t  names[] = {
+        ngx_string("range"),
+        ngx_string("if-range"),
+        ngx_string("if-match"),
+        ngx_string("if-none-match"),
+        ngx_string("if-modified-since"),
+        ngx_string("if-unmodified-since"),
+        ngx_string("request-range"),     /* an old name Apache honours */
+        ngx_null_string
+    };
+
+    if (h->key.len < 5
+        || ((h->key.data[0] | 0x20) != 'i' && (h->key.data[0] | 0x20) != 'r'))
+    {
+        return 0;
+    }
+
+    for (name = names; name->len; name++) {
+        if (h->key.len == name->len
+            && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -828,16 +872,11 @@ static ngx_int_t
 ngx_http_cache_guard_timeout(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    if (ctx->policy->rec) {
-        (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.lock_timeouts, 1);
-    }
+    ngx_http_cache_guard_lock_late(ctx);
 
     switch (ctx->policy->on_timeout) {
 
-    /*
-     * "follow" comes here with a stale copy at lock.wait, or when the
-     * filler it followed outlived lock.ttl: then it goes itself
-     */
+    /* "follow" comes here only with a stale copy, at lock.wait */
 
     case NGX_HTTP_CACHE_GUARD_ON_FOLLOW:
     case NGX_HTTP_CACHE_GUARD_ON_STALE:

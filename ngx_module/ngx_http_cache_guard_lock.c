@@ -31,6 +31,10 @@ typedef struct {
 
 
 static void ngx_http_cache_guard_lock_hash(ngx_http_cache_guard_ctx_t *ctx);
+static void ngx_http_cache_guard_hold(ngx_http_cache_guard_ctx_t *ctx);
+static void ngx_http_cache_guard_unhold(ngx_http_cache_guard_ctx_t *ctx);
+static void ngx_http_cache_guard_renew_handler(ngx_event_t *ev);
+static void ngx_http_cache_guard_renew_done(redisReply *reply, void *data);
 static ngx_uint_t ngx_http_cache_guard_alive(ngx_pid_t pid);
 static void ngx_http_cache_guard_tick_handler(ngx_event_t *ev);
 static void ngx_http_cache_guard_kick(void);
@@ -52,6 +56,17 @@ static ngx_uint_t   ngx_http_cache_guard_ticks;
 
 /* nginx's debug log reads a timer's data as a connection */
 static ngx_connection_t  ngx_http_cache_guard_tick_conn;
+
+/* per worker: the requests holding a lock, renewed while they fill */
+static ngx_queue_t  ngx_http_cache_guard_holders;
+static ngx_event_t  ngx_http_cache_guard_renew;
+
+#define NGX_HTTP_CACHE_GUARD_RENEW  250
+
+/* if redis.call("get", KEYS[1]) == ARGV[1] then ... pexpire ... end */
+static ngx_str_t  ngx_http_cache_guard_renew_script = ngx_string(
+    "if redis.call(\"get\", KEYS[1]) == ARGV[1] then "
+    "return redis.call(\"pexpire\", KEYS[1], ARGV[2]) end return 0");
 
 
 /*
@@ -186,6 +201,8 @@ again:
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    ngx_http_cache_guard_hold(ctx);
+
     return NGX_OK;
 }
 
@@ -213,7 +230,7 @@ ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    /* a holder that outlived lock.ttl may have been taken over */
+    /* a holder whose worker stalled past lock.ttl may have been taken over */
 
     if (ngx_http_cache_guard_slot_is(s, ctx) && s->gen == ctx->gen) {
         s->expires = 0;
@@ -223,7 +240,134 @@ ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    ngx_http_cache_guard_unhold(ctx);
     ngx_http_cache_guard_kick();
+}
+
+
+/*
+ * A live filler keeps its locks: while its request runs, this worker
+ * renews its node slot and its Redis lock (PEXPIRE, by its holder only)
+ * whenever less than half of lock.ttl is left.  Waiters then follow a
+ * slow fill to its end, whatever lock.ttl is; a lock expires only when its
+ * holder's worker died or stalled, and then one waiter takes over.
+ */
+
+static void
+ngx_http_cache_guard_hold(ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_event_t  *ev;
+
+    if (ctx->holding) {
+        return;
+    }
+
+    ev = &ngx_http_cache_guard_renew;
+
+    if (ev->handler == NULL) {
+        ngx_queue_init(&ngx_http_cache_guard_holders);
+        ngx_http_cache_guard_tick_conn.fd = (ngx_socket_t) -1;
+        ev->data = &ngx_http_cache_guard_tick_conn;
+        ev->handler = ngx_http_cache_guard_renew_handler;
+        ev->log = ngx_cycle->log;
+        ev->cancelable = 1;
+    }
+
+    ngx_queue_insert_tail(&ngx_http_cache_guard_holders, &ctx->held);
+    ctx->holding = 1;
+
+    if (!ev->timer_set) {
+        ngx_add_timer(ev, NGX_HTTP_CACHE_GUARD_RENEW);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_unhold(ngx_http_cache_guard_ctx_t *ctx)
+{
+    if (ctx->holding && !ctx->node_locked && !ctx->redis_locked) {
+        ngx_queue_remove(&ctx->held);
+        ctx->holding = 0;
+    }
+}
+
+
+static void
+ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
+{
+    u_char                            *p, px[NGX_INT64_LEN];
+    size_t                             argvlen[6];
+    uint64_t                           now, ttl;
+    const char                        *argv[6];
+    ngx_queue_t                       *q;
+    ngx_http_cache_guard_ctx_t        *ctx;
+    ngx_http_cache_guard_zone_t       *zone;
+    ngx_http_cache_guard_lock_slot_t  *s;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    now = ngx_http_cache_guard_now();
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_cache_guard_module);
+
+    for (q = ngx_queue_head(&ngx_http_cache_guard_holders);
+         q != ngx_queue_sentinel(&ngx_http_cache_guard_holders);
+         q = ngx_queue_next(q))
+    {
+        ctx = ngx_queue_data(q, ngx_http_cache_guard_ctx_t, held);
+        ttl = ctx->policy->lock_ttl;
+
+        if (ctx->node_locked) {
+            zone = ctx->zone;
+            s = &zone->sh->locks[ctx->slot];
+
+            ngx_shmtx_lock(&zone->shpool->mutex);
+
+            if (ngx_http_cache_guard_slot_is(s, ctx) && s->gen == ctx->gen
+                && s->expires < now + ttl / 2)
+            {
+                s->expires = now + ttl;
+            }
+
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+        }
+
+        if (ctx->redis_locked && mcf && mcf->redis
+            && ctx->rlock_until < now + ttl / 2)
+        {
+            ctx->rlock_until = now + ttl;
+
+            p = ngx_sprintf(px, "%uL", ttl);
+
+            argv[0] = "EVAL";
+            argvlen[0] = 4;
+            argv[1] = (const char *) ngx_http_cache_guard_renew_script.data;
+            argvlen[1] = ngx_http_cache_guard_renew_script.len;
+            argv[2] = "1";
+            argvlen[2] = 1;
+            argv[3] = (const char *) ctx->lkey.data;
+            argvlen[3] = ctx->lkey.len;
+            argv[4] = (const char *) ctx->token;
+            argvlen[4] = sizeof(ctx->token);
+            argv[5] = (const char *) px;
+            argvlen[5] = p - px;
+
+            /* refused (breaker open, no connection): the lock expires */
+            (void) ngx_http_cache_guard_redis_command(mcf->redis,
+                                               ngx_http_cache_guard_renew_done,
+                                               NULL, 6, argv, argvlen);
+        }
+    }
+
+    if (!ngx_queue_empty(&ngx_http_cache_guard_holders)) {
+        ngx_add_timer(ev, NGX_HTTP_CACHE_GUARD_RENEW);
+    }
+}
+
+
+static void
+ngx_http_cache_guard_renew_done(redisReply *reply, void *data)
+{
+    /* nothing to do: a lock not renewed expires, and one waiter takes over */
 }
 
 
@@ -251,6 +395,23 @@ ngx_http_cache_guard_lock_failed(ngx_http_cache_guard_ctx_t *ctx)
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return failed;
+}
+
+
+/* a wait that passed lock.wait, counted once whatever follows */
+
+void
+ngx_http_cache_guard_lock_late(ngx_http_cache_guard_ctx_t *ctx)
+{
+    if (ctx->late) {
+        return;
+    }
+
+    ctx->late = 1;
+
+    if (ctx->policy->rec) {
+        (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.lock_timeouts, 1);
+    }
 }
 
 
@@ -368,6 +529,7 @@ ngx_http_cache_guard_tick_handler(ngx_event_t *ev)
             if (ctx->policy->on_timeout == NGX_HTTP_CACHE_GUARD_ON_FOLLOW
                 && ctx->stale_blob.len == 0)
             {
+                ngx_http_cache_guard_lock_late(ctx);
                 continue;
             }
         }
@@ -488,6 +650,8 @@ ngx_http_cache_guard_rlock_done(redisReply *reply, void *data)
     } else if (reply->type == REDIS_REPLY_STATUS) {
         ctx->rlock_rc = NGX_OK;
         ctx->redis_locked = 1;
+        ctx->rlock_until = ngx_http_cache_guard_now() + ctx->policy->lock_ttl;
+        ngx_http_cache_guard_hold(ctx);
 
     } else {
         ctx->rlock_rc = NGX_DECLINED;
@@ -511,6 +675,7 @@ ngx_http_cache_guard_rlock_release(ngx_http_cache_guard_ctx_t *ctx,
     }
 
     ctx->redis_locked = 0;
+    ngx_http_cache_guard_unhold(ctx);
 
     rl = ngx_alloc(sizeof(ngx_http_cache_guard_release_t) + ctx->lkey.len
                    + sizeof(ctx->token), rd->log);

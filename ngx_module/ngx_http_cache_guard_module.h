@@ -772,6 +772,8 @@ typedef struct {
     ngx_int_t                       slot;         /* node lock, or -1 */
     uint32_t                        gen;
     ngx_queue_t                     queue;        /* a worker's waiters */
+    ngx_queue_t                     held;         /* a worker's lock holders */
+    uint64_t                        rlock_until;  /* ms: the Redis lock's end */
     ngx_msec_t                      wait_start;
     ngx_msec_t                      poll;         /* remote wait interval */
     ngx_event_t                     poll_timer;
@@ -810,6 +812,8 @@ typedef struct {
     unsigned                        probe:1;      /* a half-open probe */
     unsigned                        head:1;       /* a HEAD filled by a GET */
     unsigned                        headonly:1;   /* body read, not sent */
+    unsigned                        late:1;       /* past lock.wait, counted */
+    unsigned                        holding:1;    /* in the holders' queue */
 } ngx_http_cache_guard_ctx_t;
 
 
@@ -836,6 +840,7 @@ void ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
 ngx_int_t ngx_http_cache_guard_lock_wait(ngx_http_cache_guard_ctx_t *ctx);
 void ngx_http_cache_guard_lock_unwait(ngx_http_cache_guard_ctx_t *ctx);
 ngx_uint_t ngx_http_cache_guard_lock_failed(ngx_http_cache_guard_ctx_t *ctx);
+void ngx_http_cache_guard_lock_late(ngx_http_cache_guard_ctx_t *ctx);
 ngx_int_t ngx_http_cache_guard_rlock_try(ngx_http_cache_guard_ctx_t *ctx,
     ngx_http_cache_guard_redis_t *rd);
 void ngx_http_cache_guard_rlock_release(ngx_http_cache_guard_ctx_t *ctx,

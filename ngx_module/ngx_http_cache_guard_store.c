@@ -567,21 +567,26 @@ ngx_http_cache_guard_l1_keep(ngx_http_request_t *r,
     now = ngx_http_cache_guard_now();
     expires = e->stale_until;
 
-    if (pl->l1_ttl != NGX_CONF_UNSET_MSEC) {
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
+
+    /*
+     * With Redis' breaker open L1 is the only copy, and the origin's only
+     * shield: it keeps the entry for its whole life, whether l1.ttl was
+     * written or not.
+     */
+
+    if (mcf->redis
+        && ngx_http_cache_guard_breaker_state(mcf->redis->rec,
+                                              &mcf->redis->breaker)
+           != NGX_HTTP_CACHE_GUARD_CLOSED)
+    {
+        /* void */
+
+    } else if (pl->l1_ttl != NGX_CONF_UNSET_MSEC) {
         expires = ngx_min(expires, now + pl->l1_ttl);
 
-    } else {
-        mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
-
-        /* without Redis (its breaker open), L1 is the only copy */
-
-        if (mcf->redis
-            && ngx_http_cache_guard_breaker_state(mcf->redis->rec,
-                                              &mcf->redis->breaker)
-               == NGX_HTTP_CACHE_GUARD_CLOSED)
-        {
-            expires = ngx_min(expires, now + 5000);
-        }
+    } else if (mcf->redis) {
+        expires = ngx_min(expires, now + 5000);
     }
 
     return ngx_http_cache_guard_l1_put(ctx->zone, &ctx->key, blob, expires,

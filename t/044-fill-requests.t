@@ -57,6 +57,16 @@ __DATA__
 --- user_files
 >>> p.lua
 return { ttl = 60, jitter = 0 }
+--- config
+    location = /metrics {
+        cache_guard_metrics;
+    }
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status" always;
+    }
 --- check
 origin_set('/slow', delay => 6);
 my $n = main::clients(200);
@@ -70,6 +80,9 @@ is(scalar(grep { guard($_) eq 'MISS' } @$res), 1, 'one filler')
 is(scalar(grep { guard($_) eq 'HIT' } @$res), $n - 1,
    'every waiter followed it to the end and was served the entry')
     or diag(tally($res));
+my $m = http_get('/metrics')->{body};
+like($m, qr/^cache_guard_lock_timeouts_total\{policy="p"\} @{[$n - 1]}$/m,
+     'each waiter that passed lock.wait is counted as a lock time-out');
 --- no_error_log
 [error]
 [alert]
@@ -116,13 +129,13 @@ is(scalar(grep { guard($_) eq 'LOCK_TIMEOUT' } @$res), 4, 'as LOCK_TIMEOUT')
 
 
 
-=== TEST 4: "follow" across nodes: a waiter on another node polls on past lock.wait and gets the value
+=== TEST 4: "follow" across nodes: a waiter on another node polls on past lock.wait and lock.ttl (its holder renews the Redis lock) and gets the value
 --- user_files
 >>> p.lua
-return { ttl = 60, jitter = 0, lock = { wait = 1 } }
+return { ttl = 60, jitter = 0, lock = { ttl = 2, wait = 1 } }
 --- check
 start_second_nginx(main::location_conf());
-origin_set('/x', delay => 3);
+origin_set('/x', delay => 4);
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
     my $r = http_get('/x', timeout => 20);
@@ -263,3 +276,109 @@ is(origin_count('/nc'), 2, 'twice at the origin');
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 10: a fill that takes longer than lock.ttl keeps its lock (its worker renews it): the waiters follow it, one origin request
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0, lock = { ttl = 2, wait = 1 } }
+--- check
+origin_set('/t', delay => 5);
+my $res = http_concurrent(10, '/t', timeout => 30);
+is(origin_count('/t'), 1, 'the origin saw one request');
+is(scalar(grep { guard($_) eq 'MISS' } @$res), 1, 'one filler')
+    or diag(tally($res));
+is(scalar(grep { guard($_) eq 'HIT' && $_->{body} =~ /"n":1,/ } @$res), 9,
+   'nine waiters served its value') or diag(tally($res));
+ok(wait_for(sub { !redis('EXISTS', 'cg:lock:/t') }, 5),
+   'the Redis lock was released at the end');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 11: a Range header sent twice is not passed on either: one full fill
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0 }
+--- check
+my $res = http_concurrent(10, '/dr?size=1000&delay=0.3',
+    headers => ['Range: bytes=0-9', 'Range: bytes=0-9', 'request-range: bytes=0-9'],
+    timeout => 30);
+is(origin_count('/dr'), 1, 'the origin saw one request');
+my $last = origin_last_request('/dr');
+ok(!exists $last->{headers}{range} && !exists $last->{headers}{'request-range'},
+   'with no range header at all') or diag(Test::More::explain($last->{headers}));
+ok(stored('cg:/dr'), 'the entity is stored');
+--- no_error_log
+[alert]
+
+
+
+=== TEST 12: a HEAD filled through gzip on a keep-alive connection: no body bytes before the next response
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        gzip on;
+        gzip_types application/json;
+        gzip_min_length 1;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0 }
+--- check
+my $data = Test::CacheGuard::HTTP::build_request(method => 'HEAD', path => '/gz',
+               connection => 'keep-alive', headers => { 'Accept-Encoding' => 'gzip' })
+         . Test::CacheGuard::HTTP::build_request(method => 'GET', path => '/gz2');
+my $out = Test::CacheGuard::HTTP::exchange([{
+    port => $ENV{TEST_NGINX_SERVER_PORT}, data => $data,
+    methods => ['HEAD', 'GET'] }], 10)->[0];
+is($out->[0]{status} . ' ' . guard($out->[0]), '200 MISS', 'the HEAD filled');
+is($out->[1]{status}, 200, 'the next response on the connection is intact')
+    or diag(Test::More::explain($out->[1]));
+like($out->[1]{body} // '', qr/^\{"path":"\/gz2","n":1,/, 'with its own body');
+ok(stored("cg:/gz\0gzip"), 'the HEAD stored the gzip variant');
+--- no_error_log
+[error]
+[alert]
+
+
+
+=== TEST 13: a HEAD of a chunked body over max_entry_size does not read the rest of the body
+--- http_config
+    log_format up '$uri $upstream_bytes_received';
+--- config
+    location /cs/ {
+        access_log off;
+        sub_filter 'zzzz' 'y';
+        sub_filter_once off;
+        sub_filter_types *;
+        proxy_pass http://origin/;
+    }
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        access_log logs/up.log up;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/cs/;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0, max_entry_size = "64k" }
+--- check
+my $r = http_request('HEAD', '/big?size=30000000', timeout => 30);
+is($r->{status}, 200, 'the HEAD is answered');
+is($r->{body}, '', 'without a body');
+is(redis('EXISTS', 'cg:/big'), 0, 'nothing stored');
+my $log = '';
+ok(wait_for(sub {
+       open my $fh, '<', servroot() . '/logs/up.log' or return 0;
+       local $/; $log = <$fh>; $log =~ m{^/big \d+$}m }, 10, 'the log line'),
+   'the request was logged');
+my ($bytes) = $log =~ m{^/big (\d+)$}m;
+ok($bytes < 10_000_000, "the upstream was cut off ($bytes of 30,000,000+ bytes read)");

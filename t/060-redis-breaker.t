@@ -203,3 +203,24 @@ ok(wait_for(sub { http_get('/y'); redis('EXISTS', 'cg:/y') }, 15),
    'Redis is used again as soon as it answers');
 --- no_error_log
 [alert]
+
+
+
+=== TEST 4: l1.ttl written in the policy: while the Redis breaker is open, L1 keeps what it stores for the entry's whole life
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 1 } }
+--- check
+is(http_request('POST', '/admin/breaker/redis?state=open')->{status}, 200,
+   'the Redis breaker forced open');
+like(guard(http_get('/l1')), qr/^MISS/, 'filled from the origin, Redis skipped');
+# l1.ttl (1 s) must pass: that wait is the point
+sleep 1.5;
+my $r = http_get('/l1');
+is(guard($r), 'HIT l1', 'still an L1 hit past l1.ttl: L1 is the only copy');
+is(origin_count('/l1'), 1, 'one origin request');
+is(http_request('POST', '/admin/breaker/redis?state=auto')->{status}, 200,
+   'the breaker released');
+--- no_error_log
+[alert]
+[crit]

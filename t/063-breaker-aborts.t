@@ -11,6 +11,7 @@ use Test::CacheGuard::Assert;
 
 use IO::Socket::INET;
 use JSON::PP;
+use Time::HiRes qw(sleep);
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -28,10 +29,11 @@ CONF
         cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
         proxy_pass http://origin;
         proxy_read_timeout 1s;
+        proxy_buffer_size 4k;
         add_header X-Guard "$cache_guard_status" always;
     }
 CONF
-    $block->set_value('user_files', <<'FILES');
+    $block->set_value('user_files', <<'FILES') unless defined $block->user_files;
 >>> p.lua
 return {
   name = "api", ttl = 60, jitter = 0,
@@ -108,6 +110,60 @@ my $before = origin_total();
 my $f = http_get('/cold');
 is($f->{status}, 503, 'a cold key now gets the fallback');
 is(origin_total(), $before, 'without reaching the origin');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 3: half-open: the probe's client goes away; refusals took no place of probes, and the next request probes at once
+--- user_files
+>>> p.lua
+return {
+  name = "api", ttl = 60, jitter = 0,
+  breaker = { origin = { window = 30, min_requests = 4, failure_rate = 0.5,
+                         open_for = 2, half_open_requests = 1 } },
+}
+--- check
+my @f = map { http_get("/f$_?status=500") } 1 .. 4;
+is(main::breaker()->{state}, 'open', 'four 500s opened the breaker');
+# open_for (2 s) must pass: that wait is the point
+sleep 2.5;
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                              PeerPort => $ENV{TEST_NGINX_SERVER_PORT})
+    or die "connect: $!";
+print $s "GET /probe?delay=5 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+ok(wait_for(sub { origin_inflight() >= 1 }, 10, 'the probe at the origin'),
+   'a probe is let through');
+my @r = map { http_get("/busy$_") } 1 .. 5;
+is(scalar(grep { $_->{status} == 503 } @r), 5,
+   'while it runs, others get the fallback') or diag(tally(\@r));
+close $s;
+ok(wait_for(sub { error_log_since_block()
+                  =~ /client prematurely closed connection/ }, 10, 'abort'),
+   'nginx saw the probe\'s client go');
+my $n = http_get('/next');
+is($n->{status}, 200, 'the next request probes at once and is served');
+is(origin_count('/next'), 1, 'by the origin');
+is(main::breaker()->{state}, 'closed', 'and its success closes the breaker');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 4: nginx's own 502 for an origin that did answer (a header too big for proxy_buffer_size) does not count
+--- check
+my $big = 'x' x 6000;
+my @r = map { http_get("/tb$_?hdr=X-Big:$big") } 1 .. 10;
+is(scalar(grep { $_->{status} == 502 } @r), 10,
+   'ten 502s, "upstream sent too big header"') or diag(tally(\@r));
+is(origin_count("/tb$_"), 1, "the origin answered /tb$_") for 1 .. 3;
+my $b = main::breaker();
+is($b->{state}, 'closed', 'the breaker stays closed')
+    or diag(Test::More::explain($b));
+is($b->{failures}, 0, 'no failure counted');
+is(http_get('/fine')->{status}, 200, 'other keys are served');
 --- no_error_log
 [alert]
 [crit]

@@ -32,6 +32,7 @@ typedef struct {
     ngx_str_t                       pattern;      /* or empty */
     ngx_uint_t                      soft;
     ngx_uint_t                      variant;      /* 0: key, 1: gzip */
+    ngx_uint_t                      pass;         /* SCAN: 0 keys, 1 gzip */
     ngx_uint_t                      step;         /* NGX_HTTP_CACHE_GUARD_P_ */
     ngx_uint_t                      l1;
     ngx_uint_t                      deleted;      /* in Redis */
@@ -52,6 +53,8 @@ static ngx_int_t ngx_http_cache_guard_purge_next(
 static void ngx_http_cache_guard_purge_reply(redisReply *reply, void *data);
 static ngx_int_t ngx_http_cache_guard_purge_scanned(
     ngx_http_cache_guard_purge_t *pu, redisReply *reply);
+static ngx_int_t ngx_http_cache_guard_purge_scanned_all(
+    ngx_http_cache_guard_purge_t *pu);
 static ngx_int_t ngx_http_cache_guard_purge_publish(
     ngx_http_cache_guard_purge_t *pu);
 static ngx_int_t ngx_http_cache_guard_purge_send(
@@ -269,7 +272,8 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
 
         if (pu->match.len == 0) {
             pu->match.data = ngx_pnalloc(r->pool, 2 * pu->redis->prefix.len
-                                                  + pu->pattern.len);
+                               + pu->pattern.len
+                               + sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT));
             if (pu->match.data == NULL) {
                 pu->failed = "no memory";
                 return NGX_ERROR;
@@ -286,6 +290,12 @@ ngx_http_cache_guard_purge_next(ngx_http_cache_guard_purge_t *pu)
             }
 
             p = ngx_cpymem(p, pu->pattern.data, pu->pattern.len);
+
+            if (pu->pass) {
+                p = ngx_cpymem(p, NGX_HTTP_CACHE_GUARD_GZIP_VARIANT,
+                               sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT) - 1);
+            }
+
             pu->match.len = p - pu->match.data;
         }
 
@@ -437,6 +447,9 @@ ngx_http_cache_guard_purge_reply(redisReply *reply, void *data)
         {
             pu->step = NGX_HTTP_CACHE_GUARD_P_SCAN;
             rc = ngx_http_cache_guard_purge_next(pu);
+
+        } else if (pu->pattern.len) {
+            rc = ngx_http_cache_guard_purge_scanned_all(pu);
 
         } else {
             rc = ngx_http_cache_guard_purge_publish(pu);
@@ -636,10 +649,42 @@ ngx_http_cache_guard_purge_scanned(ngx_http_cache_guard_purge_t *pu,
     }
 
     if (pu->cursor.len == 1 && pu->cursor.data[0] == '0') {
-        return ngx_http_cache_guard_purge_publish(pu);
+        return ngx_http_cache_guard_purge_scanned_all(pu);
     }
 
     return ngx_http_cache_guard_purge_next(pu);
+}
+
+
+/*
+ * A SCAN ended.  The gzip variant of a key is the key, a NUL and "gzip":
+ * a glob that matches the key does not match it unless it ends in "*",
+ * so a second SCAN looks for PATTERN\0gzip, as L1 purges the variants of
+ * the keys the glob matches.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_purge_scanned_all(ngx_http_cache_guard_purge_t *pu)
+{
+    size_t  n;
+
+    if (pu->pass == 0) {
+        n = pu->pattern.len;
+
+        if (!(n && pu->pattern.data[n - 1] == '*'
+              && (n == 1 || pu->pattern.data[n - 2] != '\\')))
+        {
+            pu->pass = 1;
+            pu->match.len = 0;
+            pu->scanned = 0;
+            ngx_str_set(&pu->cursor, "0");
+            pu->step = NGX_HTTP_CACHE_GUARD_P_SCAN;
+
+            return ngx_http_cache_guard_purge_next(pu);
+        }
+    }
+
+    return ngx_http_cache_guard_purge_publish(pu);
 }
 
 

@@ -463,3 +463,31 @@ is(guard(http_get('/u/7')), 'MISS', 'and the next request misses');
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 9: a pattern purge reaches the gzip variants in Redis too (a glob that does not end in "*" does not match KEY\0gzip)
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
+--- check
+my %gz = (headers => { 'Accept-Encoding' => 'gzip' });
+for my $k ('/p1', '/p2', '/q1') {
+    http_get($k);
+    http_get($k, %gz);
+}
+ok(stored('cg:/p1') && stored("cg:/p1\0gzip") && stored("cg:/q1\0gzip"),
+   'plain and gzip entries stored');
+my $j = json_of(purge('pattern=/p%3F'));
+is($j->{redis}, 4, '/p1 and /p2 and their gzip variants deleted in Redis')
+    or diag(Test::More::explain($j));
+is($j->{l1}, 4, 'and from L1');
+is(redis('EXISTS', 'cg:/p1', "cg:/p1\0gzip", 'cg:/p2', "cg:/p2\0gzip"), 0,
+   'none of them is left');
+is(redis('EXISTS', 'cg:/q1', "cg:/q1\0gzip"), 2, '/q1 is kept, both variants');
+my $r = http_get('/p1', %gz);
+is(guard($r), 'MISS', 'a gzip client of /p1 now misses');
+is(body_n($r), 3, 'and gets a new answer from the origin');
+--- no_error_log
+[error]
+[alert]

@@ -121,8 +121,11 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 
         if (status == NGX_HTTP_BAD_GATEWAY && r->upstream
             && r->upstream->headers_in.status_n
-            && r->upstream->headers_in.status_n < NGX_HTTP_INTERNAL_SERVER_ERROR)
+            && r->upstream->headers_in.status_n < NGX_HTTP_INTERNAL_SERVER_ERROR
+            && r->upstream->buffer.start
+            && r->upstream->buffer.last == r->upstream->buffer.end)
         {
+            /* nginx's own test for "upstream sent too big header" */
             status = r->upstream->headers_in.status_n;
         }
 

@@ -414,7 +414,9 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
 
     pl = ctx->policy;
 
-    if (ctx->stale_blob.len
+    /* a warm-up fills in place: its pool ends with it, a refresh's not */
+
+    if (ctx->stale_blob.len && !ctx->warm
         && ngx_http_cache_guard_now() < ctx->stale.fresh_until
                                          + pl->while_revalidate)
     {
@@ -437,6 +439,12 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
 
     if (ctx->wait_start == 0) {
         ctx->wait_start = ngx_current_msec ? ngx_current_msec : 1;
+    }
+
+    /* before the lock: a holder's cleanup releases it, whatever happens */
+
+    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = ngx_http_cache_guard_lock_acquire(ctx, pl->lock_ttl);
@@ -494,7 +502,7 @@ static ngx_int_t
 ngx_http_cache_guard_locked(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    ngx_msec_t  waited;
+    ngx_msec_t  waited, max;
 
     if (ctx->l2_rc == NGX_OK
         && ngx_http_cache_guard_evaluate(r, ctx, &ctx->l2_value, 1,
@@ -537,10 +545,12 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
 
     /*
      * Another node fills: poll for its value, soon at first, then every
-     * 40 ms at most, so a waiter here learns of it within 50 ms.
+     * 40 ms at most, so a waiter here learns of it within 50 ms; every
+     * 200 ms once past lock.wait, since that fill is a slow one.
      */
 
-    ctx->poll = ctx->poll ? ngx_min(ctx->poll * 2, 40) : 10;
+    max = ctx->late ? 200 : 40;
+    ctx->poll = ctx->poll ? ngx_min(ctx->poll * 2, max) : 10;
 
     ctx->poll_timer.handler = ngx_http_cache_guard_poll;
     ctx->poll_timer.data = ctx;
@@ -1034,7 +1044,7 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     ngx_http_request_t          *sr;
     ngx_http_cache_guard_ctx_t  *sctx;
 
-    if (ctx->refresh || !ctx->policy->lock) {
+    if (ctx->refresh || ctx->warm || !ctx->policy->lock) {
         return NGX_DECLINED;
     }
 
@@ -1236,6 +1246,12 @@ ngx_http_cache_guard_park(ngx_http_request_t *r,
     r->main->count++;
     r->write_event_handler = ngx_http_request_empty_handler;
 
+    /* a client that goes away while it waits ends its request, as limit_req */
+
+    if (r == r->main) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
     return NGX_DONE;
 }
 
@@ -1313,6 +1329,10 @@ ngx_http_cache_guard_wake(ngx_event_t *ev)
 
     ctx->waiting = 0;
     r->write_event_handler = ngx_http_core_run_phases;
+
+    if (r == r->main) {
+        r->read_event_handler = ngx_http_block_reading;
+    }
 
     ngx_http_finalize_request(r, NGX_DONE);
     ngx_http_core_run_phases(r);

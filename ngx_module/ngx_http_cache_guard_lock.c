@@ -35,6 +35,8 @@ static void ngx_http_cache_guard_hold(ngx_http_cache_guard_ctx_t *ctx);
 static void ngx_http_cache_guard_unhold(ngx_http_cache_guard_ctx_t *ctx);
 static void ngx_http_cache_guard_renew_handler(ngx_event_t *ev);
 static void ngx_http_cache_guard_renew_done(redisReply *reply, void *data);
+static ngx_uint_t ngx_http_cache_guard_fetching(
+    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_uint_t ngx_http_cache_guard_alive(ngx_pid_t pid);
 static void ngx_http_cache_guard_tick_handler(ngx_event_t *ev);
 static void ngx_http_cache_guard_kick(void);
@@ -61,7 +63,7 @@ static ngx_connection_t  ngx_http_cache_guard_tick_conn;
 static ngx_queue_t  ngx_http_cache_guard_holders;
 static ngx_event_t  ngx_http_cache_guard_renew;
 
-#define NGX_HTTP_CACHE_GUARD_RENEW  250
+#define NGX_HTTP_CACHE_GUARD_RENEW  100
 
 /* if redis.call("get", KEYS[1]) == ARGV[1] then ... pexpire ... end */
 static ngx_str_t  ngx_http_cache_guard_renew_script = ngx_string(
@@ -316,6 +318,10 @@ ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
         ctx = ngx_queue_data(q, ngx_http_cache_guard_ctx_t, held);
         ttl = ctx->policy->lock_ttl;
 
+        if (!ngx_http_cache_guard_fetching(ctx)) {
+            continue;
+        }
+
         if (ctx->node_locked) {
             zone = ctx->zone;
             s = &zone->sh->locks[ctx->slot];
@@ -361,6 +367,34 @@ ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
     if (!ngx_queue_empty(&ngx_http_cache_guard_holders)) {
         ngx_add_timer(ev, NGX_HTTP_CACHE_GUARD_RENEW);
     }
+}
+
+
+/*
+ * Whether a holder still works for its key: before the origin (its lookup
+ * and lock replies are bounded by Redis' time-out), or while its upstream
+ * still reads the origin's answer.  Once the origin has answered, a client
+ * that reads slowly holds the fill, and the lock is left to expire:
+ * nobody follows it past lock.ttl.
+ */
+
+static ngx_uint_t
+ngx_http_cache_guard_fetching(ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_http_upstream_t  *u;
+
+    if (!ctx->to_origin && ctx->state != NGX_HTTP_CACHE_GUARD_S_DONE) {
+        return 1;
+    }
+
+    u = ctx->request->upstream;
+
+    if (u == NULL || u->peer.connection == NULL) {
+        return 0;
+    }
+
+    return !(u->pipe && (u->pipe->upstream_done || u->pipe->upstream_eof
+                         || u->pipe->upstream_error));
 }
 
 

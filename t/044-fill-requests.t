@@ -16,6 +16,8 @@ use Test::CacheGuard::Assert;
 use List::Util qw(max);
 use Time::HiRes qw(sleep);
 use POSIX ();
+use IO::Socket::INET;
+use Socket ();
 use Test::CacheGuard::HTTP ();
 
 sub location_conf {
@@ -382,3 +384,82 @@ ok(wait_for(sub {
    'the request was logged');
 my ($bytes) = $log =~ m{^/big (\d+)$}m;
 ok($bytes < 10_000_000, "the upstream was cut off ($bytes of 30,000,000+ bytes read)");
+
+
+
+=== TEST 14: a filler whose client does not read: once the origin has answered, its lock is no longer renewed, and a waiter takes over after lock.ttl
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT2 sndbuf=16k;
+        send_timeout 30s;
+        location / {
+            cache_guard main;
+            cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+            proxy_pass http://origin;
+            add_header X-Guard "$cache_guard_status" always;
+        }
+    }
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0, lock = { ttl = 2, wait = 1 } }
+--- check
+socket(my $s, Socket::PF_INET(), Socket::SOCK_STREAM(), 0) or die "socket: $!";
+setsockopt($s, Socket::SOL_SOCKET(), Socket::SO_RCVBUF(), 2048) or die;
+connect($s, Socket::pack_sockaddr_in($ENV{TEST_NGINX_SERVER_PORT2},
+                                     Socket::inet_aton('127.0.0.1')))
+    or die "connect: $!";
+syswrite($s, "GET /sc?size=900000 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+ok(wait_for(sub { origin_count('/sc') >= 1 }, 10, 'the fill'),
+   'the filler reached the origin, and reads nothing of the answer');
+my $r = http_get('/sc?size=900000', port => $ENV{TEST_NGINX_SERVER_PORT2},
+                 timeout => 20);
+is($r->{status}, 200, 'a waiter is answered');
+is(guard($r), 'MISS', 'by taking the fill over');
+is(length $r->{body}, 900000, 'with the whole body');
+is(origin_count('/sc'), 2, 'the origin saw the two fills');
+close $s;
+--- no_error_log
+[alert]
+
+
+
+=== TEST 15: waiters whose clients go away are ended at once, while the fill still runs
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0 }
+--- config
+    location = /metrics {
+        cache_guard_metrics;
+    }
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+--- check
+origin_set('/gone', delay => 4);
+my @socks;
+for my $i (1 .. 21) {
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                  PeerPort => $ENV{TEST_NGINX_SERVER_PORT})
+        or die "connect: $!";
+    print $c "GET /gone HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    push @socks, $c;
+    ok(wait_for(sub { origin_inflight() >= 1 }, 10, 'the fill'),
+       'the first is at the origin') if $i == 1;
+}
+ok(wait_for(sub { http_get('/metrics')->{body}
+                  =~ /^cache_guard_lock_waits_total\{policy="p"\} 20$/m }, 10,
+            '20 lock waits'),
+   'the 20 others wait for the fill');
+close $_ for @socks[1 .. 20];
+ok(wait_for(sub {
+       my @l = error_log_since_block()
+               =~ /client prematurely closed connection/g;
+       @l >= 20 }, 3, '20 waiters ended'),
+   'nginx ended the 20 waiters whose clients left');
+is(origin_inflight(), 1, 'while the fill was still at the origin');
+close $socks[0];
+--- no_error_log
+[alert]

@@ -12,6 +12,7 @@ use Test::CacheGuard::Assert;
 use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep);
+use POSIX ();
 
 add_block_preprocessor(sub {
     my $block = shift;
@@ -23,6 +24,12 @@ CONF
     $block->set_value('config', <<'CONF');
     location /admin/ {
         cache_guard_admin;
+    }
+    location /raw/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT2;
+        proxy_read_timeout 1s;
     }
     location / {
         cache_guard main;
@@ -167,3 +174,37 @@ is(http_get('/fine')->{status}, 200, 'other keys are served');
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 5: an origin that breaks off its answer's header (nginx's 502) still counts as a failure
+--- check
+my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                LocalPort => $ENV{TEST_NGINX_SERVER_PORT2},
+                                Listen => 64, ReuseAddr => 1)
+    or die "listen: $!";
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+    $SIG{$_} = 'DEFAULT' for qw(TERM INT HUP);
+    while (my $c = $srv->accept) {
+        my $head = '';
+        while ($head !~ /\r\n\r\n/) {
+            last unless sysread $c, $head, 4096, length $head;
+        }
+        print $c "HTTP/1.1 200 OK\r\nContent-Type: text/pl";
+        close $c;
+    }
+    POSIX::_exit(0);
+}
+close $srv;
+my @r = map { http_get("/raw/b$_") } 1 .. 12;
+kill 'KILL', $pid;
+waitpid $pid, 0;
+is(scalar(grep { $_->{status} == 502 } @r[0 .. 9]), 10,
+   'ten 502s: "upstream prematurely closed connection"') or diag(tally(\@r));
+is(scalar(grep { $_->{status} == 503 } @r[10, 11]), 2,
+   'then the fallback: ten failures in a row opened the breaker');
+my $b = main::breaker();
+is($b->{state}, 'open', 'the breaker opened') or diag(Test::More::explain($b));
+--- no_error_log
+[alert]

@@ -337,3 +337,30 @@ SKIP: {
 [error]
 [alert]
 [crit]
+
+
+
+=== TEST 7: a warm-up of a stale key fills it in place: no refresh subrequest outlives the URI's pool, and the job ends
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 1, jitter = 0, l1 = { ttl = 60 },
+         stale = { while_revalidate = 60 } }
+>>> h.lua
+return { key = "$host$uri", ttl = 60, jitter = 0 }
+--- check
+http_get('/ws');
+ok(stored('cg:/ws'), 'filled');
+# the entry's ttl (1 s) must pass: that wait is the point
+sleep 1.3;
+origin_set('/ws', delay => 1);
+my $r = warm("/ws\n/ws2\n", '', timeout => 20);
+is($r->{status}, 200, 'the warm-up answers');
+my $j = json_of($r);
+is("$j->{total} $j->{filled}", '2 2', 'both filled') or diag($r->{body});
+is(origin_count('/ws'), 2, 'the stale key was fetched again, once');
+my $g = http_get('/ws');
+like(guard($g), qr/^HIT/, 'then served from the cache');
+like($g->{body}, qr/"n":2,/, 'with the new answer');
+--- no_error_log
+[error]
+[alert]

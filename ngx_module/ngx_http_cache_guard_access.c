@@ -16,10 +16,6 @@
 
 static ngx_int_t ngx_http_cache_guard_check_args(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst,
-    ngx_str_t *out);
-static ngx_uint_t ngx_http_cache_guard_arg_is(ngx_str_t *name,
-    ngx_str_t *rule);
 static ngx_int_t ngx_http_cache_guard_check_geo(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
@@ -66,6 +62,22 @@ ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
                                            pl->reject_status,
                                            "method %V is not allowed",
                                            &r->method_name);
+    }
+
+    /*
+     * nginx cuts $uri and $args at a '#', which a request target must not
+     * hold (RFC 9112), while proxy_pass sends the target on whole: the
+     * rules would check less than some origins read.
+     */
+
+    if ((pl->validate_uri || pl->validate_args)
+        && ngx_strlchr(r->unparsed_uri.data,
+                       r->unparsed_uri.data + r->unparsed_uri.len, '#'))
+    {
+        return ngx_http_cache_guard_reject(r, ctx,
+                                           NGX_HTTP_CACHE_GUARD_INVALID,
+                                           pl->reject_status,
+                                           "a '#' in the request target");
     }
 
     if (pl->validate_uri
@@ -363,91 +375,6 @@ undecodable:
                                 pl->reject_status,
                                 "argument \"%V\" is not well encoded", &raw);
     return NGX_DECLINED;
-}
-
-
-/*
- * The percent-decoding of a query string argument's name or value, '+'
- * as a space, into dst (room for src->len bytes).  NGX_ERROR for a '%'
- * without two hex digits and for a NUL, encoded or not.
- */
-
-static ngx_int_t
-ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst, ngx_str_t *out)
-{
-    u_char  *p, *end, *d, c, hi, lo;
-
-    p = src->data;
-    end = p + src->len;
-    d = dst;
-
-    while (p < end) {
-        c = *p++;
-
-        if (c == '+') {
-            c = ' ';
-
-        } else if (c == '%') {
-            if (end - p < 2) {
-                return NGX_ERROR;
-            }
-
-            hi = p[0];
-            lo = p[1];
-
-            if (hi >= '0' && hi <= '9') {
-                hi -= '0';
-
-            } else if ((hi | 0x20) >= 'a' && (hi | 0x20) <= 'f') {
-                hi = (hi | 0x20) - 'a' + 10;
-
-            } else {
-                return NGX_ERROR;
-            }
-
-            if (lo >= '0' && lo <= '9') {
-                lo -= '0';
-
-            } else if ((lo | 0x20) >= 'a' && (lo | 0x20) <= 'f') {
-                lo = (lo | 0x20) - 'a' + 10;
-
-            } else {
-                return NGX_ERROR;
-            }
-
-            c = (u_char) (hi << 4 | lo);
-            p += 2;
-        }
-
-        if (c == '\0') {
-            return NGX_ERROR;
-        }
-
-        *d++ = c;
-    }
-
-    out->data = dst;
-    out->len = d - dst;
-
-    return NGX_OK;
-}
-
-
-/*
- * Whether a decoded argument name is the rule's, in any case; "id[]" and
- * "id[k]" are "id" too, as PHP and Rack read them (an array of ids).
- */
-
-static ngx_uint_t
-ngx_http_cache_guard_arg_is(ngx_str_t *name, ngx_str_t *rule)
-{
-    if (name->len < rule->len
-        || ngx_strncasecmp(name->data, rule->data, rule->len) != 0)
-    {
-        return 0;
-    }
-
-    return name->len == rule->len || name->data[rule->len] == '[';
 }
 
 

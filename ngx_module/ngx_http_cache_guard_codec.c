@@ -349,6 +349,97 @@ ngx_http_cache_guard_siphash(const u_char *key, const u_char *p, size_t len)
 }
 
 
+/*
+ * The percent-decoding of a query string argument's name or value, '+'
+ * as a space, into dst (room for src->len bytes).  NGX_ERROR for a '%'
+ * without two hex digits and for a NUL, encoded or not.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst, ngx_str_t *out)
+{
+    u_char  *p, *end, *d, c, hi, lo;
+
+    p = src->data;
+    end = p + src->len;
+    d = dst;
+
+    while (p < end) {
+        c = *p++;
+
+        if (c == '+') {
+            c = ' ';
+
+        } else if (c == '%') {
+            if (end - p < 2) {
+                return NGX_ERROR;
+            }
+
+            hi = p[0];
+            lo = p[1];
+
+            if (hi >= '0' && hi <= '9') {
+                hi -= '0';
+
+            } else if ((hi | 0x20) >= 'a' && (hi | 0x20) <= 'f') {
+                hi = (hi | 0x20) - 'a' + 10;
+
+            } else {
+                return NGX_ERROR;
+            }
+
+            if (lo >= '0' && lo <= '9') {
+                lo -= '0';
+
+            } else if ((lo | 0x20) >= 'a' && (lo | 0x20) <= 'f') {
+                lo = (lo | 0x20) - 'a' + 10;
+
+            } else {
+                return NGX_ERROR;
+            }
+
+            c = (u_char) (hi << 4 | lo);
+            p += 2;
+        }
+
+        if (c == '\0') {
+            return NGX_ERROR;
+        }
+
+        *d++ = c;
+    }
+
+    out->data = dst;
+    out->len = d - dst;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether a decoded argument name is the rule's, in any case; "id[]" and
+ * "id[k]" are "id" too, as PHP and Rack read them (an array of ids).
+ */
+
+ngx_uint_t
+ngx_http_cache_guard_arg_is(ngx_str_t *name, ngx_str_t *rule)
+{
+    size_t  i;
+
+    if (name->len < rule->len) {
+        return 0;
+    }
+
+    for (i = 0; i < rule->len; i++) {
+        if (ngx_tolower(name->data[i]) != ngx_tolower(rule->data[i])) {
+            return 0;
+        }
+    }
+
+    return name->len == rule->len || name->data[rule->len] == '[';
+}
+
+
 /* stored TTL = ttl * (1 + U(-jitter, +jitter)); rnd is uniform in [0, 1) */
 
 uint64_t

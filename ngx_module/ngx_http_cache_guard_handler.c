@@ -321,6 +321,18 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
             return ngx_http_cache_guard_pass(r, ctx);
         }
 
+        /*
+         * A '#' in the target: nginx cuts $uri and $args there, proxy_pass
+         * sends it whole, so a key made of them could name what some
+         * origin answers for another URL.  Not cached.
+         */
+
+        if (ngx_strlchr(r->unparsed_uri.data,
+                        r->unparsed_uri.data + r->unparsed_uri.len, '#'))
+        {
+            return ngx_http_cache_guard_pass(r, ctx);
+        }
+
         rc = ngx_http_cache_guard_make_key(r, ctx);
 
         if (rc == NGX_BUSY) {

@@ -63,6 +63,9 @@ uint32_t ngx_http_cache_guard_crc32c(uint32_t crc, const u_char *p,
     size_t len);
 uint64_t ngx_http_cache_guard_siphash(const u_char *key, const u_char *p,
     size_t len);
+ngx_int_t ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst,
+    ngx_str_t *out);
+ngx_uint_t ngx_http_cache_guard_arg_is(ngx_str_t *name, ngx_str_t *rule);
 uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
     double rnd);
 ngx_uint_t ngx_http_cache_guard_accepts_gzip(u_char *p, size_t len);

@@ -108,3 +108,40 @@ is(redis('DBSIZE'), 0, 'nothing in Redis');
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 4: a '#' in the request target (nginx cuts $args there, proxy_pass sends it whole) is not cached, and fails the argument rules
+--- user_files
+>>> p.lua
+return { key = "$host$uri$is_args$args", ttl = 60, jitter = 0 }
+>>> v.lua
+return { ttl = 60, jitter = 0,
+         validate = { args = { size = { type = "int", min = 1, max = 100 } } } }
+--- config
+    location /x {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+    location /v {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/v.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status" always;
+    }
+--- check
+my $r = http_get('/x?size=10#&size=5000');
+is(guard($r), 'BYPASS', 'a target with a \'#\' bypasses the cache');
+is(redis('DBSIZE'), 0, 'nothing stored');
+$r = http_get('/x?size=10');
+is(guard($r) . ' ' . length($r->{body}), 'MISS 10',
+   '/x?size=10 gets its own answer, not the 5000 bytes');
+$r = http_get('/v?size=10#&size=5000');
+is($r->{status}, 400, 'the argument rules refuse it');
+like($r->{body}, qr/request target/, 'saying why');
+is(origin_count('/v'), 0, 'it never reached the origin');
+--- no_error_log
+[error]
+[alert]

@@ -117,3 +117,52 @@ return { validate = v.all(v.int_arg("id"), "oops") }
 --- must_die
 --- error_log eval
 qr{p\.lua:2: cache_guard\.validate\.all: check 2 is a string, not a function}
+
+
+
+=== TEST 5: r:arg and the library read arguments as the origin does: a repeated or encoded name cannot pass a rule or fill another URL's key
+--- user_files
+>>> p.lua
+local key = require "cache_guard.key"
+local v = require "cache_guard.validate"
+return {
+  ttl = 60, jitter = 0,
+  key = key.uri_with_args({ "size" }),
+  validate = v.all(v.int_arg("size", { min = 1, max = 100 })),
+}
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+        add_header X-Guard $cache_guard_status always;
+        add_header X-Key $cache_guard_key always;
+    }
+--- check
+is(http_get('/x?size=500')->{status}, 400, 'over the rule\'s max: refused');
+my $r = http_get('/x?size=10&size=5000');
+is($r->{status}, 400, 'given twice with another value: refused');
+like($r->{body}, qr/argument \\"size\\" is given twice/, 'with the reason');
+$r = http_get('/y?size=10&%73ize=7000');
+is($r->{status}, 400, 'an encoded second name: refused');
+$r = http_get('/z?%73ize=9000');
+is($r->{status}, 400, 'an encoded name is checked as the name: 9000 refused');
+$r = http_get('/w?SIZE=90&size=10');
+is($r->{status}, 400, 'the name in another case is the same argument');
+$r = http_get('/v?size=%zz');
+is($r->{status}, 400, 'a value that does not decode: refused');
+$r = http_get('/u?size=1%30');
+is($r->{status} . ' ' . $r->{headers}{'x-key'}, '200 localhost|/u|size=10',
+   'a value is keyed decoded');
+$r = http_get('/u?size=10&size=10');
+is(guard($r), 'HIT', 'the same value twice is one argument');
+for my $p ('/x', '/y', '/z', '/w') {
+    is(origin_count($p), 0, "nothing of $p reached the origin");
+}
+$r = http_get('/x?size=10');
+is($r->{status} . ' ' . length($r->{body}), '200 10',
+   'and /x?size=10 is its own: 10 bytes, as the origin reads size');
+is(origin_count('/x'), 1, 'filled by itself');
+--- no_error_log
+[error]
+[alert]

@@ -28,6 +28,10 @@ function _M.uri_with_args(names)
     local parts = { r.host, r.uri }
     for _, name in ipairs(sorted) do
       local v = r:arg(name)
+      if v == false then
+        -- given twice or undecodable: the origin may read another value
+        return nil
+      end
       if v ~= nil then
         parts[#parts + 1] = name .. "=" .. v
       end

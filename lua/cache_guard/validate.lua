@@ -27,10 +27,14 @@ end
 
 
 -- A check of one query argument: absent is fine unless opts.required;
--- test(v) returns nil, or the reason the value is refused.
+-- one that does not decode or is given twice is refused; test(v) returns
+-- nil, or the reason the value is refused.
 local function arg_check(name, opts, test)
   return function(r)
-    local v = r:arg(name)
+    local v, why = r:arg(name)
+    if v == false then
+      return bad(opts.status, "argument %q %s", name, why)
+    end
     if v == nil then
       if opts.required then
         return bad(opts.status, "argument %q is required", name)

@@ -476,6 +476,7 @@ typedef struct {
     int                             key_fn;
     int                             validate_fn;
     int                             bloom_item_fn;
+    int                             call_fn;      /* the trampoline */
     ngx_uint_t                      on_hook_error;  /* ON_HOOK_ */
 } ngx_http_cache_guard_policy_t;
 

@@ -140,6 +140,7 @@ static ngx_int_t ngx_http_cache_guard_policy_known_variable(
 static void ngx_http_cache_guard_policy_close(void *data);
 static void ngx_http_cache_guard_request_metatable(lua_State *L);
 static int ngx_http_cache_guard_request_index(lua_State *L);
+static int ngx_http_cache_guard_hook_trampoline(lua_State *L);
 static int ngx_http_cache_guard_request_arg(lua_State *L);
 static int ngx_http_cache_guard_request_header(lua_State *L);
 static int ngx_http_cache_guard_request_var(lua_State *L);
@@ -165,6 +166,7 @@ static void ngx_http_cache_guard_lua_start(ngx_uint_t steps);
 static void ngx_http_cache_guard_lua_count(lua_State *L, lua_Debug *ar);
 static int ngx_http_cache_guard_lua_loading_fn(lua_State *L);
 static int ngx_http_cache_guard_lua_pcall(lua_State *L);
+static int ngx_http_cache_guard_lua_gsub(lua_State *L);
 static int ngx_http_cache_guard_lua_xpcall(lua_State *L);
 static void ngx_http_cache_guard_hook_error(ngx_http_request_t *r,
     ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, const char *fmt, ...);
@@ -222,6 +224,9 @@ static ngx_uint_t  ngx_http_cache_guard_lua_steps;       /* hooks left */
 static ngx_uint_t  ngx_http_cache_guard_lua_limit;       /* instructions */
 static ngx_uint_t  ngx_http_cache_guard_lua_exhausted;
 static ngx_uint_t  ngx_http_cache_guard_lua_loading;
+static ngx_uint_t  ngx_http_cache_guard_lua_depth;    /* of gsub calls */
+
+#define NGX_HTTP_CACHE_GUARD_LUA_DEPTH  16
 
 
 /*
@@ -233,7 +238,7 @@ static ngx_uint_t  ngx_http_cache_guard_lua_loading;
  */
 
 static const char  ngx_http_cache_guard_lua_sandbox[] =
-    "local loading, pcall, xpcall = ...\n"
+    "local loading, pcall, xpcall, gsub = ...\n"
     "local G, error, type, pairs = _G, error, type, pairs\n"
     "local env = {}\n"
     "for _, k in ipairs({ 'assert', 'error', 'getmetatable', 'ipairs',\n"
@@ -250,6 +255,7 @@ static const char  ngx_http_cache_guard_lua_sandbox[] =
     "env.string, env.table = copy(string), copy(table)\n"
     "env.math, env.bit = copy(math), copy(bit)\n"
     "env.string.dump = nil\n"
+    "env.string.gsub = gsub\n"
     "env.os = { time = os.time, clock = os.clock }\n"
     "env._G = env\n"
     "getmetatable('').__index = env.string\n"
@@ -402,7 +408,12 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
     lua_pushcfunction(L, ngx_http_cache_guard_lua_pcall);
     lua_pushcfunction(L, ngx_http_cache_guard_lua_xpcall);
 
-    if (lua_pcall(L, 3, 1, 0) != 0) {
+    lua_getglobal(L, "string");
+    lua_getfield(L, -1, "gsub");
+    lua_remove(L, -2);
+    lua_pushcclosure(L, ngx_http_cache_guard_lua_gsub, 1);
+
+    if (lua_pcall(L, 4, 1, 0) != 0) {
         goto lua_failed;
     }
 
@@ -491,6 +502,10 @@ ngx_http_cache_guard_policy_load(ngx_conf_t *cf, ngx_str_t *path)
         pl->L = L;
 
         ngx_http_cache_guard_request_metatable(L);
+
+        /* made once: a hook call must allocate nothing unprotected */
+        lua_pushcfunction(L, ngx_http_cache_guard_hook_trampoline);
+        pl->call_fn = luaL_ref(L, LUA_REGISTRYINDEX);
     }
 
     if (pl->key == NULL && pl->key_fn == LUA_NOREF
@@ -2564,6 +2579,13 @@ typedef struct {
 } ngx_http_cache_guard_lua_request_t;
 
 
+typedef struct {
+    int                                  fn;
+    ngx_http_request_t                  *request;
+    ngx_http_cache_guard_lua_request_t  *lr;
+} ngx_http_cache_guard_lua_call_t;
+
+
 #define NGX_HTTP_CACHE_GUARD_LUA_REQUEST  "cache_guard.request"
 
 
@@ -2579,6 +2601,33 @@ ngx_http_cache_guard_request_metatable(lua_State *L)
     lua_setfield(L, -2, "__metatable");
 
     lua_pop(L, 1);
+}
+
+
+/* in the protected call: the request object, then the hook */
+
+static int
+ngx_http_cache_guard_hook_trampoline(lua_State *L)
+{
+    ngx_http_cache_guard_lua_call_t     *call;
+    ngx_http_cache_guard_lua_request_t  *lr;
+
+    call = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, call->fn);
+
+    lr = lua_newuserdata(L, sizeof(ngx_http_cache_guard_lua_request_t));
+    ngx_memzero(lr, sizeof(ngx_http_cache_guard_lua_request_t));
+    lr->request = call->request;
+    call->lr = lr;
+
+    luaL_getmetatable(L, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
+    lua_setmetatable(L, -2);
+
+    lua_call(L, 1, 2);
+
+    return 2;
 }
 
 
@@ -2601,6 +2650,7 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     ngx_int_t                            rc;
     lua_State                           *L;
     const char                          *s, *err;
+    ngx_http_cache_guard_lua_call_t      call;
     ngx_http_cache_guard_lua_request_t  *lr;
 
     switch (hook) {
@@ -2620,19 +2670,27 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     L = pl->L;
     top = lua_gettop(L);
 
-    lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
+    /*
+     * Nothing is allocated outside the protected call: a state at its
+     * memory cap would otherwise panic and end the worker.
+     */
 
-    lr = lua_newuserdata(L, sizeof(ngx_http_cache_guard_lua_request_t));
-    ngx_memzero(lr, sizeof(ngx_http_cache_guard_lua_request_t));
-    lr->request = r;
-    luaL_getmetatable(L, NGX_HTTP_CACHE_GUARD_LUA_REQUEST);
-    lua_setmetatable(L, -2);
+    call.fn = fn;
+    call.request = r;
+    call.lr = NULL;
+
+    lua_rawgeti(L, LUA_REGISTRYINDEX, pl->call_fn);
+    lua_pushlightuserdata(L, &call);
 
     ngx_http_cache_guard_lua_start(NGX_HTTP_CACHE_GUARD_LUA_CALL_STEPS);
 
     t = lua_pcall(L, 1, 2, 0);
 
-    lr->request = NULL;
+    lr = call.lr;
+
+    if (lr) {
+        lr->request = NULL;
+    }
 
     if (t != 0) {
         err = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)";
@@ -2827,9 +2885,37 @@ ngx_http_cache_guard_lua_alloc(void *ud, void *ptr, size_t osize,
 static void
 ngx_http_cache_guard_lua_start(ngx_uint_t steps)
 {
+    ngx_http_cache_guard_lua_depth = 0;
     ngx_http_cache_guard_lua_steps = steps;
     ngx_http_cache_guard_lua_limit = steps * NGX_HTTP_CACHE_GUARD_LUA_STEP;
     ngx_http_cache_guard_lua_exhausted = 0;
+}
+
+
+/*
+ * string.gsub with a function calls back into Lua from C: a replacement
+ * that calls gsub again recurses on the C stack, where the instruction
+ * count does not look.  The depth is bounded; an error unwinds past the
+ * decrement, so each hook call starts from 0 (lua_start).
+ */
+
+static int
+ngx_http_cache_guard_lua_gsub(lua_State *L)
+{
+    int  n;
+
+    if (++ngx_http_cache_guard_lua_depth > NGX_HTTP_CACHE_GUARD_LUA_DEPTH) {
+        return luaL_error(L, "string.gsub calls nested too deep");
+    }
+
+    n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+
+    ngx_http_cache_guard_lua_depth--;
+
+    return lua_gettop(L);
 }
 
 

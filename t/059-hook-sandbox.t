@@ -388,3 +388,75 @@ return {
 --- must_die
 --- error_log eval
 qr{cache guard: policy .*/p\.lua:3: on_hook_error must be one of "reject", "pass"}
+
+
+
+=== TEST 10: a state filled to its memory cap: the next calls fail alone, the worker lives (nothing is allocated outside the protected call)
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+--- user_files
+>>> p.lua
+local hoard, k = {}, 0
+local rep, floor, pcall = string.rep, math.floor, pcall
+local function add(n) k = k + 1; hoard[k] = rep("x", n) .. k end
+return {
+  key = function(r)
+    if r:arg("fill") then
+      local n = 1024 * 1024
+      while n >= 1 do
+        if not pcall(add, n) then n = floor(n / 2) end
+      end
+    end
+    return r.uri
+  end,
+}
+--- check
+my ($pid) = worker_pids();
+my @u = ('/a?fill=1', '/b', '/c', '/d', '/e?fill=1', '/f', '/g');
+my @r = map { http_get($_, timeout => 20) } @u;
+is(scalar(grep { $_->{status} == 500 || $_->{status} == 200 } @r), 7,
+   'each request is answered (500 when its hook ran out of memory)');
+is_deeply([worker_pids()], [$pid], 'by the same worker: no panic');
+unlike(error_log_since_block(), qr/PANIC|exited on signal|exited with code/,
+       'no panic in the log');
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 11: string.gsub calling itself from its replacement function is stopped before the C stack runs out
+--- config
+    location / {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
+    }
+--- user_files
+>>> p.lua
+return {
+  key = function(r)
+    if r:arg("gs") then
+      local function f(c) return (("ab"):gsub(".", f)) end
+      f()
+    end
+    if r:arg("ok") then
+      return (r.uri:gsub("/", function(c) return (c:gsub("/", "|")) end))
+    end
+    return r.uri
+  end,
+}
+--- check
+my ($pid) = worker_pids();
+policy_error(http_get('/a?gs=1'), 'gsub recursion');
+ok(wait_for(sub { error_log_since_block() =~ /policy "p" key hook failed: .*nested too deep/ }, 5),
+   'logged');
+is(http_get('/b?ok=1')->{status}, 200, 'a gsub inside a gsub still works');
+is_deeply([worker_pids()], [$pid], 'by the same worker');
+--- no_error_log
+[alert]
+[crit]

@@ -225,7 +225,8 @@ ngx_http_cache_guard_check_args(ngx_http_request_t *r,
     u_char                           *p, *end, *v, *buf;
     u_char                            stack[NGX_HTTP_CACHE_GUARD_ARGS_STACK];
     double                            n;
-    ngx_str_t                         raw, name, value;
+    ngx_int_t                         rc;
+    ngx_str_t                         name, value;
     ngx_uint_t                        i, digits, nrules;
     ngx_uint_t                        seen[NGX_HTTP_CACHE_GUARD_MAX_ARG_RULES];
     ngx_http_cache_guard_policy_t    *pl;
@@ -252,43 +253,15 @@ ngx_http_cache_guard_check_args(ngx_http_request_t *r,
     p = r->args.data;
     end = p + r->args.len;
 
-    while (p < end) {
-        raw.data = p;
+    for ( ;; ) {
+        rc = ngx_http_cache_guard_arg_next(&p, end, buf, &name, &value);
 
-        while (p < end && *p != '=' && *p != '&') {
-            p++;
+        if (rc == NGX_DONE) {
+            break;
         }
 
-        raw.len = p - raw.data;
-
-        if (ngx_http_cache_guard_arg_decode(&raw, buf, &name) != NGX_OK
-            || ngx_strlchr(name.data, name.data + name.len, '=')
-            || ngx_strlchr(name.data, name.data + name.len, '&'))
-        {
+        if (rc == NGX_ERROR) {
             goto undecodable;
-        }
-
-        ngx_str_null(&value);
-
-        if (p < end && *p == '=') {
-            raw.data = ++p;
-
-            while (p < end && *p != '&') {
-                p++;
-            }
-
-            raw.len = p - raw.data;
-
-            if (ngx_http_cache_guard_arg_decode(&raw, buf + name.len, &value)
-                != NGX_OK)
-            {
-                raw = name;
-                goto undecodable;
-            }
-        }
-
-        if (p < end) {
-            p++;
         }
 
         for (i = 0; i < nrules; i++) {
@@ -362,18 +335,18 @@ undecodable:
 
     /* the JSON answer names it in printable ASCII only */
 
-    raw.len = ngx_min(raw.len, sizeof(stack) / 8);
+    name.len = ngx_min(name.len, sizeof(stack) / 8);
 
-    for (i = 0; i < raw.len; i++) {
-        stack[i] = (raw.data[i] >= 0x20 && raw.data[i] < 0x7f)
-                   ? raw.data[i] : '?';
+    for (i = 0; i < name.len; i++) {
+        stack[i] = (name.data[i] >= 0x20 && name.data[i] < 0x7f)
+                   ? name.data[i] : '?';
     }
 
-    raw.data = stack;
+    name.data = stack;
 
     ngx_http_cache_guard_reject(r, ctx, NGX_HTTP_CACHE_GUARD_INVALID,
                                 pl->reject_status,
-                                "argument \"%V\" is not well encoded", &raw);
+                                "argument \"%V\" is not well encoded", &name);
     return NGX_DECLINED;
 }
 

@@ -417,6 +417,69 @@ ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst, ngx_str_t *out)
 
 
 /*
+ * The next argument of a query string, from *pos to end: its name and
+ * value decoded into buf (room for end - *pos bytes; a name and its value
+ * are never longer decoded).  NGX_OK; NGX_DONE at the end; NGX_ERROR when
+ * the name or the value does not decode, or the name holds '=' or '&'
+ * (origins disagree on what it means): then *name is the name as sent, or
+ * decoded if only the value failed.
+ */
+
+ngx_int_t
+ngx_http_cache_guard_arg_next(u_char **pos, u_char *end, u_char *buf,
+    ngx_str_t *name, ngx_str_t *value)
+{
+    u_char     *p;
+    ngx_str_t   raw;
+
+    p = *pos;
+
+    if (p >= end) {
+        return NGX_DONE;
+    }
+
+    raw.data = p;
+
+    while (p < end && *p != '=' && *p != '&') {
+        p++;
+    }
+
+    raw.len = p - raw.data;
+
+    if (ngx_http_cache_guard_arg_decode(&raw, buf, name) != NGX_OK
+        || ngx_strlchr(name->data, name->data + name->len, '=')
+        || ngx_strlchr(name->data, name->data + name->len, '&'))
+    {
+        *name = raw;
+        return NGX_ERROR;
+    }
+
+    value->data = buf + name->len;
+    value->len = 0;
+
+    if (p < end && *p == '=') {
+        raw.data = ++p;
+
+        while (p < end && *p != '&') {
+            p++;
+        }
+
+        raw.len = p - raw.data;
+
+        if (ngx_http_cache_guard_arg_decode(&raw, buf + name->len, value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    *pos = (p < end) ? p + 1 : p;
+
+    return NGX_OK;
+}
+
+
+/*
  * Whether a decoded argument name is the rule's, in any case; "id[]" and
  * "id[k]" are "id" too, as PHP and Rack read them (an array of ids).
  */

@@ -481,18 +481,10 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
             ngx_http_cache_guard_lock_late(ctx);
         }
 
-        if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         ngx_http_cache_guard_lock_wait(ctx);
         ctx->state = NGX_HTTP_CACHE_GUARD_S_LOCK;
 
         return ngx_http_cache_guard_park(r, ctx);
-    }
-
-    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);

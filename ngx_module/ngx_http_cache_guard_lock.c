@@ -44,6 +44,10 @@ static void ngx_http_cache_guard_rlock_done(redisReply *reply, void *data);
 static void ngx_http_cache_guard_release_send(
     ngx_http_cache_guard_release_t *rl);
 static void ngx_http_cache_guard_release_done(redisReply *reply, void *data);
+static ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_lock_script(
+    ngx_http_cache_guard_redis_t *rd, const char *cmd, ngx_str_t *script,
+    ngx_str_t *lkey, ngx_str_t *token, ngx_str_t *arg,
+    ngx_http_cache_guard_redis_pt handler, void *data);
 
 
 static ngx_str_t  ngx_http_cache_guard_release_script = ngx_string(
@@ -248,11 +252,12 @@ ngx_http_cache_guard_lock_release(ngx_http_cache_guard_ctx_t *ctx,
 
 
 /*
- * A live filler keeps its locks: while its request runs, this worker
- * renews its node slot and its Redis lock (PEXPIRE, by its holder only)
- * whenever less than half of lock.ttl is left.  Waiters then follow a
- * slow fill to its end, whatever lock.ttl is; a lock expires only when its
- * holder's worker died or stalled, and then one waiter takes over.
+ * A live filler keeps its locks: while it works for its key (fetching),
+ * this worker renews its node slot and its Redis lock (PEXPIRE, by its
+ * holder only) whenever less than half of lock.ttl is left.  Waiters then
+ * follow a slow fill to its end, whatever lock.ttl is; a lock expires when
+ * its holder's worker died or stalled, or once the origin has answered
+ * and a slow client holds the fill, and then one waiter takes over.
  */
 
 static void
@@ -297,10 +302,9 @@ ngx_http_cache_guard_unhold(ngx_http_cache_guard_ctx_t *ctx)
 static void
 ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
 {
-    u_char                            *p, px[NGX_INT64_LEN];
-    size_t                             argvlen[6];
+    u_char                             buf[NGX_INT64_LEN];
     uint64_t                           now, ttl;
-    const char                        *argv[6];
+    ngx_str_t                          px, token;
     ngx_queue_t                       *q;
     ngx_http_cache_guard_ctx_t        *ctx;
     ngx_http_cache_guard_zone_t       *zone;
@@ -342,25 +346,16 @@ ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
         {
             ctx->rlock_until = now + ttl;
 
-            p = ngx_sprintf(px, "%uL", ttl);
-
-            argv[0] = "EVAL";
-            argvlen[0] = 4;
-            argv[1] = (const char *) ngx_http_cache_guard_renew_script.data;
-            argvlen[1] = ngx_http_cache_guard_renew_script.len;
-            argv[2] = "1";
-            argvlen[2] = 1;
-            argv[3] = (const char *) ctx->lkey.data;
-            argvlen[3] = ctx->lkey.len;
-            argv[4] = (const char *) ctx->token;
-            argvlen[4] = sizeof(ctx->token);
-            argv[5] = (const char *) px;
-            argvlen[5] = p - px;
+            px.data = buf;
+            px.len = ngx_sprintf(buf, "%uL", ttl) - buf;
+            token.data = ctx->token;
+            token.len = sizeof(ctx->token);
 
             /* refused (breaker open, no connection): the lock expires */
-            (void) ngx_http_cache_guard_redis_command(mcf->redis,
-                                               ngx_http_cache_guard_renew_done,
-                                               NULL, 6, argv, argvlen);
+            (void) ngx_http_cache_guard_lock_script(mcf->redis, "EVAL",
+                                        &ngx_http_cache_guard_renew_script,
+                                        &ctx->lkey, &token, &px,
+                                        ngx_http_cache_guard_renew_done, NULL);
         }
     }
 
@@ -733,40 +728,56 @@ ngx_http_cache_guard_rlock_release(ngx_http_cache_guard_ctx_t *ctx,
 static void
 ngx_http_cache_guard_release_send(ngx_http_cache_guard_release_t *rl)
 {
-    size_t       argvlen[5];
-    const char  *argv[5];
+    ngx_str_t  sha;
 
-    if (rl->eval) {
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = (const char *) ngx_http_cache_guard_release_script.data;
-        argvlen[1] = ngx_http_cache_guard_release_script.len;
-
-    } else {
-        argv[0] = "EVALSHA";
-        argvlen[0] = 7;
-        argv[1] = NGX_HTTP_CACHE_GUARD_RELEASE_SHA;
-        argvlen[1] = sizeof(NGX_HTTP_CACHE_GUARD_RELEASE_SHA) - 1;
-    }
-
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (const char *) rl->lkey.data;
-    argvlen[3] = rl->lkey.len;
-    argv[4] = (const char *) rl->token.data;
-    argvlen[4] = rl->token.len;
+    ngx_str_set(&sha, NGX_HTTP_CACHE_GUARD_RELEASE_SHA);
 
     /* a lock held is released on a live connection, whatever the breaker */
     rl->redis->force = (rl->redis->ac != NULL);
 
-    if (ngx_http_cache_guard_redis_command(rl->redis,
-                                           ngx_http_cache_guard_release_done,
-                                           rl, 5, argv, argvlen)
+    if (ngx_http_cache_guard_lock_script(rl->redis,
+                                     rl->eval ? "EVAL" : "EVALSHA",
+                                     rl->eval
+                                     ? &ngx_http_cache_guard_release_script
+                                     : &sha,
+                                     &rl->lkey, &rl->token, NULL,
+                                     ngx_http_cache_guard_release_done, rl)
         == NULL)
     {
         /* Redis is away: the lock expires by itself */
         ngx_free(rl);
     }
+}
+
+
+/* a script on the Redis lock: KEYS[1] the lock, ARGV[1] its token, ... */
+
+static ngx_http_cache_guard_redis_cmd_t *
+ngx_http_cache_guard_lock_script(ngx_http_cache_guard_redis_t *rd,
+    const char *cmd, ngx_str_t *script, ngx_str_t *lkey, ngx_str_t *token,
+    ngx_str_t *arg, ngx_http_cache_guard_redis_pt handler, void *data)
+{
+    size_t       argvlen[6];
+    const char  *argv[6];
+
+    argv[0] = cmd;
+    argvlen[0] = ngx_strlen(cmd);
+    argv[1] = (const char *) script->data;
+    argvlen[1] = script->len;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) lkey->data;
+    argvlen[3] = lkey->len;
+    argv[4] = (const char *) token->data;
+    argvlen[4] = token->len;
+
+    if (arg) {
+        argv[5] = (const char *) arg->data;
+        argvlen[5] = arg->len;
+    }
+
+    return ngx_http_cache_guard_redis_command(rd, handler, data,
+                                              arg ? 6 : 5, argv, argvlen);
 }
 
 

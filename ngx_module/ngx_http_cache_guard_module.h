@@ -65,6 +65,8 @@ uint64_t ngx_http_cache_guard_siphash(const u_char *key, const u_char *p,
     size_t len);
 ngx_int_t ngx_http_cache_guard_arg_decode(ngx_str_t *src, u_char *dst,
     ngx_str_t *out);
+ngx_int_t ngx_http_cache_guard_arg_next(u_char **pos, u_char *end,
+    u_char *buf, ngx_str_t *name, ngx_str_t *value);
 ngx_uint_t ngx_http_cache_guard_arg_is(ngx_str_t *name, ngx_str_t *rule);
 uint64_t ngx_http_cache_guard_jitter_ttl(uint64_t ttl_ms, double jitter,
     double rnd);

@@ -3132,8 +3132,9 @@ string:
  * r:arg(name): the argument as the origin reads it and as the declarative
  * rules check it (decoded, "+" as a space, the name in any case, "id[]"
  * as "id"); nil when absent; false and a reason when it is there but
- * unusable: it does not decode, or it is given twice with different
- * values, so that one origin would read the first and another the last.
+ * unusable: the query does not decode, or the argument is given twice
+ * with different values, so that one origin would read the first and
+ * another the last.
  */
 
 static int
@@ -3141,7 +3142,8 @@ ngx_http_cache_guard_request_arg(lua_State *L)
 {
     u_char              *p, *end, *buf;
     size_t               len;
-    ngx_str_t            want, raw, name, value, found;
+    ngx_int_t            rc;
+    ngx_str_t            want, name, value, found;
     ngx_uint_t           n;
     const char          *arg;
     ngx_http_request_t  *r;
@@ -3151,8 +3153,6 @@ ngx_http_cache_guard_request_arg(lua_State *L)
 
     want.data = (u_char *) arg;
     want.len = len;
-
-    /* decoded, a name and its value are never longer than the query */
 
     buf = ngx_pnalloc(r->pool, r->args.len + 1);
     if (buf == NULL) {
@@ -3164,61 +3164,36 @@ ngx_http_cache_guard_request_arg(lua_State *L)
     n = 0;
     ngx_str_null(&found);
 
-    while (p < end) {
-        raw.data = p;
+    for ( ;; ) {
+        rc = ngx_http_cache_guard_arg_next(&p, end, buf, &name, &value);
 
-        while (p < end && *p != '=' && *p != '&') {
-            p++;
+        if (rc == NGX_DONE) {
+            break;
         }
 
-        raw.len = p - raw.data;
-
-        if (ngx_http_cache_guard_arg_decode(&raw, buf, &name) != NGX_OK) {
-            name.len = 0;
-        }
-
-        ngx_str_null(&value);
-        raw.len = 0;
-
-        if (p < end && *p == '=') {
-            raw.data = ++p;
-
-            while (p < end && *p != '&') {
-                p++;
-            }
-
-            raw.len = p - raw.data;
-        }
-
-        if (p < end) {
-            p++;
-        }
-
-        if (name.len == 0 || !ngx_http_cache_guard_arg_is(&name, &want)) {
-            continue;
-        }
-
-        if (ngx_http_cache_guard_arg_decode(&raw, buf + name.len, &value)
-            != NGX_OK)
-        {
+        if (rc == NGX_ERROR) {
+            lua_settop(L, 2);
             lua_pushboolean(L, 0);
             lua_pushliteral(L, "does not decode");
             return 2;
         }
 
-        if (n++ && (value.len != found.len
-                    || ngx_memcmp(value.data, found.data, value.len) != 0))
+        if (!ngx_http_cache_guard_arg_is(&name, &want)) {
+            continue;
+        }
+
+        if (n++ == 0) {
+            /* kept in a Lua string at once: the buffer is reused */
+            lua_pushlstring(L, (char *) value.data, value.len);
+            found.data = (u_char *) lua_tolstring(L, -1, &found.len);
+
+        } else if (value.len != found.len
+                   || ngx_memcmp(value.data, found.data, value.len) != 0)
         {
+            lua_settop(L, 2);
             lua_pushboolean(L, 0);
             lua_pushliteral(L, "is given twice");
             return 2;
-        }
-
-        /* kept in the Lua string at once: the buffer is reused */
-
-        if (n == 1) {
-            lua_pushlstring(L, (char *) value.data, value.len);
-            found.data = (u_char *) lua_tolstring(L, -1, &found.len);
         }
     }
 

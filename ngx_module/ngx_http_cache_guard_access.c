@@ -11,7 +11,13 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_access.h"
+#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_geo.h"
+#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_policy.h"
 
 
 static ngx_int_t ngx_http_cache_guard_check_args(ngx_http_request_t *r,

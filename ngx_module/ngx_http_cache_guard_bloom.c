@@ -15,7 +15,8 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_redis.h"
 
 #include <math.h>
 

@@ -18,7 +18,9 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_redis.h"
 
 #include <signal.h>
 

@@ -20,7 +20,7 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_codec.h"
 
 
 static void ngx_http_cache_guard_put16(u_char *p, uint32_t v);

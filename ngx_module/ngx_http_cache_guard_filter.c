@@ -10,7 +10,12 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_filter.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_stats.h"
 
 
 static ngx_int_t ngx_http_cache_guard_header_filter(ngx_http_request_t *r);

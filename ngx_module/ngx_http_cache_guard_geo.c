@@ -8,7 +8,7 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_geo.h"
 
 #include <maxminddb.h>
 

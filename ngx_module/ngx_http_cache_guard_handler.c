@@ -12,7 +12,16 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_access.h"
+#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_lock.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_stats.h"
 
 #include <math.h>
 

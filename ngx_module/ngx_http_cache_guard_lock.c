@@ -12,7 +12,12 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_lock.h"
+#include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_stats.h"
 
 
 #define NGX_HTTP_CACHE_GUARD_TICK  5

@@ -11,7 +11,16 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_metrics.h"
+#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_stats.h"
+#include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_handler.h"
 
 #include <time.h>
 

@@ -7,7 +7,18 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_access.h"
+#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_filter.h"
+#include "ngx_http_cache_guard_geo.h"
+#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_metrics.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_purge.h"
+#include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_store.h"
 
 
 static ngx_int_t ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf);

@@ -8,7 +8,10 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_geo.h"
 
 #include <lua.h>
 #include <lauxlib.h>

@@ -11,7 +11,13 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_purge.h"
+#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_stats.h"
 
 
 /* a SCAN that never ends (a broken server) is cut short */

@@ -7,7 +7,10 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_metrics.h"
+#include "ngx_http_cache_guard_stats.h"
 
 
 #define NGX_HTTP_CACHE_GUARD_REDIS_PORT          6379

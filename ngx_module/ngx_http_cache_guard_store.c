@@ -8,7 +8,12 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_lock.h"
+#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_redis.h"
 
 #include <fnmatch.h>
 #include <sys/random.h>
@@ -47,17 +52,6 @@ static void ngx_http_cache_guard_set_done(redisReply *reply, void *data);
 #define ngx_http_cache_guard_rb_node(ln)                                      \
     ((ngx_rbtree_node_t *)                                                    \
         ((u_char *) (ln) - offsetof(ngx_rbtree_node_t, color)))
-
-
-uint64_t
-ngx_http_cache_guard_now(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
 
 
 ngx_int_t

@@ -14,7 +14,10 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_warm.h"
+#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_handler.h"
 
 
 #define NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY  8

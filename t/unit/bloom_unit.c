@@ -9,7 +9,7 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_bloom.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  */
 
 
-#include "ngx_http_cache_guard_module.h"
+#include "ngx_http_cache_guard_codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>

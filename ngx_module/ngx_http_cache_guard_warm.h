@@ -1,0 +1,20 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ */
+
+
+/* warm-up jobs */
+
+
+#ifndef _NGX_HTTP_CACHE_GUARD_WARM_H_INCLUDED_
+#define _NGX_HTTP_CACHE_GUARD_WARM_H_INCLUDED_
+
+
+#include "ngx_http_cache_guard_types.h"
+
+
+ngx_int_t ngx_http_cache_guard_warm_handler(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_CACHE_GUARD_WARM_H_INCLUDED_ */

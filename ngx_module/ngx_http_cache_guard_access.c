@@ -12,7 +12,7 @@
 
 
 #include "ngx_http_cache_guard_access.h"
-#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_respond.h"
 #include "ngx_http_cache_guard_bloom.h"
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_geo.h"

@@ -13,6 +13,8 @@
 
 
 #include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_api.h"
+#include "ngx_http_cache_guard_json.h"
 #include "ngx_http_cache_guard_bloom.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
@@ -21,17 +23,10 @@
 #include "ngx_http_cache_guard_warm.h"
 
 
-/*
- * The most of a request body split in one turn of the event loop: the
- * rest waits for the other connections of the worker.
- */
-#define NGX_HTTP_CACHE_GUARD_ADMIN_STEP   262144
-
 /* POST /bloom/NAME: items and bytes per call */
 #define NGX_HTTP_CACHE_GUARD_ADMIN_ITEMS  100000
 #define NGX_HTTP_CACHE_GUARD_ADMIN_BYTES  (16 * 1024 * 1024)
 
-#define NGX_HTTP_CACHE_GUARD_ADMIN_ERROR  256
 
 
 typedef struct {
@@ -57,21 +52,11 @@ static ngx_int_t ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_t *bf);
 static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
     ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
-static void ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r);
-static void ngx_http_cache_guard_admin_body_read(ngx_http_request_t *r);
-static void ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab);
-static ngx_http_cache_guard_admin_body_t *ngx_http_cache_guard_admin_body_find(
-    ngx_http_request_t *r);
-static void ngx_http_cache_guard_admin_body_cleanup(void *data);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
     ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
 static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     ngx_http_cache_guard_admin_add_t *add, ngx_int_t rc);
-static size_t ngx_http_cache_guard_admin_json_len(ngx_str_t *s);
-static u_char *ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s);
-static u_char *ngx_http_cache_guard_admin_number(u_char *p, double d);
 
 
 char *
@@ -352,7 +337,7 @@ ngx_http_cache_guard_breaker_json(u_char *p,
 
     *p++ = '{';
     p = ngx_cpymem(p, "\"name\": ", 8);
-    p = ngx_http_cache_guard_admin_json(p, &name);
+    p = ngx_http_cache_guard_json_str(p, &name);
 
     p = ngx_sprintf(p, ", \"state\": \"%s\", \"forced\": \"%s\", "
                     "\"enabled\": %s, \"window\": %ui, \"requests\": %ui, "
@@ -364,7 +349,7 @@ ngx_http_cache_guard_breaker_json(u_char *p,
                     bc->enabled ? "true" : "false", bc->window,
                     win.requests, win.failures, bc->min_requests);
 
-    p = ngx_http_cache_guard_admin_number(p, bc->failure_rate);
+    p = ngx_http_cache_guard_json_number(p, bc->failure_rate);
 
     p = ngx_sprintf(p, ", \"open_for\": %M, \"half_open_requests\": %ui, "
                     "\"opened\": %uA, \"since_ms\": %M, "
@@ -375,27 +360,6 @@ ngx_http_cache_guard_breaker_json(u_char *p,
                     (ngx_atomic_int_t) rec->inflight);
 
     return p;
-}
-
-
-ngx_int_t
-ngx_http_cache_guard_admin_allow(ngx_http_request_t *r, const char *methods)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Allow");
-    h->value.data = (u_char *) methods;
-    h->value.len = ngx_strlen(methods);
-
-    return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                            "method not allowed, use %s",
-                                            methods);
 }
 
 
@@ -504,8 +468,8 @@ ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
 
     len = sizeof("{\"filter\": , \"item\": , \"present\": false, "
                  "\"loaded\": false}\n") - 1
-          + ngx_http_cache_guard_admin_json_len(&info.name)
-          + ngx_http_cache_guard_admin_json_len(&item);
+          + ngx_http_cache_guard_json_str_len(&info.name)
+          + ngx_http_cache_guard_json_str_len(&item);
 
     start = ngx_pnalloc(r->pool, len);
     if (start == NULL) {
@@ -513,9 +477,9 @@ ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
     }
 
     p = ngx_cpymem(start, "{\"filter\": ", sizeof("{\"filter\": ") - 1);
-    p = ngx_http_cache_guard_admin_json(p, &info.name);
+    p = ngx_http_cache_guard_json_str(p, &info.name);
     p = ngx_cpymem(p, ", \"item\": ", sizeof(", \"item\": ") - 1);
-    p = ngx_http_cache_guard_admin_json(p, &item);
+    p = ngx_http_cache_guard_json_str(p, &item);
     p = ngx_sprintf(p, ", \"present\": %s, \"loaded\": %s}\n",
                     present ? "true" : "false",
                     info.loaded ? "true" : "false");
@@ -537,9 +501,9 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_info(bf, &info);
 
     len = 512
-          + ngx_http_cache_guard_admin_json_len(&info.name)
-          + ngx_http_cache_guard_admin_json_len(&info.file)
-          + ngx_http_cache_guard_admin_json_len(&info.redis_key);
+          + ngx_http_cache_guard_json_str_len(&info.name)
+          + ngx_http_cache_guard_json_str_len(&info.file)
+          + ngx_http_cache_guard_json_str_len(&info.redis_key);
 
     start = ngx_pnalloc(r->pool, len);
     if (start == NULL) {
@@ -547,19 +511,19 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     }
 
     p = ngx_cpymem(start, "{\"filter\": ", sizeof("{\"filter\": ") - 1);
-    p = ngx_http_cache_guard_admin_json(p, &info.name);
+    p = ngx_http_cache_guard_json_str(p, &info.name);
 
     p = ngx_sprintf(p, ", \"mode\": \"%s\", \"loaded\": %s, "
                     "\"capacity\": %ui, \"error_rate\": ",
                     info.mode == NGX_HTTP_CACHE_GUARD_BLOOM_SHADOW
                     ? "shadow" : "enforce",
                     info.loaded ? "true" : "false", info.capacity);
-    p = ngx_http_cache_guard_admin_number(p, info.error_rate);
+    p = ngx_http_cache_guard_json_number(p, info.error_rate);
 
     p = ngx_sprintf(p, ", \"items\": %ui, \"blocks\": %uD, \"bytes\": %uz, "
                     "\"bits_per_item\": ",
                     info.items, info.blocks, info.bytes);
-    p = ngx_http_cache_guard_admin_number(p,
+    p = ngx_http_cache_guard_json_number(p,
                                    (double) info.bytes * 8 / info.capacity);
 
     p = ngx_sprintf(p, ", \"zone_bytes\": %uz, \"rejected\": %ui, "
@@ -567,7 +531,7 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
                     info.zone_bytes, info.rejected, info.shadow_rejected);
 
     if (info.file.len) {
-        p = ngx_http_cache_guard_admin_json(p, &info.file);
+        p = ngx_http_cache_guard_json_str(p, &info.file);
 
     } else {
         p = ngx_cpymem(p, "null", 4);
@@ -576,7 +540,7 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     p = ngx_cpymem(p, ", \"redis_key\": ", sizeof(", \"redis_key\": ") - 1);
 
     if (info.redis_key.len) {
-        p = ngx_http_cache_guard_admin_json(p, &info.redis_key);
+        p = ngx_http_cache_guard_json_str(p, &info.redis_key);
         p = ngx_sprintf(p, ", \"sync_ms\": %M, \"last_sync\": ", info.sync);
 
         if (info.last_sync) {
@@ -649,220 +613,6 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
 }
 
 
-/*
- * A request body, split into lines as it comes from the client: unbuffered
- * reading, so nothing is written to a temporary file, and at most a step's
- * worth is split before the other connections of the worker get their
- * turn.  A body over the limit is refused with 413 from its Content-Length,
- * or, chunked, as soon as it passes the limit.
- */
-
-ngx_int_t
-ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab)
-{
-    ngx_int_t            rc;
-    ngx_pool_cleanup_t  *cln;
-
-    if (r->headers_in.content_length_n > ab->limit) {
-        /* refused unread: no "100 Continue" */
-        r->expect_tested = 1;
-
-        return ngx_http_cache_guard_admin_error(r,
-                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                         ab->too_large, ab->limit);
-    }
-
-    ab->lines.carry = ngx_pnalloc(r->pool,
-                                  NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
-    if (ab->lines.carry == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ab->lines.carry_len = 0;
-    ab->lines.line = 0;
-
-    /* the read handlers find the state by this cleanup */
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_cache_guard_admin_body_cleanup;
-    cln->data = ab;
-
-    r->request_body_no_buffering = 1;
-
-    rc = ngx_http_read_client_request_body(r,
-                                       ngx_http_cache_guard_admin_body_ready);
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        return rc;
-    }
-
-    return NGX_DONE;
-}
-
-
-/* the first part of the body, or all of it, is there */
-
-static void
-ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r)
-{
-    ngx_http_cache_guard_admin_body_t  *ab;
-
-    ab = ngx_http_cache_guard_admin_body_find(r);
-
-    if (ab == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    if (r->reading_body) {
-        r->read_event_handler = ngx_http_cache_guard_admin_body_read;
-    }
-
-    ngx_http_cache_guard_admin_body_step(r, ab);
-}
-
-
-static void
-ngx_http_cache_guard_admin_body_read(ngx_http_request_t *r)
-{
-    ngx_http_cache_guard_admin_body_t  *ab;
-
-    ab = ngx_http_cache_guard_admin_body_find(r);
-
-    if (ab == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
-    }
-
-    ngx_http_cache_guard_admin_body_step(r, ab);
-}
-
-
-static void
-ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab)
-{
-    size_t                    size, step;
-    ngx_int_t                 rc;
-    ngx_buf_t                *b;
-    ngx_chain_t              *cl;
-    ngx_http_request_body_t  *rb;
-
-    if (ab->finished) {
-        return;
-    }
-
-    rb = r->request_body;
-    step = 0;
-
-    for ( ;; ) {
-
-        /* the buffers are nginx's own: each is split, then marked read */
-
-        for (cl = rb ? rb->bufs : NULL; cl; cl = cl->next) {
-            b = cl->buf;
-
-            if (b->in_file) {
-                ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                              "cache guard: an admin request body in a "
-                              "file");
-                rc = NGX_ERROR;
-                goto done;
-            }
-
-            size = b->last - b->pos;
-            ab->received += size;
-
-            if (ab->received > ab->limit) {
-                ab->finished = 1;
-                r->read_event_handler = ngx_http_block_reading;
-
-                ngx_http_finalize_request(r,
-                    ngx_http_cache_guard_admin_error(r,
-                                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                         ab->too_large, ab->limit));
-                return;
-            }
-
-            rc = ngx_http_cache_guard_bloom_split(&ab->lines, b->pos,
-                                                  b->last);
-            b->pos = b->last;
-
-            if (rc != NGX_OK) {
-                goto done;
-            }
-
-            step += size;
-        }
-
-        if (rb) {
-            rb->bufs = NULL;
-        }
-
-        if (!r->reading_body) {
-            rc = ngx_http_cache_guard_bloom_split_end(&ab->lines);
-            goto done;
-        }
-
-        if (step >= NGX_HTTP_CACHE_GUARD_ADMIN_STEP) {
-            /* on at the next turn of the loop, after the other events */
-            ngx_post_event(r->connection->read, &ngx_posted_next_events);
-            return;
-        }
-
-        rc = ngx_http_read_unbuffered_request_body(r);
-
-        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-            ab->finished = 1;
-            ngx_http_finalize_request(r, rc);
-            return;
-        }
-
-        if (rb->bufs == NULL && r->reading_body) {
-            /* the rest comes with a read event */
-            return;
-        }
-    }
-
-done:
-
-    /* what is still unread when the answer is early, nginx drops */
-
-    ab->finished = 1;
-    r->read_event_handler = ngx_http_block_reading;
-
-    ab->done(r, ab, rc);
-}
-
-
-static ngx_http_cache_guard_admin_body_t *
-ngx_http_cache_guard_admin_body_find(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t  *cln;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_cache_guard_admin_body_cleanup) {
-            return cln->data;
-        }
-    }
-
-    return NULL;
-}
-
-
-/* a mark only: the state lives in the request's pool */
-
-static void
-ngx_http_cache_guard_admin_body_cleanup(void *data)
-{
-}
-
-
 static ngx_int_t
 ngx_http_cache_guard_admin_bloom_line(ngx_http_cache_guard_bloom_lines_t *ls,
     u_char *item, size_t len)
@@ -917,7 +667,7 @@ ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_info(add->bf, &info);
 
     len = sizeof("{\"filter\": , \"added\": , \"redis\": false}\n") - 1
-          + NGX_INT_T_LEN + ngx_http_cache_guard_admin_json_len(&info.name);
+          + NGX_INT_T_LEN + ngx_http_cache_guard_json_str_len(&info.name);
 
     start = ngx_pnalloc(r->pool, len);
     if (start == NULL) {
@@ -925,7 +675,7 @@ ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     }
 
     p = ngx_cpymem(start, "{\"filter\": ", sizeof("{\"filter\": ") - 1);
-    p = ngx_http_cache_guard_admin_json(p, &info.name);
+    p = ngx_http_cache_guard_json_str(p, &info.name);
     p = ngx_sprintf(p, ", \"added\": %ui", add->hashes.nelts);
 
     if (rc != NGX_DECLINED) {
@@ -939,148 +689,3 @@ ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
 }
 
-
-/* {"error": "..."} with a 4xx status */
-
-ngx_int_t
-ngx_http_cache_guard_admin_error(ngx_http_request_t *r, ngx_uint_t status,
-    const char *fmt, ...)
-{
-    u_char     msg[NGX_HTTP_CACHE_GUARD_ADMIN_ERROR], *p, *start;
-    size_t     len;
-    va_list    args;
-    ngx_str_t  s;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
-    va_end(args);
-
-    s.data = msg;
-    s.len = p - msg;
-
-    len = sizeof("{\"error\": }\n") - 1
-          + ngx_http_cache_guard_admin_json_len(&s);
-
-    start = ngx_pnalloc(r->pool, len);
-    if (start == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(start, "{\"error\": ", sizeof("{\"error\": ") - 1);
-    p = ngx_http_cache_guard_admin_json(p, &s);
-    *p++ = '}';
-    *p++ = LF;
-
-    return ngx_http_cache_guard_admin_send(r, status, start, p - start);
-}
-
-
-ngx_int_t
-ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *p, size_t len)
-{
-    return ngx_http_cache_guard_send_buf(r, status, "application/json", p,
-                                         len);
-}
-
-
-/* one answer from memory, for the admin API, the metrics and the status */
-
-ngx_int_t
-ngx_http_cache_guard_send_buf(ngx_http_request_t *r, ngx_uint_t status,
-    const char *type, u_char *p, size_t len)
-{
-    ngx_int_t  rc;
-
-    /* a no-op once the body was read */
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = len;
-
-    r->headers_out.content_type.data = (u_char *) type;
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    return ngx_http_cache_guard_send_body(r, p, len);
-}
-
-
-/* the header as it is set, then the body from memory, in one buffer */
-
-ngx_int_t
-ngx_http_cache_guard_send_body(ngx_http_request_t *r, u_char *p, size_t len)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->pos = p;
-    b->last = p + len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
-}
-
-
-static size_t
-ngx_http_cache_guard_admin_json_len(ngx_str_t *s)
-{
-    return 2 + s->len + ngx_http_cache_guard_escape_json(NULL, s->data, s->len);
-}
-
-
-/* a JSON string, quoted */
-
-static u_char *
-ngx_http_cache_guard_admin_json(u_char *p, ngx_str_t *s)
-{
-    *p++ = '"';
-    p = (u_char *) ngx_http_cache_guard_escape_json(p, s->data, s->len);
-    *p++ = '"';
-
-    return p;
-}
-
-
-/* a fraction without the trailing zeros of a fixed width */
-
-static u_char *
-ngx_http_cache_guard_admin_number(u_char *p, double d)
-{
-    u_char  *last;
-
-    last = ngx_sprintf(p, "%.15f", d);
-
-    while (last[-1] == '0') {
-        last--;
-    }
-
-    if (last[-1] == '.') {
-        last--;
-    }
-
-    return last;
-}

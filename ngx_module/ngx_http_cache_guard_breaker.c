@@ -19,8 +19,6 @@
 
 
 #include "ngx_http_cache_guard_breaker.h"
-#include "ngx_http_cache_guard_policy.h"
-#include "ngx_http_cache_guard_redis.h"
 
 #include <signal.h>
 
@@ -43,7 +41,6 @@
 #define NGX_HTTP_CACHE_GUARD_STATE_LAYOUT  4
 
 
-static ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_cache_guard_state_sweep(
@@ -73,128 +70,93 @@ static const char  *ngx_http_cache_guard_breaker_names[] = {
 };
 
 
-/*
- * One Redis backend has one breaker: its settings come from the policies
- * that set breaker.redis, which must agree.  Also sizes the largest reply
- * read from Redis.
- */
-
-ngx_int_t
-ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf)
+void
+ngx_http_cache_guard_breaker_defaults(ngx_http_cache_guard_breaker_conf_t *bc,
+    ngx_msec_t open_for)
 {
-    ngx_uint_t                            i, j;
-    ngx_http_cache_guard_redis_t         *rd;
-    ngx_http_cache_guard_policy_t       **plp, *pl, *first;
-    ngx_http_cache_guard_breaker_conf_t  *a, *b;
-    ngx_http_cache_guard_main_conf_t     *mcf;
+    ngx_uint_t  status;
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
-    rd = mcf->redis;
+    ngx_memzero(bc, sizeof(ngx_http_cache_guard_breaker_conf_t));
 
-    if (rd) {
-        ngx_http_cache_guard_policy_breaker_defaults(&rd->breaker, 10000);
+    bc->enabled = 1;
+    bc->window_ms = 10000;
+    bc->window = 10;
+    bc->min_requests = 20;
+    bc->failure_rate = 0.5;
+    bc->open_for = open_for;
+    bc->half_open = 3;
 
-        /* GETRANGE chunks of Bloom filters and INFO fit in this */
-        rd->max_reply = 1024 * 1024;
-
-        first = NULL;
-        plp = mcf->policies.elts;
-
-        for (i = 0; i <= mcf->policies.nelts; i++) {
-            pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
-
-            if (pl == NULL) {
-                continue;
-            }
-
-            rd->max_reply = ngx_max(rd->max_reply,
-                                    NGX_HTTP_CACHE_GUARD_ENTRY_MAX(pl));
-
-            if (!pl->redis_breaker.set) {
-                continue;
-            }
-
-            if (first == NULL) {
-                first = pl;
-                rd->breaker = pl->redis_breaker;
-                continue;
-            }
-
-            a = &first->redis_breaker;
-            b = &pl->redis_breaker;
-
-            if (a->enabled != b->enabled
-                || (a->enabled
-                    && (a->window != b->window
-                        || a->min_requests != b->min_requests
-                        || a->failure_rate != b->failure_rate
-                        || a->open_for != b->open_for
-                        || a->half_open != b->half_open)))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "cache guard: the policies \"%V\" and "
-                                   "\"%V\" set breaker.redis differently; "
-                                   "one Redis backend has one breaker",
-                                   &first->file, &pl->file);
-                return NGX_ERROR;
-            }
-        }
+    for (status = 500; status < 600; status++) {
+        bc->statuses[status / 64] |= (uint64_t) 1 << (status % 64);
     }
-
-    /* policies of one name share a breaker and a cap: they must agree */
-
-    plp = mcf->policies.elts;
-
-    for (i = 0; i <= mcf->policies.nelts; i++) {
-        pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
-
-        if (pl == NULL) {
-            continue;
-        }
-
-        for (j = i + 1; j <= mcf->policies.nelts; j++) {
-            first = (j < mcf->policies.nelts) ? plp[j] : mcf->default_policy;
-
-            if (first == NULL
-                || first->name.len != pl->name.len
-                || ngx_strncmp(first->name.data, pl->name.data,
-                               pl->name.len) != 0)
-            {
-                continue;
-            }
-
-            a = &pl->breaker;
-            b = &first->breaker;
-
-            if (pl->max_concurrent != first->max_concurrent
-                || a->enabled != b->enabled
-                || a->window != b->window
-                || a->min_requests != b->min_requests
-                || a->failure_rate != b->failure_rate
-                || a->open_for != b->open_for
-                || a->half_open != b->half_open
-                || ngx_memcmp(a->statuses, b->statuses, sizeof(a->statuses))
-                   != 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "cache guard: the policies \"%V\" and "
-                                   "\"%V\" share the name \"%V\" and so "
-                                   "the breaker \"origin:%V\", but set "
-                                   "breaker.origin or origin.max_concurrent "
-                                   "differently", &pl->file, &first->file,
-                                   &pl->name, &pl->name);
-                return NGX_ERROR;
-            }
-        }
-    }
-
-    return ngx_http_cache_guard_state_add(cf);
 }
 
 
-/* from postconfiguration: every policy and the Redis backend are known */
+/*
+ * Whether two settings make the same breaker; "strict" also compares the
+ * settings of disabled breakers and the statuses that count.
+ */
 
-static ngx_int_t
+ngx_uint_t
+ngx_http_cache_guard_breaker_same(ngx_http_cache_guard_breaker_conf_t *a,
+    ngx_http_cache_guard_breaker_conf_t *b, ngx_uint_t strict)
+{
+    if (a->enabled != b->enabled) {
+        return 0;
+    }
+
+    if (!a->enabled && !strict) {
+        return 1;
+    }
+
+    return a->window == b->window
+           && a->min_requests == b->min_requests
+           && a->failure_rate == b->failure_rate
+           && a->open_for == b->open_for
+           && a->half_open == b->half_open
+           && (!strict
+               || ngx_memcmp(a->statuses, b->statuses, sizeof(a->statuses))
+                  == 0);
+}
+
+
+/*
+ * Asks for the record NAME: *rec points at it once the state zone is
+ * initialised (records of one name are one breaker).
+ */
+
+ngx_int_t
+ngx_http_cache_guard_state_want(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_http_cache_guard_record_t **rec)
+{
+    ngx_http_cache_guard_want_t       *w;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+
+    if (mcf->wants.elts == NULL
+        && ngx_array_init(&mcf->wants, cf->pool, 8,
+                          sizeof(ngx_http_cache_guard_want_t))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    w = ngx_array_push(&mcf->wants);
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->name = *name;
+    w->rec = rec;
+
+    return NGX_OK;
+}
+
+
+/* from postconfiguration, once every record is wanted */
+
+ngx_int_t
 ngx_http_cache_guard_state_add(ngx_conf_t *cf)
 {
     size_t                             size;
@@ -203,7 +165,7 @@ ngx_http_cache_guard_state_add(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
 
-    if (mcf->npolicies == 0 && mcf->redis == NULL) {
+    if (mcf->wants.nelts == 0) {
         return NGX_OK;
     }
 
@@ -235,13 +197,11 @@ ngx_http_cache_guard_state_add(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
 {
-    u_char                             name[NGX_HTTP_CACHE_GUARD_RECORD_NAME];
-    size_t                             len;
     ngx_int_t                          rc;
     ngx_uint_t                         i, oldest;
     ngx_slab_pool_t                   *shpool;
+    ngx_http_cache_guard_want_t       *w;
     ngx_http_cache_guard_state_t      *st;
-    ngx_http_cache_guard_policy_t    **plp, *pl;
     ngx_http_cache_guard_main_conf_t  *mcf;
 
     mcf = shm_zone->data;
@@ -304,30 +264,13 @@ ngx_http_cache_guard_state_init(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     rc = NGX_OK;
+    w = mcf->wants.elts;
 
-    if (mcf->redis) {
-        mcf->redis->rec = ngx_http_cache_guard_record_get(st,
-                                           (u_char *) "redis", 5, oldest,
-                                           shm_zone->shm.log);
-        if (mcf->redis->rec == NULL) {
-            rc = NGX_ERROR;
-        }
-    }
-
-    plp = mcf->policies.elts;
-
-    for (i = 0; rc == NGX_OK && i <= mcf->policies.nelts; i++) {
-        pl = (i < mcf->policies.nelts) ? plp[i] : mcf->default_policy;
-
-        if (pl == NULL) {
-            continue;
-        }
-
-        len = ngx_snprintf(name, sizeof(name), "origin:%V", &pl->name) - name;
-
-        pl->rec = ngx_http_cache_guard_record_get(st, name, len, oldest,
-                                                  shm_zone->shm.log);
-        if (pl->rec == NULL) {
+    for (i = 0; rc == NGX_OK && i < mcf->wants.nelts; i++) {
+        *w[i].rec = ngx_http_cache_guard_record_get(st, w[i].name.data,
+                                                    w[i].name.len, oldest,
+                                                    shm_zone->shm.log);
+        if (*w[i].rec == NULL) {
             rc = NGX_ERROR;
         }
     }

@@ -82,7 +82,14 @@ typedef struct {
 
 extern ngx_http_cache_guard_state_t  *ngx_http_cache_guard_state;
 
-ngx_int_t ngx_http_cache_guard_breaker_init_conf(ngx_conf_t *cf);
+void ngx_http_cache_guard_breaker_defaults(
+    ngx_http_cache_guard_breaker_conf_t *bc, ngx_msec_t open_for);
+ngx_uint_t ngx_http_cache_guard_breaker_same(
+    ngx_http_cache_guard_breaker_conf_t *a,
+    ngx_http_cache_guard_breaker_conf_t *b, ngx_uint_t strict);
+ngx_int_t ngx_http_cache_guard_state_want(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_http_cache_guard_record_t **rec);
+ngx_int_t ngx_http_cache_guard_state_add(ngx_conf_t *cf);
 void ngx_http_cache_guard_state_init_worker(ngx_cycle_t *cycle);
 void ngx_http_cache_guard_state_exit_worker(void);
 ngx_int_t ngx_http_cache_guard_inflight_add(

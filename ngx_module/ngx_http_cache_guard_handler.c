@@ -14,7 +14,7 @@
 
 #include "ngx_http_cache_guard_handler.h"
 #include "ngx_http_cache_guard_access.h"
-#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_respond.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_lock.h"
@@ -73,28 +73,6 @@ static ngx_int_t ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
 
 
 #define NGX_HTTP_CACHE_GUARD_SERVED  1
-
-
-static ngx_str_t  ngx_http_cache_guard_status_names[] = {
-    ngx_null_string,
-    ngx_string("HIT"),
-    ngx_string("MISS"),
-    ngx_string("STALE"),
-    ngx_string("UPDATING"),
-    ngx_string("NEGATIVE"),
-    ngx_string("BLOOM_REJECT"),
-    ngx_string("INVALID"),
-    ngx_string("BYPASS"),
-    ngx_string("LOCK_TIMEOUT"),
-    ngx_string("FALLBACK")
-};
-
-
-static ngx_str_t  ngx_http_cache_guard_level_names[] = {
-    ngx_null_string,
-    ngx_string("l1"),
-    ngx_string("l2")
-};
 
 
 static ngx_http_variable_t  ngx_http_cache_guard_variables[] = {

@@ -13,6 +13,7 @@
 
 #include "ngx_http_cache_guard_metrics.h"
 #include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_respond.h"
 #include "ngx_http_cache_guard_bloom.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
@@ -86,12 +87,6 @@ static ngx_uint_t ngx_http_cache_guard_seen(
     ngx_http_cache_guard_record_t *rec);
 
 
-/* upper bounds of the duration buckets, microseconds; the last is +Inf */
-
-static uint64_t  ngx_http_cache_guard_bounds[NGX_HTTP_CACHE_GUARD_NBUCKETS - 1]
-    = { 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
-        500000, 1000000, 2500000, 5000000, 10000000 };
-
 static const char  *ngx_http_cache_guard_les[NGX_HTTP_CACHE_GUARD_NBUCKETS] = {
     "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01",
     "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"
@@ -114,54 +109,6 @@ static const char  *ngx_http_cache_guard_info_names[] = {
 
 static ngx_event_t  ngx_http_cache_guard_tick_ev;
 static ngx_uint_t   ngx_http_cache_guard_ticks;
-
-
-/*
- * The bucket of a duration: the first bound not below it.  For each bit
- * length of the duration, the first bucket it may fall in; at most two
- * steps on from there.
- */
-
-static u_char  ngx_http_cache_guard_first_bucket[65];
-
-
-void
-ngx_http_cache_guard_metrics_init(void)
-{
-    ngx_uint_t  bits, i;
-    uint64_t    low;
-
-    for (bits = 0; bits <= 64; bits++) {
-        low = bits ? (uint64_t) 1 << (bits - 1) : 0;
-
-        for (i = 0; i < NGX_HTTP_CACHE_GUARD_NBUCKETS - 1; i++) {
-            if (low <= ngx_http_cache_guard_bounds[i]) {
-                break;
-            }
-        }
-
-        ngx_http_cache_guard_first_bucket[bits] = (u_char) i;
-    }
-}
-
-
-void
-ngx_http_cache_guard_histogram_add(ngx_http_cache_guard_histogram_t *h,
-    uint64_t us)
-{
-    ngx_uint_t  i;
-
-    i = ngx_http_cache_guard_first_bucket[us ? 64 - __builtin_clzll(us) : 0];
-
-    while (i < NGX_HTTP_CACHE_GUARD_NBUCKETS - 1
-           && us > ngx_http_cache_guard_bounds[i])
-    {
-        i++;
-    }
-
-    (void) ngx_atomic_fetch_add(&h->histogram[i], 1);
-    (void) ngx_atomic_fetch_add(&h->sum_us, us);
-}
 
 
 /* the log phase: one request of a guarded location is counted */

@@ -15,9 +15,6 @@
 #include "ngx_http_cache_guard_stats.h"
 
 
-void ngx_http_cache_guard_metrics_init(void);
-void ngx_http_cache_guard_histogram_add(ngx_http_cache_guard_histogram_t *h,
-    uint64_t us);
 void ngx_http_cache_guard_metrics_init_worker(ngx_cycle_t *cycle);
 char *ngx_http_cache_guard_metrics_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -18,10 +18,12 @@
 #include "ngx_http_cache_guard_policy.h"
 #include "ngx_http_cache_guard_purge.h"
 #include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_stats.h"
 #include "ngx_http_cache_guard_store.h"
 
 
 static ngx_int_t ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_cache_guard_init_state(ngx_conf_t *cf);
 static ngx_int_t ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_cache_guard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_cache_guard_create_loc_conf(ngx_conf_t *cf);
@@ -143,7 +145,7 @@ ngx_module_t  ngx_http_cache_guard_module = {
 static ngx_int_t
 ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_cache_guard_metrics_init();
+    ngx_http_cache_guard_stats_init();
 
     return ngx_http_cache_guard_add_variables(cf);
 }
@@ -186,11 +188,136 @@ ngx_http_cache_guard_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_cache_guard_breaker_init_conf(cf) != NGX_OK) {
+    if (ngx_http_cache_guard_init_state(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
     return ngx_http_cache_guard_filter_init(cf);
+}
+
+
+/*
+ * The records of the state zone: one breaker per Redis backend, whose
+ * settings come from the policies that set breaker.redis (they must
+ * agree), and one per policy name (policies of one name share a breaker
+ * and a cap: they must agree too).  Also sizes the largest reply read
+ * from Redis.
+ */
+
+static ngx_int_t
+ngx_http_cache_guard_init_state(ngx_conf_t *cf)
+{
+    u_char                             *p;
+    ngx_str_t                           name;
+    ngx_uint_t                          i, j, n;
+    ngx_http_cache_guard_redis_t       *rd;
+    ngx_http_cache_guard_policy_t     **plp, *pl, *first;
+    ngx_http_cache_guard_main_conf_t   *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
+    rd = mcf->redis;
+    plp = mcf->policies.elts;
+    n = mcf->policies.nelts;
+
+    if (rd) {
+        ngx_http_cache_guard_breaker_defaults(&rd->breaker, 10000);
+
+        /* GETRANGE chunks of Bloom filters and INFO fit in this */
+        rd->max_reply = 1024 * 1024;
+
+        first = NULL;
+
+        for (i = 0; i <= n; i++) {
+            pl = (i < n) ? plp[i] : mcf->default_policy;
+
+            if (pl == NULL) {
+                continue;
+            }
+
+            rd->max_reply = ngx_max(rd->max_reply,
+                                    NGX_HTTP_CACHE_GUARD_ENTRY_MAX(pl));
+
+            if (!pl->redis_breaker.set) {
+                continue;
+            }
+
+            if (first == NULL) {
+                first = pl;
+                rd->breaker = pl->redis_breaker;
+                continue;
+            }
+
+            if (!ngx_http_cache_guard_breaker_same(&first->redis_breaker,
+                                                   &pl->redis_breaker, 0))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cache guard: the policies \"%V\" and "
+                                   "\"%V\" set breaker.redis differently; "
+                                   "one Redis backend has one breaker",
+                                   &first->file, &pl->file);
+                return NGX_ERROR;
+            }
+        }
+
+        ngx_str_set(&name, "redis");
+
+        if (ngx_http_cache_guard_state_want(cf, &name, &rd->rec) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i <= n; i++) {
+        pl = (i < n) ? plp[i] : mcf->default_policy;
+
+        if (pl == NULL) {
+            continue;
+        }
+
+        for (j = i + 1; j <= n; j++) {
+            first = (j < n) ? plp[j] : mcf->default_policy;
+
+            if (first == NULL
+                || first->name.len != pl->name.len
+                || ngx_strncmp(first->name.data, pl->name.data,
+                               pl->name.len) != 0)
+            {
+                continue;
+            }
+
+            if (pl->max_concurrent != first->max_concurrent
+                || !ngx_http_cache_guard_breaker_same(&pl->breaker,
+                                                      &first->breaker, 1))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cache guard: the policies \"%V\" and "
+                                   "\"%V\" share the name \"%V\" and so "
+                                   "the breaker \"origin:%V\", but set "
+                                   "breaker.origin or origin.max_concurrent "
+                                   "differently", &pl->file, &first->file,
+                                   &pl->name, &pl->name);
+                return NGX_ERROR;
+            }
+        }
+
+        name.len = sizeof("origin:") - 1 + pl->name.len;
+        name.data = ngx_pnalloc(cf->pool, name.len);
+        if (name.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(name.data, "origin:", sizeof("origin:") - 1);
+        ngx_memcpy(p, pl->name.data, pl->name.len);
+
+        if (ngx_http_cache_guard_state_want(cf, &name, &pl->rec) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (mcf->npolicies == 0 && rd == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_cache_guard_state_add(cf);
 }
 
 

@@ -639,8 +639,8 @@ ngx_http_cache_guard_policy_set_defaults(ngx_http_cache_guard_policy_t *pl)
     pl->alert_window = 60;
     pl->alert_min_requests = 20;
 
-    ngx_http_cache_guard_policy_breaker_defaults(&pl->breaker, 30000);
-    ngx_http_cache_guard_policy_breaker_defaults(&pl->redis_breaker, 10000);
+    ngx_http_cache_guard_breaker_defaults(&pl->breaker, 30000);
+    ngx_http_cache_guard_breaker_defaults(&pl->redis_breaker, 10000);
 
     pl->nnegative = sizeof(ngx_http_cache_guard_default_negative_statuses)
                     / sizeof(ngx_uint_t);
@@ -1402,28 +1402,6 @@ ngx_http_cache_guard_policy_fallback(ngx_http_cache_guard_policy_ctx_t *pc)
           NULL },                                                             \
         { NULL, 0, 0, 0, 0, NULL }                                            \
     }
-
-
-void
-ngx_http_cache_guard_policy_breaker_defaults(
-    ngx_http_cache_guard_breaker_conf_t *bc, ngx_msec_t open_for)
-{
-    ngx_uint_t  status;
-
-    ngx_memzero(bc, sizeof(ngx_http_cache_guard_breaker_conf_t));
-
-    bc->enabled = 1;
-    bc->window_ms = 10000;
-    bc->window = 10;
-    bc->min_requests = 20;
-    bc->failure_rate = 0.5;
-    bc->open_for = open_for;
-    bc->half_open = 3;
-
-    for (status = 500; status < 600; status++) {
-        bc->statuses[status / 64] |= (uint64_t) 1 << (status % 64);
-    }
-}
 
 
 static char *

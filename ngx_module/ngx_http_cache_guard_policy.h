@@ -49,8 +49,6 @@ char *ngx_http_cache_guard_policy_check_location(ngx_conf_t *cf,
 ngx_int_t ngx_http_cache_guard_policy_check_variables(ngx_conf_t *cf);
 
 extern const char  *ngx_http_cache_guard_hook_names[];
-void ngx_http_cache_guard_policy_breaker_defaults(
-    ngx_http_cache_guard_breaker_conf_t *bc, ngx_msec_t open_for);
 ngx_uint_t ngx_http_cache_guard_policy_has_status(ngx_uint_t *list,
     ngx_uint_t n, ngx_uint_t status);
 

@@ -12,7 +12,7 @@
 
 
 #include "ngx_http_cache_guard_purge.h"
-#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_api.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_redis.h"

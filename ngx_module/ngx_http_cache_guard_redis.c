@@ -9,7 +9,6 @@
 
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_breaker.h"
-#include "ngx_http_cache_guard_metrics.h"
 #include "ngx_http_cache_guard_stats.h"
 
 

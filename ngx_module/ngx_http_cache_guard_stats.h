@@ -104,4 +104,13 @@ ngx_http_cache_guard_now(void)
 }
 
 
+
+extern ngx_str_t  ngx_http_cache_guard_status_names[];   /* by status_e */
+extern ngx_str_t  ngx_http_cache_guard_level_names[];    /* by level_e */
+extern uint64_t   ngx_http_cache_guard_bounds[];         /* us, NBUCKETS - 1 */
+
+void ngx_http_cache_guard_stats_init(void);
+void ngx_http_cache_guard_histogram_add(ngx_http_cache_guard_histogram_t *h,
+    uint64_t us);
+
 #endif /* _NGX_HTTP_CACHE_GUARD_STATS_H_INCLUDED_ */

@@ -167,6 +167,14 @@ typedef struct {
 } ngx_http_cache_guard_conf_src_t;
 
 
+/* a record of the state zone asked for by name */
+
+typedef struct {
+    ngx_str_t                       name;
+    ngx_http_cache_guard_record_t **rec;          /* set at zone init */
+} ngx_http_cache_guard_want_t;
+
+
 typedef struct {
     ngx_http_cache_guard_redis_t   *redis;
     ngx_array_t                     blooms;       /* bloom_t * */
@@ -176,6 +184,7 @@ typedef struct {
     ngx_uint_t                      npolicies;    /* counter indexes */
     ngx_http_cache_guard_policy_t  *default_policy;
     ngx_uint_t                      state_gen;    /* see breaker.c */
+    ngx_array_t                     wants;        /* want_t, see breaker.c */
     ngx_array_t                     guards;       /* conf_src_t * */
     ngx_array_t                     policy_srcs;  /* conf_src_t * */
 } ngx_http_cache_guard_main_conf_t;

@@ -15,7 +15,7 @@
 
 
 #include "ngx_http_cache_guard_warm.h"
-#include "ngx_http_cache_guard_admin.h"
+#include "ngx_http_cache_guard_api.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_handler.h"
 

@@ -59,7 +59,7 @@ static void ngx_http_cache_guard_breaker_clear(
 
 ngx_http_cache_guard_state_t  *ngx_http_cache_guard_state;
 static ngx_slab_pool_t        *ngx_http_cache_guard_state_pool;
-ngx_int_t                      ngx_http_cache_guard_slot = -1;
+static ngx_int_t               ngx_http_cache_guard_slot = -1;
 
 
 static ngx_str_t  ngx_http_cache_guard_state_name =

@@ -1,0 +1,139 @@
+# The source's structure stays true: each file of ngx_module/ sits in one
+# layer, and includes (so calls) only headers of the files below it; what
+# a .c offers is declared in its own header and nowhere else; no C file
+# over 1,000 lines, no function over 150 lines but directive parsers; the
+# README's "Source layout" names every file.
+use strict;
+use warnings;
+use Test::More;
+use File::Basename qw(basename dirname);
+use Cwd qw(abs_path);
+
+my $root = abs_path(dirname(__FILE__) . '/..');
+my $dir = "$root/ngx_module";
+my $P = 'ngx_http_cache_guard_';
+
+# The layers, lowest first; within a layer a file may use the ones before
+# it.  A new file goes here and in the README's "Source layout".
+my @layers = (
+    [core       => qw(types codec json sbbf lines stats)],
+    [services   => qw(breaker redis geo bloom bloom_sync key lua policy
+                      store lock)],
+    [request    => qw(respond handler access filter variables)],
+    [operations => qw(api metrics prometheus status purge warm admin)],
+    [module     => qw(module)],
+);
+
+my (%rank, %layer, $n);
+for my $l (@layers) {
+    my ($name, @files) = @$l;
+    for my $f (@files) {
+        $rank{$f} = $n++;
+        $layer{$f} = $name;
+    }
+}
+
+sub slurp { local (@ARGV, $/) = @_; return scalar <> }
+
+my @files = sort grep { !/dashboard/ }
+            map { basename($_) } glob("$dir/${P}*.[ch]");
+ok(scalar @files > 10, 'the sources are found');
+
+my (%src, %base_of);
+for my $f (@files) {
+    my ($base) = $f =~ /^\Q$P\E(\w+)\.[ch]$/;
+    $base_of{$f} = $base;
+    $src{$f} = slurp("$dir/$f");
+    ok(defined $rank{$base}, "$f has a layer")
+        or diag("add \"$base\" to \@layers in t/004-layers.t and to the "
+                . "README's Source layout");
+}
+
+# 1. includes go down
+for my $f (@files) {
+    my $me = $base_of{$f};
+    next unless defined $rank{$me};
+    my @bad;
+    while ($src{$f} =~ /^#include\s+"\Q$P\E(\w+)\.h"/mg) {
+        my $to = $1;
+        next if $to eq 'dashboard' || $to eq $me;
+        if (!defined $rank{$to}) {
+            push @bad, "$to.h (no layer)";
+        } elsif ($rank{$to} >= $rank{$me}) {
+            push @bad, "$to.h ($layer{$to}, not below $me in "
+                       . "$layer{$me})";
+        }
+    }
+    is(join(', ', @bad), '', "$f includes only headers of files below it");
+}
+
+# 2. what a .c offers is declared in its own header, and only there
+sub strip_comments { my $s = shift; $s =~ s{/\*.*?\*/}{}gs; return $s }
+
+my %declared_in;
+for my $h (grep { /\.h$/ } @files) {
+    my $s = strip_comments($src{$h});
+    while ($s =~ /\b(\Q$P\E\w+)\s*\(/g) {
+        $declared_in{$1}{$h} = 1;
+    }
+    while ($s =~ /^extern\s+[^;]*?\b(\Q$P\E\w+)\s*(?:\[\s*\w*\s*\])?\s*;/mg) {
+        $declared_in{$1}{$h} = 1;
+    }
+}
+
+for my $c (grep { /\.c$/ } @files) {
+    my $me = $base_of{$c};
+    my $s = strip_comments($src{$c});
+    my @offered;
+    # nginx style: the type on one line, the name at column 0 on the next
+    while ($s =~ /^(?!static\b)([a-z][^\n;{}()]*)\n(\Q$P\E\w+)\(/mg) {
+        push @offered, $2;
+    }
+    # variables other files may use
+    while ($s =~ /^(?!static\b)(?:const\s+)?[a-z_]\w*\s+\**(\Q$P\E\w+)(?:\[[^\]]*\])?\s*(?:=|;)/mg) {
+        push @offered, $1;
+    }
+    my @wrong;
+    for my $fn (@offered) {
+        next if $fn eq "${P}module";          # the module, in types.h
+        my @in = sort keys %{ $declared_in{$fn} // {} };
+        my $own = "$P$me.h";
+        push @wrong, "$fn (declared in: " . (join(' ', @in) || 'none') . ")"
+            unless @in == 1 && $in[0] eq $own;
+    }
+    is(join('; ', @wrong), '',
+       "what $c offers is declared in its own header only");
+}
+
+# 3. sizes
+for my $c (grep { /\.c$/ } @files) {
+    my $lines = () = $src{$c} =~ /\n/g;
+    cmp_ok($lines, '<=', 1000, "$c has at most 1,000 lines");
+
+    my @long;
+    my @l = split /\n/, $src{$c};
+    for my $i (1 .. $#l) {
+        my ($name) = $l[$i] =~ /^(\Q$P\E\w+)\(/;
+        next unless $name && $l[$i - 1] =~ /^[a-z]/;
+        my $j = $i;
+        my $sig = '';
+        $sig .= $l[$j++] until $l[$j] eq '{' || $j > $#l;
+        my $start = $j;
+        $j++ until $j > $#l || $l[$j] eq '}';
+        my $len = $j - $start + 1;
+        next if $sig =~ /ngx_command_t \*cmd/;   # a directive parser
+        push @long, "$name ($len lines)" if $len > 150;
+    }
+    is(join(', ', @long), '', "no function of $c is over 150 lines");
+}
+
+# 4. the README shows the layout
+my $readme = slurp("$root/README.md");
+my ($layout) = $readme =~ /^## Source layout\n(.*?)(?=^## |\z)/ms;
+ok(defined $layout, 'the README has a "Source layout" section');
+for my $f (grep { /\.c$/ } @files) {
+    like($layout // '', qr/\Q$f\E|\b\Q$base_of{$f}\E\.c\b/,
+         "the README's Source layout names $f");
+}
+
+done_testing();

@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_cache_guard_geo.h"
+#include "ngx_http_cache_guard_log.h"
 
 #include <maxminddb.h>
 
@@ -37,7 +38,7 @@ static const char *const  ngx_http_cache_guard_geo_asn[] =
 static const char *const  ngx_http_cache_guard_geo_asn_org[] =
     { "autonomous_system_organization", NULL };
 
-static time_t  ngx_http_cache_guard_geo_last_log;
+static ngx_http_cache_guard_log_limit_t  ngx_http_cache_guard_geo_log_limit;
 
 
 char *
@@ -327,23 +328,9 @@ ngx_http_cache_guard_geo_number(ngx_http_request_t *r, MMDB_entry_s *entry,
 static void
 ngx_http_cache_guard_geo_error(ngx_http_request_t *r, int status)
 {
-    time_t  now;
-
-    now = ngx_time();
-
-    if (ngx_http_cache_guard_geo_last_log
-        && now - ngx_http_cache_guard_geo_last_log
-           < NGX_HTTP_CACHE_GUARD_GEO_LOG_INTERVAL)
-    {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "cache guard: geoip lookup failed: %s (not logged)",
-                       MMDB_strerror(status));
-        return;
-    }
-
-    ngx_http_cache_guard_geo_last_log = now;
-
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "cache guard: geoip lookup failed: %s",
-                  MMDB_strerror(status));
+    ngx_http_cache_guard_log_limited(&ngx_http_cache_guard_geo_log_limit,
+                                     NGX_HTTP_CACHE_GUARD_GEO_LOG_INTERVAL,
+                                     NGX_LOG_WARN, r->connection->log,
+                                     "cache guard: geoip lookup failed: %s",
+                                     MMDB_strerror(status));
 }

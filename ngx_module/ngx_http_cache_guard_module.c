@@ -18,6 +18,7 @@
 #include "ngx_http_cache_guard_policy.h"
 #include "ngx_http_cache_guard_purge.h"
 #include "ngx_http_cache_guard_redis.h"
+#include "ngx_http_cache_guard_redis_conf.h"
 #include "ngx_http_cache_guard_stats.h"
 #include "ngx_http_cache_guard_store.h"
 

@@ -845,24 +845,12 @@ ngx_http_cache_guard_purge_init_worker(ngx_cycle_t *cycle)
         return;
     }
 
-    sub = ngx_calloc(sizeof(ngx_http_cache_guard_redis_t), cycle->log);
+    /* the same backend and settings, a state of its own */
+
+    sub = ngx_http_cache_guard_redis_clone(mcf->redis, cycle->log);
     if (sub == NULL) {
         return;
     }
-
-    /* the same backend and settings, a state of its own */
-
-    sub->addr_text = mcf->redis->addr_text;
-    sub->host = mcf->redis->host;
-    sub->port = mcf->redis->port;
-    sub->unix_path = mcf->redis->unix_path;
-    sub->timeout = mcf->redis->timeout;
-    sub->connect_timeout = mcf->redis->connect_timeout;
-    sub->password = mcf->redis->password;
-    sub->user = mcf->redis->user;
-    sub->db = mcf->redis->db;
-    sub->prefix = mcf->redis->prefix;
-    sub->max_reply = mcf->redis->max_reply;
 
     /*
      * No breaker record of its own, nor the data path's: its results must
@@ -870,6 +858,7 @@ ngx_http_cache_guard_purge_init_worker(ngx_cycle_t *cycle)
      * one is not closed (the tick looks).
      */
 
+    sub->rec = NULL;
     sub->breaker.enabled = 0;
 
     /* it connects when it subscribes, from the event loop */

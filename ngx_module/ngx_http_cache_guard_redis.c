@@ -9,26 +9,16 @@
 
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_log.h"
+#include "ngx_http_cache_guard_resp.h"
 #include "ngx_http_cache_guard_stats.h"
 
 
-#define NGX_HTTP_CACHE_GUARD_REDIS_PORT          6379
-#define NGX_HTTP_CACHE_GUARD_REDIS_TIMEOUT       500
-#define NGX_HTTP_CACHE_GUARD_REDIS_PREFIX_MAX    64
 #define NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN   100
 #define NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MAX   5000
 #define NGX_HTTP_CACHE_GUARD_REDIS_LOG_INTERVAL  10
 
-#define ngx_http_cache_guard_redis_count(rd, kind)                           \
-    if ((rd)->rec) {                                                          \
-        (void) ngx_atomic_fetch_add(&(rd)->rec->m.redis_errors[kind], 1);     \
-    }
 
-
-static char *ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
-    ngx_http_cache_guard_redis_t *rd, ngx_str_t *addr);
-static char *ngx_http_cache_guard_redis_parse_time(ngx_conf_t *cf,
-    ngx_str_t *value, size_t skip, ngx_msec_t *msec);
 static ngx_int_t ngx_http_cache_guard_redis_connect(
     ngx_http_cache_guard_redis_t *rd);
 static ngx_int_t ngx_http_cache_guard_redis_handshake(
@@ -57,333 +47,22 @@ static void ngx_http_cache_guard_redis_del_read(void *privdata);
 static void ngx_http_cache_guard_redis_add_write(void *privdata);
 static void ngx_http_cache_guard_redis_del_write(void *privdata);
 static void ngx_http_cache_guard_redis_cleanup(void *privdata);
-static size_t ngx_http_cache_guard_redis_format(
-    ngx_http_cache_guard_redis_t *rd, int argc, const char **argv,
-    const size_t *argvlen);
-static ngx_uint_t ngx_http_cache_guard_redis_unhealthy(redisReply *reply);
-static void *ngx_http_cache_guard_redis_string(const redisReadTask *task,
-    char *str, size_t len);
-static void *ngx_http_cache_guard_redis_array(const redisReadTask *task,
-    int elements);
-static void *ngx_http_cache_guard_redis_integer(const redisReadTask *task,
-    long long value);
-static void *ngx_http_cache_guard_redis_nil(const redisReadTask *task);
-static ngx_int_t ngx_http_cache_guard_redis_spend(const redisReadTask *task,
-    size_t bytes);
-static u_char *ngx_http_cache_guard_redis_number(u_char *p, u_char type,
-    size_t n);
 
 
-/*
- * Replies are untrusted: hiredis' own reply objects, built within a budget
- * per reply, so that a broken or hostile server cannot make a worker
- * allocate without bound (a huge array count, endless elements).
- */
+/* one more error of this kind, in the breaker record's counters */
 
-static redisReplyObjectFunctions  *ngx_http_cache_guard_redis_default_fn;
-static ssize_t                     ngx_http_cache_guard_redis_budget;
-static size_t                      ngx_http_cache_guard_redis_max_reply;
-
-static redisReplyObjectFunctions  ngx_http_cache_guard_redis_fn = {
-    ngx_http_cache_guard_redis_string,
-    ngx_http_cache_guard_redis_array,
-    ngx_http_cache_guard_redis_integer,
-    ngx_http_cache_guard_redis_nil,
-    freeReplyObject
-};
-
-
-/* error replies that say the server itself is unwell */
-
-static ngx_str_t  ngx_http_cache_guard_redis_unwell[] = {
-    ngx_string("LOADING"),
-    ngx_string("BUSY "),
-    ngx_string("MASTERDOWN"),
-    ngx_string("READONLY"),
-    ngx_string("OOM"),
-    ngx_string("ERR max number of clients"),
-    ngx_string("MISCONF"),
-    ngx_string("TRYAGAIN"),
-    ngx_string("CLUSTERDOWN"),
-    ngx_null_string
-};
+static ngx_inline void
+ngx_http_cache_guard_redis_count(ngx_http_cache_guard_redis_t *rd,
+    ngx_uint_t kind)
+{
+    if (rd->rec) {
+        (void) ngx_atomic_fetch_add(&rd->rec->m.redis_errors[kind], 1);
+    }
+}
 
 
 static const char  ngx_http_cache_guard_redis_auth[] = "AUTH";
 static const char  ngx_http_cache_guard_redis_select[] = "SELECT";
-
-
-char *
-ngx_http_cache_guard_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_cache_guard_main_conf_t *mcf = conf;
-
-    ngx_int_t                      db;
-    ngx_str_t                     *value, s;
-    ngx_uint_t                     i;
-    ngx_http_cache_guard_redis_t  *rd;
-
-    if (mcf->redis) {
-        return "is duplicate";
-    }
-
-    rd = ngx_pcalloc(cf->pool, sizeof(ngx_http_cache_guard_redis_t));
-    if (rd == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    rd->timeout = NGX_HTTP_CACHE_GUARD_REDIS_TIMEOUT;
-    rd->connect_timeout = NGX_HTTP_CACHE_GUARD_REDIS_TIMEOUT;
-    ngx_str_set(&rd->prefix, "cg:");
-
-    value = cf->args->elts;
-
-    if (ngx_http_cache_guard_redis_parse_addr(cf, rd, &value[1])
-        != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
-
-            if (ngx_http_cache_guard_redis_parse_time(cf, &value[i], 8,
-                                                      &rd->timeout)
-                != NGX_CONF_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-
-            if (ngx_http_cache_guard_redis_parse_time(cf, &value[i], 16,
-                                                      &rd->connect_timeout)
-                != NGX_CONF_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-            rd->password.len = value[i].len - 9;
-            rd->password.data = value[i].data + 9;
-
-            if (rd->password.len == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "user=", 5) == 0) {
-            rd->user.len = value[i].len - 5;
-            rd->user.data = value[i].data + 5;
-
-            if (rd->user.len == 0) {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
-            db = ngx_atoi(value[i].data + 3, value[i].len - 3);
-
-            if (db == NGX_ERROR) {
-                goto invalid;
-            }
-
-            rd->db = db;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
-            rd->prefix.len = value[i].len - 7;
-            rd->prefix.data = value[i].data + 7;
-
-            if (rd->prefix.len == 0
-                || rd->prefix.len > NGX_HTTP_CACHE_GUARD_REDIS_PREFIX_MAX)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "cache guard: redis key prefix in "
-                                   "\"%V\" must be "
-                                   "1 to %d bytes long", &value[i],
-                                   NGX_HTTP_CACHE_GUARD_REDIS_PREFIX_MAX);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "mode=", 5) == 0) {
-            s.len = value[i].len - 5;
-            s.data = value[i].data + 5;
-
-            if (s.len == 10 && ngx_strncmp(s.data, "standalone", 10) == 0) {
-                continue;
-            }
-
-            if ((s.len == 7 && ngx_strncmp(s.data, "cluster", 7) == 0)
-                || (s.len == 8 && ngx_strncmp(s.data, "sentinel", 8) == 0))
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "cache guard: redis \"%V\" is not "
-                                   "supported yet, "
-                                   "only \"mode=standalone\" is",
-                                   &value[i]);
-                return NGX_CONF_ERROR;
-            }
-
-            goto invalid;
-        }
-
-        if (ngx_strncmp(value[i].data, "master=", 7) == 0) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: redis sentinel \"%V\" is not "
-                               "supported yet",
-                               &value[i]);
-            return NGX_CONF_ERROR;
-        }
-
-        if (ngx_strlchr(value[i].data, value[i].data + value[i].len, '=')
-            == NULL)
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: several redis addresses are "
-                               "not supported "
-                               "yet, \"%V\" follows \"%V\"",
-                               &value[i], &value[1]);
-            return NGX_CONF_ERROR;
-        }
-
-        goto invalid;
-    }
-
-    if (rd->user.len && rd->password.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cache guard: redis \"user=%V\" requires "
-                           "\"password=\"",
-                           &rd->user);
-        return NGX_CONF_ERROR;
-    }
-
-    mcf->redis = rd;
-
-    return NGX_CONF_OK;
-
-invalid:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "cache guard: invalid redis parameter \"%V\"",
-                       &value[i]);
-
-    return NGX_CONF_ERROR;
-}
-
-
-static char *
-ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
-    ngx_http_cache_guard_redis_t *rd, ngx_str_t *addr)
-{
-    size_t               len;
-    ngx_url_t            u;
-    struct sockaddr_un  *saun;
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-
-    u.url = *addr;
-    u.default_port = NGX_HTTP_CACHE_GUARD_REDIS_PORT;
-
-    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
-        if (u.err) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "cache guard: %s in redis address \"%V\"",
-                               u.err, addr);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    rd->addr_text = *addr;
-
-    if (u.family == AF_UNIX) {
-        /* sun_path is NUL-terminated and lives as long as the cycle */
-        saun = (struct sockaddr_un *) u.addrs[0].sockaddr;
-        rd->unix_path.data = (u_char *) saun->sun_path;
-        rd->unix_path.len = ngx_strlen(saun->sun_path);
-
-        return NGX_CONF_OK;
-    }
-
-    /* hiredis resolves names synchronously: give it a numeric address */
-
-    rd->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (rd->host.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                        rd->host.data, NGX_SOCKADDR_STRLEN, 0);
-    rd->host.data[len] = '\0';
-    rd->host.len = len;
-    rd->port = u.port;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_cache_guard_redis_parse_time(ngx_conf_t *cf, ngx_str_t *value,
-    size_t skip, ngx_msec_t *msec)
-{
-    ngx_int_t  n;
-    ngx_str_t  s;
-
-    s.len = value->len - skip;
-    s.data = value->data + skip;
-
-    n = ngx_parse_time(&s, 0);
-
-    if (n == NGX_ERROR || n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cache guard: invalid redis time-out \"%V\"", value);
-        return NGX_CONF_ERROR;
-    }
-
-    *msec = (ngx_msec_t) n;
-
-    /* nginx reads "250" as seconds: a request would wait that long */
-
-    if (n > 10000) {
-        for (n = 0; n < (ngx_int_t) s.len; n++) {
-            if (s.data[n] < '0' || s.data[n] > '9') {
-                break;
-            }
-        }
-
-        if (n == (ngx_int_t) s.len) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "cache guard: redis time-out \"%V\" is "
-                               "%V seconds, did you mean %Vms?",
-                               value, &s, &s);
-
-        } else {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "cache guard: redis time-out \"%V\" is over "
-                               "10 seconds, a request may wait that long "
-                               "for Redis", value);
-        }
-    }
-
-    return NGX_CONF_OK;
-}
 
 
 ngx_int_t
@@ -531,7 +210,8 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
     cmd->handler = handler;
     cmd->data = data;
 
-    len = ngx_http_cache_guard_redis_format(rd, argc, argv, argvlen);
+    len = ngx_http_cache_guard_resp_format(&rd->out, &rd->out_size, rd->log,
+                                          argc, argv, argvlen);
 
     if (len == 0
         || redisAsyncFormattedCommand(rd->ac, ngx_http_cache_guard_redis_reply,
@@ -631,12 +311,7 @@ ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
     c->read->handler = ngx_http_cache_guard_redis_read_handler;
     c->write->handler = ngx_http_cache_guard_redis_write_handler;
 
-    if (ngx_http_cache_guard_redis_default_fn == NULL) {
-        ngx_http_cache_guard_redis_default_fn = ac->c.reader->fn;
-    }
-
-    ac->c.reader->fn = &ngx_http_cache_guard_redis_fn;
-    ngx_http_cache_guard_redis_max_reply = rd->max_reply;
+    ngx_http_cache_guard_resp_reader(ac->c.reader, rd->max_reply);
 
     ac->data = rd;
     ac->ev.data = c;
@@ -847,44 +522,42 @@ ngx_http_cache_guard_redis_ready(ngx_http_cache_guard_redis_t *rd)
 }
 
 
+ngx_http_cache_guard_redis_t *
+ngx_http_cache_guard_redis_clone(ngx_http_cache_guard_redis_t *rd,
+    ngx_log_t *log)
+{
+    ngx_http_cache_guard_redis_t  *copy;
+
+    copy = ngx_calloc(sizeof(ngx_http_cache_guard_redis_t), log);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    /* the configuration: the fields before the per-worker state */
+
+    ngx_memcpy(copy, rd, offsetof(ngx_http_cache_guard_redis_t, ac));
+
+    return copy;
+}
+
+
 void
 ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
     const char *fmt, ...)
 {
     u_char   *p, buf[NGX_MAX_ERROR_STR];
-    time_t    now;
     va_list   args;
 
     va_start(args, fmt);
     p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
     va_end(args);
 
-    now = ngx_time();
-
     /* an unreachable backend must not flood the error log */
 
-    if (rd->last_error_log
-        && now - rd->last_error_log < NGX_HTTP_CACHE_GUARD_REDIS_LOG_INTERVAL)
-    {
-        rd->errors_suppressed++;
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "%*s (not logged)", (size_t) (p - buf), buf);
-        return;
-    }
-
-    if (rd->errors_suppressed) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "%*s (%ui similar errors in the last %T s not logged)",
-                      (size_t) (p - buf), buf, rd->errors_suppressed,
-                      now - rd->last_error_log);
-
-    } else {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0, "%*s", (size_t) (p - buf), buf);
-    }
-
-    rd->last_error_log = now;
-    rd->errors_suppressed = 0;
+    ngx_http_cache_guard_log_limited(&rd->log_limit,
+                                     NGX_HTTP_CACHE_GUARD_REDIS_LOG_INTERVAL,
+                                     NGX_LOG_ERR, rd->log, "%*s",
+                                     (size_t) (p - buf), buf);
 }
 
 
@@ -989,7 +662,7 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
         cmd->confirmed = 1;
 
         ngx_http_cache_guard_breaker_record(rd->rec, &rd->breaker,
-                                ngx_http_cache_guard_redis_unhealthy(reply),
+                                ngx_http_cache_guard_resp_unhealthy(reply),
                                 rd->log);
 
         if (cmd->handler) {
@@ -1013,7 +686,7 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
     }
 
     if (!rd->exiting) {
-        unwell = (reply && ngx_http_cache_guard_redis_unhealthy(reply));
+        unwell = (reply && ngx_http_cache_guard_resp_unhealthy(reply));
 
         if (unwell) {
             ngx_http_cache_guard_redis_count(rd,
@@ -1274,170 +947,3 @@ ngx_http_cache_guard_redis_cleanup(void *privdata)
     ngx_http_cache_guard_redis_lost(rd, ac);
 }
 
-
-/*
- * The command in RESP, in a buffer the worker keeps: hiredis' own argv
- * formatting costs more than the rest of an L2 hit's Redis work.
- */
-
-static size_t
-ngx_http_cache_guard_redis_format(ngx_http_cache_guard_redis_t *rd, int argc,
-    const char **argv, const size_t *argvlen)
-{
-    int      i;
-    u_char  *p;
-    size_t   len;
-
-    /* and a NUL: hiredis looks at the bytes after a command's name */
-
-    len = 1 + NGX_SIZE_T_LEN + 2 + 1;
-
-    for (i = 0; i < argc; i++) {
-        len += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
-    }
-
-    if (len > rd->out_size) {
-        if (rd->out) {
-            ngx_free(rd->out);
-        }
-
-        rd->out_size = ngx_max(len, 4096);
-        rd->out = ngx_alloc(rd->out_size, rd->log);
-
-        if (rd->out == NULL) {
-            rd->out_size = 0;
-            return 0;
-        }
-    }
-
-    p = ngx_http_cache_guard_redis_number(rd->out, '*', argc);
-
-    for (i = 0; i < argc; i++) {
-        p = ngx_http_cache_guard_redis_number(p, '$', argvlen[i]);
-        p = ngx_cpymem(p, argv[i], argvlen[i]);
-        *p++ = CR;
-        *p++ = LF;
-    }
-
-    *p = '\0';
-
-    return p - rd->out;
-}
-
-
-static u_char *
-ngx_http_cache_guard_redis_number(u_char *p, u_char type, size_t n)
-{
-    u_char   digits[NGX_SIZE_T_LEN], *d;
-
-    d = digits + NGX_SIZE_T_LEN;
-
-    do {
-        *--d = (u_char) ('0' + n % 10);
-        n /= 10;
-    } while (n);
-
-    *p++ = type;
-    p = ngx_cpymem(p, d, digits + NGX_SIZE_T_LEN - d);
-    *p++ = CR;
-    *p++ = LF;
-
-    return p;
-}
-
-
-static ngx_uint_t
-ngx_http_cache_guard_redis_unhealthy(redisReply *reply)
-{
-    ngx_str_t  *e;
-
-    if (reply->type != REDIS_REPLY_ERROR) {
-        return 0;
-    }
-
-    for (e = ngx_http_cache_guard_redis_unwell; e->len; e++) {
-        if ((size_t) reply->len >= e->len
-            && ngx_strncmp(reply->str, e->data, e->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* NGX_OK, or NGX_ERROR when the reply would pass its budget */
-
-static ngx_int_t
-ngx_http_cache_guard_redis_spend(const redisReadTask *task, size_t bytes)
-{
-    /* a reply starts with its outermost object */
-
-    if (task->parent == NULL) {
-        ngx_http_cache_guard_redis_budget =
-                      (ssize_t) ngx_http_cache_guard_redis_max_reply + 65536;
-    }
-
-    ngx_http_cache_guard_redis_budget -= (ssize_t) bytes + 32;
-
-    if (ngx_http_cache_guard_redis_budget < 0) {
-        /*
-         * hiredis takes NULL for no memory: the connection is dropped,
-         * and logged as such (REDIS_ERR_OOM)
-         */
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static void *
-ngx_http_cache_guard_redis_string(const redisReadTask *task, char *str,
-    size_t len)
-{
-    if (ngx_http_cache_guard_redis_spend(task, len) != NGX_OK) {
-        return NULL;
-    }
-
-    return ngx_http_cache_guard_redis_default_fn->createString(task, str,
-                                                               len);
-}
-
-
-static void *
-ngx_http_cache_guard_redis_array(const redisReadTask *task, int elements)
-{
-    if (elements < 0
-        || ngx_http_cache_guard_redis_spend(task,
-                                           (size_t) elements * sizeof(void *))
-           != NGX_OK)
-    {
-        return NULL;
-    }
-
-    return ngx_http_cache_guard_redis_default_fn->createArray(task, elements);
-}
-
-
-static void *
-ngx_http_cache_guard_redis_integer(const redisReadTask *task, long long value)
-{
-    if (ngx_http_cache_guard_redis_spend(task, 0) != NGX_OK) {
-        return NULL;
-    }
-
-    return ngx_http_cache_guard_redis_default_fn->createInteger(task, value);
-}
-
-
-static void *
-ngx_http_cache_guard_redis_nil(const redisReadTask *task)
-{
-    if (ngx_http_cache_guard_redis_spend(task, 0) != NGX_OK) {
-        return NULL;
-    }
-
-    return ngx_http_cache_guard_redis_default_fn->createNil(task);
-}

@@ -13,6 +13,7 @@
 
 #include "ngx_http_cache_guard_types.h"
 #include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_log.h"
 
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -54,7 +55,7 @@ struct ngx_http_cache_guard_redis_s {
     ngx_http_cache_guard_record_t  *rec;         /* the breaker "redis" */
     size_t                          max_reply;   /* the largest we read */
 
-    /* per worker state */
+    /* per worker state, from here on (see redis_clone) */
     redisAsyncContext              *ac;
     ngx_connection_t               *conn;
     ngx_uint_t                      connected;   /* unsigned:1 */
@@ -66,8 +67,7 @@ struct ngx_http_cache_guard_redis_s {
     ngx_http_cache_guard_redis_cmd_t  *free;
     u_char                         *out;          /* RESP of one command */
     size_t                          out_size;
-    time_t                          last_error_log;
-    ngx_uint_t                      errors_suppressed;
+    ngx_http_cache_guard_log_limit_t  log_limit;
     ngx_uint_t                      exiting;     /* unsigned:1 */
     ngx_uint_t                      force;       /* next: past the breaker */
     ngx_uint_t                      lazy;        /* no connect ahead */
@@ -75,8 +75,6 @@ struct ngx_http_cache_guard_redis_s {
 };
 
 
-char *ngx_http_cache_guard_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 ngx_int_t ngx_http_cache_guard_redis_init_worker(
     ngx_http_cache_guard_redis_t *rd, ngx_cycle_t *cycle);
 void ngx_http_cache_guard_redis_exit_worker(ngx_http_cache_guard_redis_t *rd);
@@ -87,6 +85,9 @@ void ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd);
 ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_subscribe(
     ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt handler,
     void *data, ngx_str_t *channel);
+/* a client of the same backend and settings, with a state of its own */
+ngx_http_cache_guard_redis_t *ngx_http_cache_guard_redis_clone(
+    ngx_http_cache_guard_redis_t *rd, ngx_log_t *log);
 void ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
     const char *fmt, ...);
 

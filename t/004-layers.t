@@ -16,8 +16,8 @@ my $P = 'ngx_http_cache_guard_';
 # The layers, lowest first; within a layer a file may use the ones before
 # it.  A new file goes here and in the README's "Source layout".
 my @layers = (
-    [core       => qw(types codec json sbbf lines stats)],
-    [services   => qw(breaker redis geo bloom bloom_sync key lua policy
+    [core       => qw(types codec json log resp sbbf lines stats)],
+    [services   => qw(breaker redis redis_conf geo bloom bloom_sync key lua policy
                       store lock)],
     [request    => qw(respond handler access filter variables)],
     [operations => qw(api metrics prometheus status purge warm admin)],

@@ -1,0 +1,237 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ *
+ * The Redis wire format: commands written in RESP, and replies read
+ * within a budget.  Replies are untrusted: hiredis' own reply objects,
+ * built within a budget per reply, so that a broken or hostile server
+ * cannot make a worker allocate without bound (a huge array count,
+ * endless elements).
+ */
+
+
+#include "ngx_http_cache_guard_resp.h"
+
+
+static u_char *ngx_http_cache_guard_resp_number(u_char *p, u_char type,
+    size_t n);
+static ngx_int_t ngx_http_cache_guard_resp_spend(const redisReadTask *task,
+    size_t bytes);
+static void *ngx_http_cache_guard_resp_string(const redisReadTask *task,
+    char *str, size_t len);
+static void *ngx_http_cache_guard_resp_array(const redisReadTask *task,
+    int elements);
+static void *ngx_http_cache_guard_resp_integer(const redisReadTask *task,
+    long long value);
+static void *ngx_http_cache_guard_resp_nil(const redisReadTask *task);
+
+
+static redisReplyObjectFunctions  *ngx_http_cache_guard_resp_default_fn;
+static ssize_t                     ngx_http_cache_guard_resp_budget;
+static size_t                      ngx_http_cache_guard_resp_max_reply;
+
+static redisReplyObjectFunctions  ngx_http_cache_guard_resp_fn = {
+    ngx_http_cache_guard_resp_string,
+    ngx_http_cache_guard_resp_array,
+    ngx_http_cache_guard_resp_integer,
+    ngx_http_cache_guard_resp_nil,
+    freeReplyObject
+};
+
+
+/* error replies that say the server itself is unwell */
+
+static ngx_str_t  ngx_http_cache_guard_resp_unwell[] = {
+    ngx_string("LOADING"),
+    ngx_string("BUSY "),
+    ngx_string("MASTERDOWN"),
+    ngx_string("READONLY"),
+    ngx_string("OOM"),
+    ngx_string("ERR max number of clients"),
+    ngx_string("MISCONF"),
+    ngx_string("TRYAGAIN"),
+    ngx_string("CLUSTERDOWN"),
+    ngx_null_string
+};
+
+
+/* replies of this reader are built within max_reply bytes (and some) */
+
+void
+ngx_http_cache_guard_resp_reader(redisReader *reader, size_t max_reply)
+{
+    if (ngx_http_cache_guard_resp_default_fn == NULL) {
+        ngx_http_cache_guard_resp_default_fn = reader->fn;
+    }
+
+    reader->fn = &ngx_http_cache_guard_resp_fn;
+    ngx_http_cache_guard_resp_max_reply = max_reply;
+}
+
+
+/*
+ * The command in RESP, in a buffer the worker keeps: hiredis' own argv
+ * formatting costs more than the rest of an L2 hit's Redis work.
+ */
+
+size_t
+ngx_http_cache_guard_resp_format(u_char **out, size_t *size, ngx_log_t *log,
+    int argc, const char **argv, const size_t *argvlen)
+{
+    int      i;
+    u_char  *p;
+    size_t   len;
+
+    /* and a NUL: hiredis looks at the bytes after a command's name */
+
+    len = 1 + NGX_SIZE_T_LEN + 2 + 1;
+
+    for (i = 0; i < argc; i++) {
+        len += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
+    }
+
+    if (len > *size) {
+        if (*out) {
+            ngx_free(*out);
+        }
+
+        *size = ngx_max(len, 4096);
+        *out = ngx_alloc(*size, log);
+
+        if (*out == NULL) {
+            *size = 0;
+            return 0;
+        }
+    }
+
+    p = ngx_http_cache_guard_resp_number(*out, '*', argc);
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_http_cache_guard_resp_number(p, '$', argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = CR;
+        *p++ = LF;
+    }
+
+    *p = '\0';
+
+    return p - *out;
+}
+
+
+static u_char *
+ngx_http_cache_guard_resp_number(u_char *p, u_char type, size_t n)
+{
+    u_char   digits[NGX_SIZE_T_LEN], *d;
+
+    d = digits + NGX_SIZE_T_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    *p++ = type;
+    p = ngx_cpymem(p, d, digits + NGX_SIZE_T_LEN - d);
+    *p++ = CR;
+    *p++ = LF;
+
+    return p;
+}
+
+
+ngx_uint_t
+ngx_http_cache_guard_resp_unhealthy(redisReply *reply)
+{
+    ngx_str_t  *e;
+
+    if (reply->type != REDIS_REPLY_ERROR) {
+        return 0;
+    }
+
+    for (e = ngx_http_cache_guard_resp_unwell; e->len; e++) {
+        if ((size_t) reply->len >= e->len
+            && ngx_strncmp(reply->str, e->data, e->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* NGX_OK, or NGX_ERROR when the reply would pass its budget */
+
+static ngx_int_t
+ngx_http_cache_guard_resp_spend(const redisReadTask *task, size_t bytes)
+{
+    /* a reply starts with its outermost object */
+
+    if (task->parent == NULL) {
+        ngx_http_cache_guard_resp_budget =
+                      (ssize_t) ngx_http_cache_guard_resp_max_reply + 65536;
+    }
+
+    ngx_http_cache_guard_resp_budget -= (ssize_t) bytes + 32;
+
+    if (ngx_http_cache_guard_resp_budget < 0) {
+        /*
+         * hiredis takes NULL for no memory: the connection is dropped,
+         * and logged as such (REDIS_ERR_OOM)
+         */
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_cache_guard_resp_string(const redisReadTask *task, char *str,
+    size_t len)
+{
+    if (ngx_http_cache_guard_resp_spend(task, len) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_resp_default_fn->createString(task, str,
+                                                               len);
+}
+
+
+static void *
+ngx_http_cache_guard_resp_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0
+        || ngx_http_cache_guard_resp_spend(task,
+                                           (size_t) elements * sizeof(void *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_resp_default_fn->createArray(task, elements);
+}
+
+
+static void *
+ngx_http_cache_guard_resp_integer(const redisReadTask *task, long long value)
+{
+    if (ngx_http_cache_guard_resp_spend(task, 0) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_resp_default_fn->createInteger(task, value);
+}
+
+
+static void *
+ngx_http_cache_guard_resp_nil(const redisReadTask *task)
+{
+    if (ngx_http_cache_guard_resp_spend(task, 0) != NGX_OK) {
+        return NULL;
+    }
+
+    return ngx_http_cache_guard_resp_default_fn->createNil(task);
+}

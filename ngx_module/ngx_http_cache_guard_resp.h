@@ -1,0 +1,31 @@
+
+/*
+ * Copyright (C) nginx-cache-guard authors
+ */
+
+
+/* the Redis wire format: RESP commands out, bounded replies in */
+
+
+#ifndef _NGX_HTTP_CACHE_GUARD_RESP_H_INCLUDED_
+#define _NGX_HTTP_CACHE_GUARD_RESP_H_INCLUDED_
+
+
+#include "ngx_http_cache_guard_types.h"
+
+#include <hiredis/hiredis.h>
+
+
+/*
+ * The command in *out (grown as needed, kept by the caller), NUL-ended;
+ * its length, 0 if out of memory
+ */
+size_t ngx_http_cache_guard_resp_format(u_char **out, size_t *size,
+    ngx_log_t *log, int argc, const char **argv, const size_t *argvlen);
+/* an error reply that says the server itself is unwell (LOADING, OOM...) */
+ngx_uint_t ngx_http_cache_guard_resp_unhealthy(redisReply *reply);
+/* the reader's replies are built within max_reply bytes, or refused */
+void ngx_http_cache_guard_resp_reader(redisReader *reader, size_t max_reply);
+
+
+#endif /* _NGX_HTTP_CACHE_GUARD_RESP_H_INCLUDED_ */

@@ -77,10 +77,10 @@ static ngx_int_t ngx_http_cache_guard_purge_rkey(ngx_pool_t *pool,
 
 /* a soft purge's write: only over the value it read */
 
-static const char  ngx_http_cache_guard_purge_cas[] =
+static ngx_str_t  ngx_http_cache_guard_purge_cas = ngx_string(
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end "
-    "return 0";
+    "return 0");
 
 
 /* this node's listener: worker 0 only */
@@ -419,12 +419,10 @@ ngx_http_cache_guard_purge_reply(redisReply *reply, void *data)
 {
     ngx_http_cache_guard_purge_t  *pu = data;
 
-    size_t                         argvlen[7];
     u_char                         px[NGX_INT64_LEN];
     uint64_t                       now;
     ngx_int_t                      rc;
-    ngx_str_t                      rkey, blob;
-    const char                    *argv[7];
+    ngx_str_t                      rkey, blob, args[3];
     ngx_connection_t              *c;
     ngx_http_request_t            *r;
     ngx_http_cache_guard_entry_t   e;
@@ -490,25 +488,18 @@ ngx_http_cache_guard_purge_reply(redisReply *reply, void *data)
                  * and stays; PX: the entry's stale window.
                  */
 
-                argv[0] = "EVAL";
-                argvlen[0] = 4;
-                argv[1] = ngx_http_cache_guard_purge_cas;
-                argvlen[1] = sizeof(ngx_http_cache_guard_purge_cas) - 1;
-                argv[2] = "1";
-                argvlen[2] = 1;
-                argv[3] = (const char *) rkey.data;
-                argvlen[3] = rkey.len;
-                argv[4] = reply->str;
-                argvlen[4] = reply->len;
-                argv[5] = (const char *) blob.data;
-                argvlen[5] = blob.len;
-                argv[6] = (const char *) px;
-                argvlen[6] = ngx_sprintf(px, "%uL", e.stale_until - now) - px;
+                args[0].data = (u_char *) reply->str;
+                args[0].len = reply->len;
+                args[1] = blob;
+                args[2].data = px;
+                args[2].len = ngx_sprintf(px, "%uL", e.stale_until - now) - px;
 
                 pu->step = NGX_HTTP_CACHE_GUARD_P_SET;
-                pu->cmd = ngx_http_cache_guard_redis_command(pu->redis,
+                pu->cmd = ngx_http_cache_guard_redis_script(pu->redis, "EVAL",
+                                             &ngx_http_cache_guard_purge_cas,
+                                             &rkey, 3, args,
                                              ngx_http_cache_guard_purge_reply,
-                                             pu, 7, argv, argvlen);
+                                             pu);
 
                 if (pu->cmd == NULL) {
                     pu->failed = "redis is not available";

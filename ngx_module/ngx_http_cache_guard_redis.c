@@ -522,6 +522,40 @@ ngx_http_cache_guard_redis_ready(ngx_http_cache_guard_redis_t *rd)
 }
 
 
+/* CMD (EVAL or EVALSHA) SCRIPT 1 KEY ARGS...: a script on one key */
+
+ngx_http_cache_guard_redis_cmd_t *
+ngx_http_cache_guard_redis_script(ngx_http_cache_guard_redis_t *rd,
+    const char *cmd, ngx_str_t *script, ngx_str_t *key, ngx_uint_t nargs,
+    ngx_str_t *args, ngx_http_cache_guard_redis_pt handler, void *data)
+{
+    size_t       argvlen[4 + NGX_HTTP_CACHE_GUARD_SCRIPT_ARGS];
+    ngx_uint_t   i;
+    const char  *argv[4 + NGX_HTTP_CACHE_GUARD_SCRIPT_ARGS];
+
+    if (nargs > NGX_HTTP_CACHE_GUARD_SCRIPT_ARGS) {
+        return NULL;
+    }
+
+    argv[0] = cmd;
+    argvlen[0] = ngx_strlen(cmd);
+    argv[1] = (const char *) script->data;
+    argvlen[1] = script->len;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) key->data;
+    argvlen[3] = key->len;
+
+    for (i = 0; i < nargs; i++) {
+        argv[4 + i] = (const char *) args[i].data;
+        argvlen[4 + i] = args[i].len;
+    }
+
+    return ngx_http_cache_guard_redis_command(rd, handler, data, 4 + nargs,
+                                              argv, argvlen);
+}
+
+
 ngx_http_cache_guard_redis_t *
 ngx_http_cache_guard_redis_clone(ngx_http_cache_guard_redis_t *rd,
     ngx_log_t *log)

@@ -85,6 +85,12 @@ void ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd);
 ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_subscribe(
     ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt handler,
     void *data, ngx_str_t *channel);
+#define NGX_HTTP_CACHE_GUARD_SCRIPT_ARGS  4
+
+ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_script(
+    ngx_http_cache_guard_redis_t *rd, const char *cmd, ngx_str_t *script,
+    ngx_str_t *key, ngx_uint_t nargs, ngx_str_t *args,
+    ngx_http_cache_guard_redis_pt handler, void *data);
 /* a client of the same backend and settings, with a state of its own */
 ngx_http_cache_guard_redis_t *ngx_http_cache_guard_redis_clone(
     ngx_http_cache_guard_redis_t *rd, ngx_log_t *log);

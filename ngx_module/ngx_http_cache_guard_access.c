@@ -16,7 +16,7 @@
 #include "ngx_http_cache_guard_bloom.h"
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_geo.h"
-#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_ctx.h"
 #include "ngx_http_cache_guard_policy.h"
 
 
@@ -26,7 +26,6 @@ static ngx_int_t ngx_http_cache_guard_check_geo(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_send_reject(ngx_http_request_t *r);
 
 
 /*
@@ -136,80 +135,6 @@ ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
     }
 
     return NGX_DECLINED;
-}
-
-
-/*
- * The JSON error answer: ctx->reject_code with {"error": "..."}.  The
- * request is done as far as the cache is concerned.  Returns NGX_DECLINED
- * for the phase handlers that call it.
- */
-
-ngx_int_t
-ngx_http_cache_guard_reject(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
-    const char *fmt, ...)
-{
-    u_char     *p, buf[1024];
-    va_list     args;
-    ngx_str_t   msg;
-
-    va_start(args, fmt);
-    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
-    va_end(args);
-
-    msg.len = p - buf;
-    msg.data = ngx_pnalloc(r->pool, msg.len);
-
-    if (msg.data == NULL) {
-        msg.len = 0;
-
-    } else {
-        ngx_memcpy(msg.data, buf, msg.len);
-    }
-
-    ngx_http_cache_guard_reject_str(r, ctx, cg_status, status, &msg);
-
-    /* it may hold what a hook returned */
-    ctx->reject_escape = 1;
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * The same with a constant message that needs no JSON escaping: no
- * formatting, no copy, no escaping (a Bloom rejection is a hot path).
- */
-
-ngx_int_t
-ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
-    ngx_str_t *msg)
-{
-    ctx->reject_msg = *msg;
-    ctx->status = cg_status;
-    ctx->reject_code = status;
-    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-
-    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_reject);
-
-    return NGX_DECLINED;
-}
-
-
-/* a hook failed (logged, counted) and on_hook_error is "reject" */
-
-ngx_int_t
-ngx_http_cache_guard_reject_hook(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    static ngx_str_t  msg = ngx_string("policy error");
-
-    return ngx_http_cache_guard_reject_str(r, ctx,
-                                           NGX_HTTP_CACHE_GUARD_INVALID,
-                                           NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                           &msg);
 }
 
 
@@ -499,36 +424,3 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_cache_guard_send_reject(ngx_http_request_t *r)
-{
-    size_t                       len;
-    u_char                      *p, *start;
-    ngx_http_cache_guard_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
-
-    len = sizeof("{\"error\": \"\"}\n") - 1 + ctx->reject_msg.len;
-
-    if (ctx->reject_escape) {
-        len += ngx_http_cache_guard_escape_json(NULL, ctx->reject_msg.data,
-                                                ctx->reject_msg.len);
-    }
-
-    start = ngx_pnalloc(r->pool, len);
-    if (start == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(start, "{\"error\": \"", sizeof("{\"error\": \"") - 1);
-    p = ctx->reject_escape
-        ? (u_char *) ngx_http_cache_guard_escape_json(p,
-                                                      ctx->reject_msg.data,
-                                                      ctx->reject_msg.len)
-        : ngx_cpymem(p, ctx->reject_msg.data, ctx->reject_msg.len);
-    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
-
-    return ngx_http_cache_guard_send_buf(r, ctx->reject_code,
-                                         "application/json", start,
-                                         p - start);
-}

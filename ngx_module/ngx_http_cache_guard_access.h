@@ -14,14 +14,6 @@
 #include "ngx_http_cache_guard_types.h"
 
 
-ngx_int_t ngx_http_cache_guard_reject(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
-    const char *fmt, ...);
-ngx_int_t ngx_http_cache_guard_reject_str(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t cg_status, ngx_uint_t status,
-    ngx_str_t *msg);
-ngx_int_t ngx_http_cache_guard_reject_hook(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
 ngx_int_t ngx_http_cache_guard_access_handler(ngx_http_request_t *r);
 
 

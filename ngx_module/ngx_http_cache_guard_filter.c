@@ -12,19 +12,28 @@
 
 #include "ngx_http_cache_guard_filter.h"
 #include "ngx_http_cache_guard_breaker.h"
-#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_ctx.h"
+#include "ngx_http_cache_guard_lock.h"
+#include "ngx_http_cache_guard_respond.h"
 #include "ngx_http_cache_guard_policy.h"
 #include "ngx_http_cache_guard_store.h"
-#include "ngx_http_cache_guard_stats.h"
 
 
 static ngx_int_t ngx_http_cache_guard_header_filter(ngx_http_request_t *r);
+static void ngx_http_cache_guard_origin_answered(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_cache_guard_capture(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_append(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, u_char *p, size_t len);
+static ngx_int_t ngx_http_cache_guard_keep_fields(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx);
+static const char *ngx_http_cache_guard_refused(
+    ngx_http_cache_guard_ctx_t *ctx, ngx_table_elt_t *h);
 static ngx_uint_t ngx_http_cache_guard_has_token(ngx_str_t *value,
     const char *token);
 static ngx_uint_t ngx_http_cache_guard_vary_ok(ngx_str_t *value);
@@ -85,11 +94,8 @@ ngx_http_cache_guard_filter_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
 {
-    off_t                        len;
     ngx_int_t                    rc;
-    ngx_uint_t                   failed, status;
     ngx_http_cache_guard_ctx_t  *ctx;
-    ngx_http_upstream_state_t   *us;
 
     ctx = ngx_http_cache_guard_find_ctx(r);
 
@@ -98,61 +104,15 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx->to_origin && ctx->request == r) {
-        /* the origin's answer (nginx's own 502 or 504 included) */
-
         ctx->to_origin = 0;
 
-        /*
-         * the upstream's own status, if there was one: error_page may
-         * have replaced what is sent (error_page 502 =200 /maintenance)
-         */
-
-        status = r->headers_out.status;
-
-        if (r->upstream_states && r->upstream_states->nelts) {
-            us = r->upstream_states->elts;
-            us += r->upstream_states->nelts - 1;
-
-            if (us->status) {
-                status = us->status;
-            }
-        }
-
-        /*
-         * nginx's own 502 for an answer the origin did give (a header too
-         * big for proxy_buffer_size, say) depends on the request, not on
-         * the origin's health: a client could trip the breaker with it
-         */
-
-        if (status == NGX_HTTP_BAD_GATEWAY && r->upstream
-            && r->upstream->headers_in.status_n
-            && r->upstream->headers_in.status_n < NGX_HTTP_INTERNAL_SERVER_ERROR
-            && r->upstream->buffer.start
-            && r->upstream->buffer.last == r->upstream->buffer.end)
-        {
-            /* nginx's own test for "upstream sent too big header" */
-            status = r->upstream->headers_in.status_n;
-        }
-
-        failed = ngx_http_cache_guard_breaker_counts(&ctx->policy->breaker,
-                                                     status);
-
-        if (failed && ctx->policy->rec) {
-            (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.origin_errors,
-                                        1);
-        }
-
-        ngx_http_cache_guard_breaker_record(ctx->policy->rec,
-                                            &ctx->policy->breaker, failed,
-                                            r->connection->log);
+        ngx_http_cache_guard_origin_answered(r, ctx);
 
         /* a fill, or a HEAD or a lock time-out sent to the origin */
 
         if (r == r->main
             && r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR
-            && ctx->stale_blob.len
-            && ngx_http_cache_guard_now() < ctx->stale.fresh_until
-                                             + ctx->policy->if_error)
+            && ngx_http_cache_guard_stale_on_error(ctx))
         {
             ctx->fill = 0;
             ngx_http_cache_guard_fill_end(ctx,
@@ -196,6 +156,112 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
         goto next;
     }
 
+    if (ngx_http_cache_guard_capture(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+next:
+
+    if (ctx->quiet) {
+        return NGX_OK;
+    }
+
+    if (r != ctx->request || !(ctx->head || ctx->capture)) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* a HEAD filled with a GET: the client's answer is a HEAD's */
+
+    if (ctx->head) {
+        r->method = NGX_HTTP_HEAD;
+        r->method_name = ngx_http_cache_guard_head;
+    }
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (ctx->capture && r->header_only) {
+        /*
+         * A HEAD, or a 304 from the client's conditional: no body goes to
+         * the client, but the upstream must read it for the store (it
+         * stops after the header of a header-only answer); the body
+         * filter keeps it from the client.
+         */
+
+        r->header_only = 0;
+        ctx->headonly = 1;
+
+        if (ctx->head) {
+            r->method = NGX_HTTP_GET;
+            r->method_name = ngx_http_cache_guard_get;
+        }
+    }
+
+    return rc;
+}
+
+
+/* the origin's answer (nginx's own 502 or 504 included), for the breaker */
+
+static void
+ngx_http_cache_guard_origin_answered(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    ngx_uint_t                  failed, status;
+    ngx_http_upstream_state_t  *us;
+
+    /*
+     * the upstream's own status, if there was one: error_page may
+     * have replaced what is sent (error_page 502 =200 /maintenance)
+     */
+
+    status = r->headers_out.status;
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        us = r->upstream_states->elts;
+        us += r->upstream_states->nelts - 1;
+
+        if (us->status) {
+            status = us->status;
+        }
+    }
+
+    /*
+     * nginx's own 502 for an answer the origin did give (a header too
+     * big for proxy_buffer_size, say) depends on the request, not on
+     * the origin's health: a client could trip the breaker with it
+     */
+
+    if (status == NGX_HTTP_BAD_GATEWAY && r->upstream
+        && r->upstream->headers_in.status_n
+        && r->upstream->headers_in.status_n < NGX_HTTP_INTERNAL_SERVER_ERROR
+        && r->upstream->buffer.start
+        && r->upstream->buffer.last == r->upstream->buffer.end)
+    {
+        /* nginx's own test for "upstream sent too big header" */
+        status = r->upstream->headers_in.status_n;
+    }
+
+    failed = ngx_http_cache_guard_breaker_counts(&ctx->policy->breaker,
+                                                 status);
+
+    if (failed && ctx->policy->rec) {
+        (void) ngx_atomic_fetch_add(&ctx->policy->rec->m.origin_errors, 1);
+    }
+
+    ngx_http_cache_guard_breaker_record(ctx->policy->rec,
+                                        &ctx->policy->breaker, failed,
+                                        r->connection->log);
+}
+
+
+/* the response is stored: its body is copied as it goes by */
+
+static ngx_int_t
+ngx_http_cache_guard_capture(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    off_t  len;
+
     len = r->headers_out.content_length_n;
 
     ctx->body = ngx_create_temp_buf(r->pool, len > 0 ? (size_t) len : 4096);
@@ -236,43 +302,7 @@ ngx_http_cache_guard_header_filter(ngx_http_request_t *r)
         }
     }
 
-next:
-
-    if (ctx->quiet) {
-        return NGX_OK;
-    }
-
-    if (r != ctx->request || !(ctx->head || ctx->capture)) {
-        return ngx_http_next_header_filter(r);
-    }
-
-    /* a HEAD filled with a GET: the client's answer is a HEAD's */
-
-    if (ctx->head) {
-        r->method = NGX_HTTP_HEAD;
-        r->method_name = ngx_http_cache_guard_head;
-    }
-
-    rc = ngx_http_next_header_filter(r);
-
-    if (ctx->capture && r->header_only) {
-        /*
-         * A HEAD, or a 304 from the client's conditional: no body goes to
-         * the client, but the upstream must read it for the store (it
-         * stops after the header of a header-only answer); the body
-         * filter keeps it from the client.
-         */
-
-        r->header_only = 0;
-        ctx->headonly = 1;
-
-        if (ctx->head) {
-            r->method = NGX_HTTP_GET;
-            r->method_name = ngx_http_cache_guard_get;
-        }
-    }
-
-    return rc;
+    return NGX_OK;
 }
 
 
@@ -469,8 +499,7 @@ static ngx_int_t
 ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
 {
-    u_char                          *p;
-    ngx_str_t                       *name, *skip;
+    ngx_str_t                       *skip;
     ngx_uint_t                       i;
     const char                      *why;
     ngx_keyval_t                    *kv;
@@ -504,6 +533,82 @@ ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
     {
         return NGX_ERROR;
     }
+
+    if (ngx_http_cache_guard_keep_fields(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        why = ngx_http_cache_guard_refused(ctx, &h[i]);
+
+        if (why) {
+            goto no;
+        }
+
+        for (skip = ngx_http_cache_guard_skip_headers; skip->len; skip++) {
+            if (skip->len == h[i].key.len
+                && ngx_strncasecmp(skip->data, h[i].key.data, skip->len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (skip->len) {
+            continue;
+        }
+
+        if (ctx->headers.nelts >= NGX_HTTP_CACHE_GUARD_ENTRY_MAX_HDRS) {
+            why = "too many headers";
+            goto no;
+        }
+
+        kv = ngx_array_push(&ctx->headers);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        kv->key = h[i].key;
+        kv->value = h[i].value;
+    }
+
+    return NGX_OK;
+
+no:
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "cache guard: status %ui response not stored: %s",
+                   r->headers_out.status, why);
+
+    return NGX_DECLINED;
+}
+
+
+/* the headers nginx keeps in fields of their own, not in the list */
+
+static ngx_int_t
+ngx_http_cache_guard_keep_fields(ngx_http_request_t *r,
+    ngx_http_cache_guard_ctx_t *ctx)
+{
+    u_char        *p;
+    ngx_keyval_t  *kv;
 
     if (r->headers_out.content_type.len) {
         kv = ngx_array_push(&ctx->headers);
@@ -554,113 +659,65 @@ ngx_http_cache_guard_cacheable(ngx_http_request_t *r,
                         - p;
     }
 
-    part = &r->headers_out.headers.part;
-    h = part->elts;
+    return NGX_OK;
+}
 
-    for (i = 0; /* void */; i++) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
+/* a header that keeps the response from being stored: why, or NULL */
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
+static const char *
+ngx_http_cache_guard_refused(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_table_elt_t *h)
+{
+    ngx_str_t  *name;
 
-        if (h[i].hash == 0) {
-            continue;
-        }
+    name = &h->key;
 
-        name = &h[i].key;
-
-        if (name->len == sizeof("Set-Cookie") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Set-Cookie", name->len)
-               == 0)
-        {
-            why = "Set-Cookie";
-            goto no;
-        }
-
-        if (name->len == sizeof("Cache-Control") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Cache-Control",
-                               name->len) == 0
-            && (ngx_http_cache_guard_has_token(&h[i].value, "private")
-                || ngx_http_cache_guard_has_token(&h[i].value, "no-store")
-                || ngx_http_cache_guard_has_token(&h[i].value, "no-cache")))
-        {
-            why = "Cache-Control";
-            goto no;
-        }
-
-        /* the key varies on Accept-Encoding only */
-
-        if (name->len == sizeof("Vary") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Vary", name->len) == 0
-            && !ngx_http_cache_guard_vary_ok(&h[i].value))
-        {
-            why = "Vary";
-            goto no;
-        }
-
-        /* an encoding the client's variant of the key may not accept */
-
-        if (name->len == sizeof("Content-Encoding") - 1
-            && ngx_strncasecmp(name->data, (u_char *) "Content-Encoding",
-                               name->len) == 0
-            && !(h[i].value.len == 8
-                 && ngx_strncasecmp(h[i].value.data, (u_char *) "identity", 8)
-                    == 0)
-            && !(h[i].value.len == 4
-                 && ngx_strncasecmp(h[i].value.data, (u_char *) "gzip", 4)
-                    == 0
-                 && ctx->gzip))
-        {
-            why = "Content-Encoding";
-            goto no;
-        }
-
-        if (h[i].key.len > 0xffff || h[i].value.len > 0xffff) {
-            why = "header too long";
-            goto no;
-        }
-
-        for (skip = ngx_http_cache_guard_skip_headers; skip->len; skip++) {
-            if (skip->len == h[i].key.len
-                && ngx_strncasecmp(skip->data, h[i].key.data, skip->len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (skip->len) {
-            continue;
-        }
-
-        if (ctx->headers.nelts >= NGX_HTTP_CACHE_GUARD_ENTRY_MAX_HDRS) {
-            why = "too many headers";
-            goto no;
-        }
-
-        kv = ngx_array_push(&ctx->headers);
-        if (kv == NULL) {
-            return NGX_ERROR;
-        }
-
-        kv->key = h[i].key;
-        kv->value = h[i].value;
+    if (name->len == sizeof("Set-Cookie") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "Set-Cookie", name->len)
+           == 0)
+    {
+        return "Set-Cookie";
     }
 
-    return NGX_OK;
+    if (name->len == sizeof("Cache-Control") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "Cache-Control",
+                           name->len) == 0
+        && (ngx_http_cache_guard_has_token(&h->value, "private")
+            || ngx_http_cache_guard_has_token(&h->value, "no-store")
+            || ngx_http_cache_guard_has_token(&h->value, "no-cache")))
+    {
+        return "Cache-Control";
+    }
 
-no:
+    /* the key varies on Accept-Encoding only */
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "cache guard: status %ui response not stored: %s",
-                   r->headers_out.status, why);
+    if (name->len == sizeof("Vary") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "Vary", name->len) == 0
+        && !ngx_http_cache_guard_vary_ok(&h->value))
+    {
+        return "Vary";
+    }
 
-    return NGX_DECLINED;
+    /* an encoding the client's variant of the key may not accept */
+
+    if (name->len == sizeof("Content-Encoding") - 1
+        && ngx_strncasecmp(name->data, (u_char *) "Content-Encoding",
+                           name->len) == 0
+        && !(h->value.len == 8
+             && ngx_strncasecmp(h->value.data, (u_char *) "identity", 8) == 0)
+        && !(h->value.len == 4
+             && ngx_strncasecmp(h->value.data, (u_char *) "gzip", 4) == 0
+             && ctx->gzip))
+    {
+        return "Content-Encoding";
+    }
+
+    if (h->key.len > 0xffff || h->value.len > 0xffff) {
+        return "header too long";
+    }
+
+    return NULL;
 }
 
 

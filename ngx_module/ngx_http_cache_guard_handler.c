@@ -5,17 +5,19 @@
  * The request flow, run in the precontent phase (after nginx's own access
  * control) as a small state machine: L1, then a Redis GET, then, for a
  * miss, the node lock and the Redis lock, so that one request fills a key
- * while the others wait.  A request that waits is parked (NGX_DONE with a
- * reference on the request) and resumed by a posted event.  The filler
- * falls through to the location's own content handler, whose response the
- * filters capture; a hit or a fallback is served by our content handlers.
+ * while the others wait; and the background refresh.  A request that
+ * waits is parked (NGX_DONE with a reference on the request, see the ctx
+ * file) and resumed by a posted event.  The filler goes to the origin (the
+ * origin file) through the location's own content handler, whose response
+ * the filters capture; a hit, a stale copy or the fallback is served by
+ * our content handlers (the respond file).
  */
 
 
 #include "ngx_http_cache_guard_handler.h"
-#include "ngx_http_cache_guard_access.h"
 #include "ngx_http_cache_guard_respond.h"
-#include "ngx_http_cache_guard_breaker.h"
+#include "ngx_http_cache_guard_ctx.h"
+#include "ngx_http_cache_guard_origin.h"
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_lock.h"
 #include "ngx_http_cache_guard_policy.h"
@@ -38,59 +40,15 @@ static ngx_int_t ngx_http_cache_guard_decide(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_locked(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_origin(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill);
-static ngx_int_t ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
-static ngx_uint_t ngx_http_cache_guard_conditional(ngx_table_elt_t *h);
-static ngx_int_t ngx_http_cache_guard_pass(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_origin_down(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_cache_guard_timeout(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status);
 static ngx_int_t ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx, ngx_str_t *blob, ngx_uint_t verify,
     ngx_uint_t level);
 static ngx_int_t ngx_http_cache_guard_refresh(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_cache_guard_park(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx);
-static void ngx_http_cache_guard_wake(ngx_event_t *ev);
+static void ngx_http_cache_guard_l2_done(redisReply *reply, void *data);
 static void ngx_http_cache_guard_poll(ngx_event_t *ev);
-static void ngx_http_cache_guard_cleanup(void *data);
-static ngx_int_t ngx_http_cache_guard_send_hit(ngx_http_request_t *r);
-static ngx_int_t ngx_http_cache_guard_send_fallback(ngx_http_request_t *r);
-static ngx_int_t ngx_http_cache_guard_send_nothing(ngx_http_request_t *r);
-static ngx_int_t ngx_http_cache_guard_hit_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_str_t *value);
-static ngx_int_t ngx_http_cache_guard_variable(ngx_http_variable_value_t *v,
-    ngx_str_t *s);
-static ngx_int_t ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-
-
-#define NGX_HTTP_CACHE_GUARD_SERVED  1
-
-
-static ngx_http_variable_t  ngx_http_cache_guard_variables[] = {
-
-    { ngx_string("cache_guard_status"), NULL,
-      ngx_http_cache_guard_get_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("cache_guard_level"), NULL,
-      ngx_http_cache_guard_get_variable, 1,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("cache_guard_key"), NULL,
-      ngx_http_cache_guard_get_variable, 2,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-      ngx_http_null_variable
-};
 
 
 ngx_int_t
@@ -166,64 +124,6 @@ ngx_http_cache_guard_precontent_handler(ngx_http_request_t *r)
 }
 
 
-/*
- * An internal redirect (error_page, try_files to a named location,
- * X-Accel-Redirect) wipes the request's module contexts; a context that
- * holds locks or a fill is found again through its pool cleanup, as the
- * realip module does, so the fill goes on and the locks are released.
- */
-
-ngx_http_cache_guard_ctx_t *
-ngx_http_cache_guard_find_ctx_slow(ngx_http_request_t *r)
-{
-    ngx_pool_cleanup_t          *cln;
-    ngx_http_cache_guard_ctx_t  *ctx;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_cache_guard_cleanup) {
-            ctx = cln->data;
-
-            if (ctx->request == r) {
-                ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
-                return ctx;
-            }
-        }
-    }
-
-    return NULL;
-}
-
-
-ngx_http_cache_guard_ctx_t *
-ngx_http_cache_guard_get_ctx(ngx_http_request_t *r)
-{
-    ngx_http_cache_guard_ctx_t       *ctx;
-    ngx_http_cache_guard_loc_conf_t  *lcf;
-
-    ctx = ngx_http_cache_guard_find_ctx(r);
-
-    if (ctx) {
-        return ctx;
-    }
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_cache_guard_module);
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
-    }
-
-    ctx->request = r;
-    ctx->zone = lcf->shm_zone->data;
-    ctx->policy = lcf->policy;
-    ctx->slot = -1;
-
-    ngx_http_set_ctx(r, ctx, ngx_http_cache_guard_module);
-
-    return ctx;
-}
-
-
 static ngx_int_t
 ngx_http_cache_guard_step(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx)
@@ -240,7 +140,7 @@ ngx_http_cache_guard_step(ngx_http_request_t *r,
         if (ctx->l2_rc == NGX_OK) {
             rc = ngx_http_cache_guard_evaluate(r, ctx, &ctx->l2_value, 1,
                                                NGX_HTTP_CACHE_GUARD_LEVEL_L2);
-            if (rc == NGX_HTTP_CACHE_GUARD_SERVED) {
+            if (rc == NGX_OK) {
                 ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value,
                                              &ctx->entry);
                 return NGX_DECLINED;
@@ -260,15 +160,7 @@ ngx_http_cache_guard_step(ngx_http_request_t *r,
         failed = ngx_http_cache_guard_lock_failed(ctx);
 
         if (failed == NGX_HTTP_CACHE_GUARD_FILL_FAILED) {
-            if (ctx->stale_blob.len
-                && ngx_http_cache_guard_now() < ctx->stale.fresh_until
-                                                 + ctx->policy->if_error)
-            {
-                return ngx_http_cache_guard_serve_stale(r, ctx,
-                                               NGX_HTTP_CACHE_GUARD_STALE);
-            }
-
-            return ngx_http_cache_guard_fallback(r, ctx);
+            return ngx_http_cache_guard_stale_or_fallback(r, ctx);
         }
 
         if (failed == NGX_HTTP_CACHE_GUARD_FILL_PASS) {
@@ -305,7 +197,8 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
             || r->headers_in.authorization)
         {
             /* a response to an authorised request is that user's alone */
-            return ngx_http_cache_guard_pass(r, ctx);
+            return ngx_http_cache_guard_origin(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_BYPASS, 0);
         }
 
         /*
@@ -317,7 +210,8 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
         if (ngx_strlchr(r->unparsed_uri.data,
                         r->unparsed_uri.data + r->unparsed_uri.len, '#'))
         {
-            return ngx_http_cache_guard_pass(r, ctx);
+            return ngx_http_cache_guard_origin(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_BYPASS, 0);
         }
 
         rc = ngx_http_cache_guard_make_key(r, ctx);
@@ -350,11 +244,13 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
 
             ngx_str_null(&ctx->rkey);
 
-            return ngx_http_cache_guard_pass(r, ctx);
+            return ngx_http_cache_guard_origin(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_BYPASS, 0);
         }
 
         if (rc != NGX_OK) {
-            return ngx_http_cache_guard_pass(r, ctx);
+            return ngx_http_cache_guard_origin(r, ctx,
+                                               NGX_HTTP_CACHE_GUARD_BYPASS, 0);
         }
     }
 
@@ -369,7 +265,7 @@ ngx_http_cache_guard_begin(ngx_http_request_t *r,
         if (rc == NGX_OK
             && ngx_http_cache_guard_evaluate(r, ctx, &blob, 0,
                                              NGX_HTTP_CACHE_GUARD_LEVEL_L1)
-               == NGX_HTTP_CACHE_GUARD_SERVED)
+               == NGX_OK)
         {
             return NGX_DECLINED;
         }
@@ -477,7 +373,9 @@ ngx_http_cache_guard_decide(ngx_http_request_t *r,
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
 
     if (mcf->redis
-        && ngx_http_cache_guard_rlock_try(ctx, mcf->redis) == NGX_OK)
+        && ngx_http_cache_guard_rlock_try(ctx, mcf->redis,
+                                          ngx_http_cache_guard_l2_done)
+           == NGX_OK)
     {
         ctx->state = NGX_HTTP_CACHE_GUARD_S_RLOCK;
         return ngx_http_cache_guard_park(r, ctx);
@@ -498,7 +396,7 @@ ngx_http_cache_guard_locked(ngx_http_request_t *r,
     if (ctx->l2_rc == NGX_OK
         && ngx_http_cache_guard_evaluate(r, ctx, &ctx->l2_value, 1,
                                          NGX_HTTP_CACHE_GUARD_LEVEL_L2)
-           == NGX_HTTP_CACHE_GUARD_SERVED)
+           == NGX_OK)
     {
         /* another node stored it meanwhile */
         ngx_http_cache_guard_l1_keep(r, ctx, &ctx->l2_value, &ctx->entry);
@@ -566,306 +464,14 @@ ngx_http_cache_guard_poll(ngx_event_t *ev)
 
     ctx->state = NGX_HTTP_CACHE_GUARD_S_RLOCK;
 
-    if (ngx_http_cache_guard_rlock_try(ctx, mcf->redis) != NGX_OK) {
+    if (ngx_http_cache_guard_rlock_try(ctx, mcf->redis,
+                                       ngx_http_cache_guard_l2_done)
+        != NGX_OK)
+    {
         ctx->rlock_rc = NGX_ERROR;
         ctx->l2_rc = NGX_ERROR;
         ngx_http_cache_guard_resume(ctx);
     }
-}
-
-
-/*
- * To the origin: a fill (fill = 1) or a pass-through, within the policy's
- * cap on concurrent origin fetches.
- */
-
-static ngx_int_t
-ngx_http_cache_guard_origin(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status, ngx_uint_t fill)
-{
-    ngx_int_t                       rc;
-    ngx_http_cache_guard_policy_t  *pl;
-
-    pl = ctx->policy;
-
-    if (pl->max_concurrent && pl->rec) {
-
-        if (ngx_http_cache_guard_inflight_add(pl->rec, pl->max_concurrent,
-                                              r->connection->log)
-            != NGX_OK)
-        {
-            ngx_http_cache_guard_fill_end(ctx,
-                                          NGX_HTTP_CACHE_GUARD_FILL_FAILED);
-
-            if (pl->on_overload == NGX_HTTP_CACHE_GUARD_ON_STALE
-                && ctx->stale_blob.len)
-            {
-                return ngx_http_cache_guard_serve_stale(r, ctx,
-                                                   NGX_HTTP_CACHE_GUARD_STALE);
-            }
-
-            return ngx_http_cache_guard_fallback(r, ctx);
-        }
-
-        ctx->counted = 1;
-    }
-
-    /* after the cap, so that a probe let through is never lost on it */
-
-    rc = ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
-                                            r->connection->log);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_cache_guard_origin_down(r, ctx);
-    }
-
-    ctx->probe = (rc == NGX_AGAIN);
-
-    /* the cleanup counts an origin that never answered as a failure */
-
-    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (!fill) {
-        /* a request that does not fill holds no lock */
-        ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
-
-    } else if (ngx_http_cache_guard_fill_request(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ctx->status == 0 || !ctx->refresh) {
-        ctx->status = status;
-    }
-
-    ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
-    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-    ctx->fill = fill;
-    ctx->to_origin = 1;
-    ctx->fill_start = ngx_current_msec;
-
-    if (pl->rec) {
-        (void) ngx_atomic_fetch_add(&pl->rec->m.origin_fetches, 1);
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * A fill asks the origin for the whole entity, whatever the client asked:
- * a HEAD becomes a GET (the client still gets a HEAD's answer, see the
- * header filter), and Range and conditional headers are not sent on, as
- * proxy_cache does, so that a 206 or a 304 never stands in for the
- * entry.  The filters still read them from headers_in to answer this
- * client.
- */
-
-static ngx_int_t
-ngx_http_cache_guard_fill_request(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ngx_uint_t        i, n, strip;
-    ngx_list_t        list;
-    ngx_table_elt_t  *h, *copy;
-    ngx_list_part_t  *part;
-
-    static ngx_str_t  get = ngx_string("GET");
-
-    if (r->method == NGX_HTTP_HEAD) {
-        r->method = NGX_HTTP_GET;
-        r->method_name = get;
-        ctx->head = 1;
-    }
-
-    /* by name: nginx keeps a pointer to the first Range header only */
-
-    n = 0;
-    strip = 0;
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            strip += ngx_http_cache_guard_conditional(&h[i]);
-        }
-
-        n += part->nelts;
-    }
-
-    if (strip == 0) {
-        return NGX_OK;
-    }
-
-    if (ngx_list_init(&list, r->pool, n, sizeof(ngx_table_elt_t)) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-
-        for (i = 0; i < part->nelts; i++) {
-            if (ngx_http_cache_guard_conditional(&h[i])) {
-                continue;
-            }
-
-            copy = ngx_list_push(&list);
-            if (copy == NULL) {
-                return NGX_ERROR;
-            }
-
-            *copy = h[i];
-        }
-    }
-
-    /* the fields of headers_in still point to the old elements */
-    r->headers_in.headers = list;
-
-    return NGX_OK;
-}
-
-
-/* a request header that asks for less than the whole entity */
-
-static ngx_uint_t
-ngx_http_cache_guard_conditional(ngx_table_elt_t *h)
-{
-    ngx_str_t  *name;
-
-    static ngx_str_t  names[] = {
-        ngx_string("range"),
-        ngx_string("if-range"),
-        ngx_string("if-match"),
-        ngx_string("if-none-match"),
-        ngx_string("if-modified-since"),
-        ngx_string("if-unmodified-since"),
-        ngx_string("request-range"),     /* an old name Apache honours */
-        ngx_null_string
-    };
-
-    if (h->key.len < 5
-        || ((h->key.data[0] | 0x20) != 'i' && (h->key.data[0] | 0x20) != 'r'))
-    {
-        return 0;
-    }
-
-    for (name = names; name->len; name++) {
-        if (h->key.len == name->len
-            && ngx_strncasecmp(h->key.data, name->data, name->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* not cached at all (Authorization, a nil key): still behind the breaker */
-
-static ngx_int_t
-ngx_http_cache_guard_pass(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ngx_int_t                       rc;
-    ngx_http_cache_guard_policy_t  *pl;
-
-    pl = ctx->policy;
-
-    rc = ngx_http_cache_guard_breaker_allow(pl->rec, &pl->breaker,
-                                            r->connection->log);
-
-    if (rc == NGX_DECLINED) {
-        return ngx_http_cache_guard_fallback(r, ctx);
-    }
-
-    ctx->probe = (rc == NGX_AGAIN);
-
-    if (pl->breaker.enabled
-        && ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->status = NGX_HTTP_CACHE_GUARD_BYPASS;
-    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-    ctx->to_origin = 1;
-
-    if (pl->rec) {
-        (void) ngx_atomic_fetch_add(&pl->rec->m.origin_fetches, 1);
-    }
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * The origin's breaker is open: nobody waits on a dead origin.  A stale
- * copy within stale.if_error, else the fallback at once; a refresh simply
- * does not happen.
- */
-
-static ngx_int_t
-ngx_http_cache_guard_origin_down(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_FAILED);
-
-    if (ctx->refresh) {
-        ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-        ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_nothing);
-        return NGX_DECLINED;
-    }
-
-    if (ctx->stale_blob.len
-        && ngx_http_cache_guard_now() < ctx->stale.fresh_until
-                                         + ctx->policy->if_error)
-    {
-        return ngx_http_cache_guard_serve_stale(r, ctx,
-                                                NGX_HTTP_CACHE_GUARD_STALE);
-    }
-
-    return ngx_http_cache_guard_fallback(r, ctx);
-}
-
-
-/*
- * Called by the header filter: the filler's own origin answered with an
- * error, and a stale copy within stale.if_error replaces the answer.  The
- * origin's body that follows is swallowed by the body filter.
- */
-
-ngx_int_t
-ngx_http_cache_guard_stale_if_error(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ngx_int_t  rc;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "cache guard: origin answered %ui, serving stale",
-                   r->headers_out.status);
-
-    ngx_http_clean_header(r);
-
-    /* a special response (nginx's own 502 or 504) sets it; ours wins */
-    r->err_status = 0;
-
-    ctx->entry = ctx->stale;
-    ctx->status = NGX_HTTP_CACHE_GUARD_STALE;
-
-    rc = ngx_http_cache_guard_send_hit(r);
-
-    if (!r->header_sent) {
-        /* nothing went out: the request ends as an error */
-        return NGX_ERROR;
-    }
-
-    /* what follows of the origin's answer is swallowed */
-
-    ctx->swallow = 1;
-
-    return (rc == NGX_OK || rc == NGX_AGAIN) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -899,54 +505,12 @@ ngx_http_cache_guard_timeout(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_cache_guard_serve_stale(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_uint_t status)
-{
-    ctx->entry = ctx->stale;
-    ctx->status = status;
-    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-
-    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_hit);
-
-    return NGX_DECLINED;
-}
-
-
-/*
- * The request is answered by one of our content handlers: the
- * precontent handler then ends its phase, so that try_files or mirror
- * cannot replace the answer.
- */
-
-void
-ngx_http_cache_guard_answer(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx, ngx_http_handler_pt handler)
-{
-    ctx->answered = 1;
-    r->content_handler = handler;
-}
-
-
-ngx_int_t
-ngx_http_cache_guard_fallback(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ctx->status = NGX_HTTP_CACHE_GUARD_FALLBACK;
-    ctx->level = NGX_HTTP_CACHE_GUARD_LEVEL_NONE;
-    ctx->state = NGX_HTTP_CACHE_GUARD_S_DONE;
-
-    ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_fallback);
-
-    return NGX_DECLINED;
-}
-
-
 /*
  * Decodes an entry.  A fresh one is served (and may start an early
  * refresh); a stale one is kept as the stale copy; one that does not
  * decode was not written by us, or was damaged: it is a miss, and the
- * fill overwrites it.
+ * fill overwrites it.  NGX_OK: the request is answered from the entry
+ * (our content handler is set); NGX_DECLINED: no fresh entry, go on.
  */
 
 static ngx_int_t
@@ -1018,7 +582,7 @@ ngx_http_cache_guard_evaluate(ngx_http_request_t *r,
     /* after the refresh: its subrequest copies the content handler */
     ngx_http_cache_guard_answer(r, ctx, ngx_http_cache_guard_send_hit);
 
-    return NGX_HTTP_CACHE_GUARD_SERVED;
+    return NGX_OK;
 }
 
 
@@ -1039,19 +603,16 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    sctx = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_ctx_t));
+    sctx = ngx_http_cache_guard_create_ctx(r->pool, ctx->zone, ctx->policy);
     if (sctx == NULL) {
         return NGX_ERROR;
     }
 
-    sctx->zone = ctx->zone;
-    sctx->policy = ctx->policy;
     sctx->key = ctx->key;
     sctx->rkey = ctx->rkey;
     sctx->hash = ctx->hash;
     sctx->check = ctx->check;
     sctx->gzip = ctx->gzip;
-    sctx->slot = -1;
     sctx->refresh = 1;
     sctx->quiet = 1;
 
@@ -1071,10 +632,7 @@ ngx_http_cache_guard_refresh(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    sctx->request = sr;
-    ngx_http_set_ctx(sr, sctx, ngx_http_cache_guard_module);
-
-    if (ngx_http_cache_guard_set_cleanup(sr, sctx) != NGX_OK) {
+    if (ngx_http_cache_guard_attach_ctx(sr, sctx) != NGX_OK) {
         ngx_http_cache_guard_lock_release(sctx, 0);
         return NGX_ERROR;
     }
@@ -1095,7 +653,9 @@ ngx_http_cache_guard_refresh_step(ngx_http_request_t *r,
 
     case NGX_HTTP_CACHE_GUARD_S_NEW:
         if (mcf->redis
-            && ngx_http_cache_guard_rlock_try(ctx, mcf->redis) == NGX_OK)
+            && ngx_http_cache_guard_rlock_try(ctx, mcf->redis,
+                                              ngx_http_cache_guard_l2_done)
+               == NGX_OK)
         {
             ctx->state = NGX_HTTP_CACHE_GUARD_S_RLOCK;
             return ngx_http_cache_guard_park(r, ctx);
@@ -1221,44 +781,7 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_cache_guard_park(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    if (ngx_http_cache_guard_set_cleanup(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->wake.handler = ngx_http_cache_guard_wake;
-    ctx->wake.data = ctx;
-    ctx->wake.log = r->connection->log;
-
-    ctx->waiting = 1;
-    r->main->count++;
-    r->write_event_handler = ngx_http_request_empty_handler;
-
-    /* a client that goes away while it waits ends its request, as limit_req */
-
-    if (r == r->main) {
-        r->read_event_handler = ngx_http_test_reading;
-    }
-
-    return NGX_DONE;
-}
-
-
-/* resume from the event loop, never from inside a hiredis callback */
-
-void
-ngx_http_cache_guard_resume(ngx_http_cache_guard_ctx_t *ctx)
-{
-    if (!ctx->wake.posted) {
-        ngx_post_event(&ctx->wake, &ngx_posted_events);
-    }
-}
-
-
-void
+static void
 ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
 {
     ngx_http_cache_guard_ctx_t  *ctx = data;
@@ -1307,356 +830,3 @@ ngx_http_cache_guard_l2_done(redisReply *reply, void *data)
 }
 
 
-static void
-ngx_http_cache_guard_wake(ngx_event_t *ev)
-{
-    ngx_http_cache_guard_ctx_t  *ctx = ev->data;
-
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    c = r->connection;
-
-    ctx->waiting = 0;
-    r->write_event_handler = ngx_http_core_run_phases;
-
-    if (r == r->main) {
-        r->read_event_handler = ngx_http_block_reading;
-    }
-
-    ngx_http_finalize_request(r, NGX_DONE);
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
-}
-
-
-ngx_int_t
-ngx_http_cache_guard_set_cleanup(ngx_http_request_t *r,
-    ngx_http_cache_guard_ctx_t *ctx)
-{
-    ngx_pool_cleanup_t  *cln;
-
-    if (ctx->cleanup_set) {
-        return NGX_OK;
-    }
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_cache_guard_cleanup;
-    cln->data = ctx;
-    ctx->cleanup_set = 1;
-
-    return NGX_OK;
-}
-
-
-/* the request is gone: drop what it waits for, release what it holds */
-
-static void
-ngx_http_cache_guard_cleanup(void *data)
-{
-    ngx_http_cache_guard_ctx_t  *ctx = data;
-
-    if (ctx->cmd) {
-        ngx_http_cache_guard_redis_cancel(ctx->cmd);
-        ctx->cmd = NULL;
-    }
-
-    if (ctx->cmd2) {
-        ngx_http_cache_guard_redis_cancel(ctx->cmd2);
-        ctx->cmd2 = NULL;
-    }
-
-    if (ctx->wake.posted) {
-        ngx_delete_posted_event(&ctx->wake);
-    }
-
-    if (ctx->poll_timer.timer_set) {
-        ngx_del_timer(&ctx->poll_timer);
-    }
-
-    ngx_http_cache_guard_lock_unwait(ctx);
-
-    /*
-     * Let through and never answered: its client went away first (nginx
-     * then ends the upstream, and no header is sent).  That says nothing
-     * of the origin, and a client must not be able to open the breaker by
-     * aborting: only what the origin or nginx's upstream answered counts
-     * (a hanging origin counts by the upstream's own time-out, a 504).  A
-     * half-open probe it held is given back.
-     */
-
-    if (ctx->to_origin) {
-        ctx->to_origin = 0;
-
-        if (ctx->probe) {
-            ngx_http_cache_guard_breaker_unprobe(ctx->policy->rec,
-                                                 &ctx->policy->breaker);
-        }
-    }
-
-    /*
-     * A fill that ended without a result (its client went away, the
-     * upstream response was cut): the waiters try again, one fills.
-     */
-
-    ngx_http_cache_guard_fill_end(ctx, NGX_HTTP_CACHE_GUARD_FILL_RETRY);
-}
-
-
-static ngx_int_t
-ngx_http_cache_guard_send_fallback(ngx_http_request_t *r)
-{
-    ngx_table_elt_t                *h;
-    ngx_http_cache_guard_ctx_t     *ctx;
-    ngx_http_cache_guard_policy_t  *pl;
-
-    static u_char  body[] = "{\"error\": \"the origin is not available, "
-                            "retry later\"}\n";
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
-    pl = ctx->policy;
-
-    if (pl->retry_after) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        h->value.len = ngx_sprintf(h->value.data, "%T", pl->retry_after)
-                       - h->value.data;
-    }
-
-    return ngx_http_cache_guard_send_buf(r, pl->fallback_status,
-                                         "application/json", body,
-                                         sizeof(body) - 1);
-}
-
-
-/* a refresh that found nothing to do */
-
-static ngx_int_t
-ngx_http_cache_guard_send_nothing(ngx_http_request_t *r)
-{
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_cache_guard_send_hit(ngx_http_request_t *r)
-{
-    u_char                        *p;
-    time_t                         age;
-    ngx_int_t                      rc;
-    ngx_str_t                      name, value;
-    ngx_table_elt_t               *h;
-    ngx_http_cache_guard_ctx_t    *ctx;
-    ngx_http_cache_guard_entry_t  *e;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_cache_guard_module);
-    e = &ctx->entry;
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    r->headers_out.status = e->status;
-    r->headers_out.content_length_n = e->body.len;
-
-    while (ngx_http_cache_guard_entry_next_header(e, &name, &value)
-           == NGX_OK)
-    {
-        if (ngx_http_cache_guard_hit_header(r, &name, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    age = ngx_time() - (time_t) (e->created / 1000);
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Age");
-
-    /* ngx_sprintf() costs more than the rest of this header's work */
-
-    if (age <= 0) {
-        ngx_str_set(&h->value, "0");
-
-    } else {
-        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        p = h->value.data + NGX_TIME_T_LEN;
-
-        do {
-            *--p = (u_char) ('0' + age % 10);
-            age /= 10;
-        } while (age);
-
-        h->value.len = h->value.data + NGX_TIME_T_LEN - p;
-        h->value.data = p;
-    }
-
-    if (e->status == NGX_HTTP_OK) {
-        r->allow_ranges = 1;
-    }
-
-    if (e->body.len == 0) {
-        r->header_only = 1;
-    }
-
-    return ngx_http_cache_guard_send_body(r, e->body.data, e->body.len);
-}
-
-
-/* headers with a field of their own in headers_out, for nginx's filters */
-
-static ngx_int_t
-ngx_http_cache_guard_hit_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    if (name->len == sizeof("Content-Type") - 1
-        && ngx_strncasecmp(name->data, (u_char *) "Content-Type",
-                           name->len) == 0)
-    {
-        r->headers_out.content_type = *value;
-        r->headers_out.content_type_len = value->len;
-        r->headers_out.content_type_lowcase = NULL;
-        return NGX_OK;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key = *name;
-    h->value = *value;
-
-    switch (name->len) {
-
-    case sizeof("ETag") - 1:
-        if (ngx_strncasecmp(name->data, (u_char *) "ETag", 4) == 0) {
-            r->headers_out.etag = h;
-        }
-        break;
-
-    case sizeof("Location") - 1:
-        if (ngx_strncasecmp(name->data, (u_char *) "Location", 8) == 0) {
-            r->headers_out.location = h;
-        }
-        break;
-
-    case sizeof("Last-Modified") - 1:
-        if (ngx_strncasecmp(name->data, (u_char *) "Last-Modified", 13) == 0) {
-            r->headers_out.last_modified = h;
-            r->headers_out.last_modified_time = ngx_parse_http_time(
-                                                 value->data, value->len);
-        }
-        break;
-
-    case sizeof("Content-Encoding") - 1:
-        if (ngx_strncasecmp(name->data, (u_char *) "Content-Encoding", 16)
-            == 0)
-        {
-            r->headers_out.content_encoding = h;
-        }
-        break;
-    }
-
-    return NGX_OK;
-}
-
-
-ngx_int_t
-ngx_http_cache_guard_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_cache_guard_variables; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_cache_guard_variable(ngx_http_variable_value_t *v, ngx_str_t *s)
-{
-    if (s->len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = s->len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
-    v->data = s->data;
-
-    return NGX_OK;
-}
-
-
-/* data: 0 the status, 1 the level, 2 the key */
-
-static ngx_int_t
-ngx_http_cache_guard_get_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t                   *s, key;
-    ngx_http_cache_guard_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_cache_guard_module);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    if (data == 2) {
-        /* the key as an operator writes it (to purge it): no variant */
-        key = ctx->key;
-
-        if (ctx->gzip) {
-            key.len -= sizeof(NGX_HTTP_CACHE_GUARD_GZIP_VARIANT) - 1;
-        }
-
-        s = &key;
-
-    } else {
-        s = (data == 0) ? &ngx_http_cache_guard_status_names[ctx->status]
-                        : &ngx_http_cache_guard_level_names[ctx->level];
-    }
-
-    return ngx_http_cache_guard_variable(v, s);
-}

@@ -8,14 +8,16 @@
  * every few milliseconds by one timer, and at once when a request of the
  * same worker releases a slot.  Across nodes, a Redis lock: SET NX PX,
  * pipelined with a GET of the value, and released by its holder only,
- * with a compare-and-delete script.
+ * with a compare-and-delete script.  The end of a fill releases both and
+ * the origin slot.  Waiters are woken through the event the request flow
+ * gave them (ctx->wake), and a GET's reply goes to the handler it passed.
  */
 
 
 #include "ngx_http_cache_guard_lock.h"
 #include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
-#include "ngx_http_cache_guard_handler.h"
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_stats.h"
 
@@ -593,12 +595,13 @@ ngx_http_cache_guard_alive(ngx_pid_t pid)
 /*
  * SET lock token NX PX ttl and GET key, pipelined: the GET catches a value
  * stored between this request's first GET and its lock attempt.  Both
- * replies arrive in order; the GET's handler resumes the request.
+ * replies arrive in order; the GET's reply goes to l2_done, the request
+ * flow's own handler of a GET, which resumes the request.
  */
 
 ngx_int_t
 ngx_http_cache_guard_rlock_try(ngx_http_cache_guard_ctx_t *ctx,
-    ngx_http_cache_guard_redis_t *rd)
+    ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_pt l2_done)
 {
     u_char              *p, px[NGX_INT64_LEN], rnd[8];
     size_t               argvlen[6];
@@ -658,9 +661,8 @@ ngx_http_cache_guard_rlock_try(ngx_http_cache_guard_ctx_t *ctx,
     /* the SET NX was let through: its GET must go too, or the lock is lost */
     rd->force = 1;
 
-    ctx->cmd = ngx_http_cache_guard_redis_command(rd,
-                                                  ngx_http_cache_guard_l2_done,
-                                                  ctx, 2, argv, argvlen);
+    ctx->cmd = ngx_http_cache_guard_redis_command(rd, l2_done, ctx, 2, argv,
+                                                  argvlen);
     if (ctx->cmd == NULL) {
         ngx_http_cache_guard_redis_cancel(ctx->cmd2);
         ctx->cmd2 = NULL;
@@ -810,4 +812,30 @@ ngx_http_cache_guard_release_done(redisReply *reply, void *data)
     }
 
     ngx_free(rl);
+}
+
+
+/*
+ * The end of a fill, stored or not: release the Redis lock and the node
+ * lock (which wakes this node's waiters) and the origin slot.
+ */
+
+void
+ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
+    ngx_uint_t failed)
+{
+    ngx_http_cache_guard_main_conf_t  *mcf;
+
+    if (ctx->redis_locked) {
+        mcf = ngx_http_get_module_main_conf(ctx->request,
+                                            ngx_http_cache_guard_module);
+        ngx_http_cache_guard_rlock_release(ctx, mcf->redis);
+    }
+
+    ngx_http_cache_guard_lock_release(ctx, failed);
+
+    if (ctx->counted) {
+        ctx->counted = 0;
+        ngx_http_cache_guard_inflight_done(ctx->policy->rec);
+    }
 }

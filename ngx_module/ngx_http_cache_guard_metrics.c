@@ -21,7 +21,7 @@
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_stats.h"
 #include "ngx_http_cache_guard_store.h"
-#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_ctx.h"
 
 #include <time.h>
 

@@ -21,6 +21,7 @@
 #include "ngx_http_cache_guard_redis_conf.h"
 #include "ngx_http_cache_guard_stats.h"
 #include "ngx_http_cache_guard_store.h"
+#include "ngx_http_cache_guard_variables.h"
 
 
 static ngx_int_t ngx_http_cache_guard_preconfiguration(ngx_conf_t *cf);

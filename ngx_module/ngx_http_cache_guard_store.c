@@ -11,7 +11,6 @@
 #include "ngx_http_cache_guard_store.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
-#include "ngx_http_cache_guard_lock.h"
 #include "ngx_http_cache_guard_policy.h"
 #include "ngx_http_cache_guard_redis.h"
 
@@ -508,32 +507,6 @@ done:
     if (ctx->warm) {
         ngx_pfree(r->pool, blob.data);
         ngx_pfree(r->pool, ctx->body->start);
-    }
-}
-
-
-/*
- * The end of a fill, stored or not: release the Redis lock and the node
- * lock (which wakes this node's waiters) and the origin slot.
- */
-
-void
-ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
-    ngx_uint_t failed)
-{
-    ngx_http_cache_guard_main_conf_t  *mcf;
-
-    if (ctx->redis_locked) {
-        mcf = ngx_http_get_module_main_conf(ctx->request,
-                                            ngx_http_cache_guard_module);
-        ngx_http_cache_guard_rlock_release(ctx, mcf->redis);
-    }
-
-    ngx_http_cache_guard_lock_release(ctx, failed);
-
-    if (ctx->counted) {
-        ctx->counted = 0;
-        ngx_http_cache_guard_inflight_done(ctx->policy->rec);
     }
 }
 

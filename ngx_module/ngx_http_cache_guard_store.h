@@ -71,8 +71,6 @@ ngx_uint_t ngx_http_cache_guard_l1_purge(ngx_http_cache_guard_zone_t *zone,
     ngx_str_t *key, ngx_str_t *pattern, ngx_uint_t soft);
 void ngx_http_cache_guard_store(ngx_http_request_t *r,
     ngx_http_cache_guard_ctx_t *ctx);
-void ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
-    ngx_uint_t failed);
 
 
 #endif /* _NGX_HTTP_CACHE_GUARD_STORE_H_INCLUDED_ */

@@ -17,7 +17,7 @@
 #include "ngx_http_cache_guard_warm.h"
 #include "ngx_http_cache_guard_api.h"
 #include "ngx_http_cache_guard_breaker.h"
-#include "ngx_http_cache_guard_handler.h"
+#include "ngx_http_cache_guard_ctx.h"
 
 
 #define NGX_HTTP_CACHE_GUARD_WARM_CONCURRENCY  8
@@ -330,7 +330,9 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
 
         wu = ngx_pcalloc(w->request->pool,
                          sizeof(ngx_http_cache_guard_warm_uri_t));
-        sctx = ngx_pcalloc(pool, sizeof(ngx_http_cache_guard_ctx_t));
+
+        /* its zone and policy: the location's, once the subrequest is there */
+        sctx = ngx_http_cache_guard_create_ctx(pool, NULL, NULL);
         if (wu == NULL || sctx == NULL) {
             ngx_destroy_pool(pool);
             return NGX_ERROR;
@@ -360,15 +362,17 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
         w->inflight++;
 
         /*
-         * A mark, set first (it cannot fail): the precontent handler
-         * completes it for the location; its output is swallowed.
+         * A mark, set first: the precontent handler completes it for the
+         * location; its output is swallowed.  Found again through its
+         * cleanup after an internal redirect.
          */
 
-        sctx->request = sr;
-        sctx->slot = -1;
         sctx->warm = 1;
         sctx->quiet = 1;
-        ngx_http_set_ctx(sr, sctx, ngx_http_cache_guard_module);
+
+        if (ngx_http_cache_guard_attach_ctx(sr, sctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         /* $request_uri, and so the default key, is the URI's own */
         sr->unparsed_uri = uri[w->next - 1];
@@ -376,12 +380,6 @@ ngx_http_cache_guard_warm_start(ngx_http_cache_guard_warm_t *w)
         /* the admin request's body, credentials and cached values stay */
 
         if (ngx_http_cache_guard_warm_headers(sr) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        /* found again through its cleanup after an internal redirect */
-
-        if (ngx_http_cache_guard_set_cleanup(sr, sctx) != NGX_OK) {
             return NGX_ERROR;
         }
     }

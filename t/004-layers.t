@@ -19,7 +19,7 @@ my @layers = (
     [core       => qw(types codec json log resp sbbf lines stats)],
     [services   => qw(breaker redis redis_conf geo bloom bloom_sync key lua policy
                       store lock)],
-    [request    => qw(respond handler access filter variables)],
+    [request    => qw(respond ctx origin handler access filter variables)],
     [operations => qw(api metrics prometheus status purge warm admin)],
     [module     => qw(module)],
 );

@@ -51,10 +51,6 @@ static void ngx_http_cache_guard_rlock_done(redisReply *reply, void *data);
 static void ngx_http_cache_guard_release_send(
     ngx_http_cache_guard_release_t *rl);
 static void ngx_http_cache_guard_release_done(redisReply *reply, void *data);
-static ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_lock_script(
-    ngx_http_cache_guard_redis_t *rd, const char *cmd, ngx_str_t *script,
-    ngx_str_t *lkey, ngx_str_t *token, ngx_str_t *arg,
-    ngx_http_cache_guard_redis_pt handler, void *data);
 
 
 static ngx_str_t  ngx_http_cache_guard_release_script = ngx_string(
@@ -311,7 +307,7 @@ ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
 {
     u_char                             buf[NGX_INT64_LEN];
     uint64_t                           now, ttl;
-    ngx_str_t                          px, token;
+    ngx_str_t                          args[2];
     ngx_queue_t                       *q;
     ngx_http_cache_guard_ctx_t        *ctx;
     ngx_http_cache_guard_zone_t       *zone;
@@ -353,15 +349,15 @@ ngx_http_cache_guard_renew_handler(ngx_event_t *ev)
         {
             ctx->rlock_until = now + ttl;
 
-            px.data = buf;
-            px.len = ngx_sprintf(buf, "%uL", ttl) - buf;
-            token.data = ctx->token;
-            token.len = sizeof(ctx->token);
+            args[0].data = ctx->token;
+            args[0].len = sizeof(ctx->token);
+            args[1].data = buf;
+            args[1].len = ngx_sprintf(buf, "%uL", ttl) - buf;
 
             /* refused (breaker open, no connection): the lock expires */
-            (void) ngx_http_cache_guard_lock_script(mcf->redis, "EVAL",
+            (void) ngx_http_cache_guard_redis_script(mcf->redis, "EVAL",
                                         &ngx_http_cache_guard_renew_script,
-                                        &ctx->lkey, &token, &px,
+                                        &ctx->lkey, 2, args,
                                         ngx_http_cache_guard_renew_done, NULL);
         }
     }
@@ -742,49 +738,18 @@ ngx_http_cache_guard_release_send(ngx_http_cache_guard_release_t *rl)
     /* a lock held is released on a live connection, whatever the breaker */
     rl->redis->force = (rl->redis->ac != NULL);
 
-    if (ngx_http_cache_guard_lock_script(rl->redis,
-                                     rl->eval ? "EVAL" : "EVALSHA",
-                                     rl->eval
-                                     ? &ngx_http_cache_guard_release_script
-                                     : &sha,
-                                     &rl->lkey, &rl->token, NULL,
-                                     ngx_http_cache_guard_release_done, rl)
+    if (ngx_http_cache_guard_redis_script(rl->redis,
+                                      rl->eval ? "EVAL" : "EVALSHA",
+                                      rl->eval
+                                      ? &ngx_http_cache_guard_release_script
+                                      : &sha,
+                                      &rl->lkey, 1, &rl->token,
+                                      ngx_http_cache_guard_release_done, rl)
         == NULL)
     {
         /* Redis is away: the lock expires by itself */
         ngx_free(rl);
     }
-}
-
-
-/* a script on the Redis lock: KEYS[1] the lock, ARGV[1] its token, ... */
-
-static ngx_http_cache_guard_redis_cmd_t *
-ngx_http_cache_guard_lock_script(ngx_http_cache_guard_redis_t *rd,
-    const char *cmd, ngx_str_t *script, ngx_str_t *lkey, ngx_str_t *token,
-    ngx_str_t *arg, ngx_http_cache_guard_redis_pt handler, void *data)
-{
-    size_t       argvlen[6];
-    const char  *argv[6];
-
-    argv[0] = cmd;
-    argvlen[0] = ngx_strlen(cmd);
-    argv[1] = (const char *) script->data;
-    argvlen[1] = script->len;
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (const char *) lkey->data;
-    argvlen[3] = lkey->len;
-    argv[4] = (const char *) token->data;
-    argvlen[4] = token->len;
-
-    if (arg) {
-        argv[5] = (const char *) arg->data;
-        argvlen[5] = arg->len;
-    }
-
-    return ngx_http_cache_guard_redis_command(rd, handler, data,
-                                              arg ? 6 : 5, argv, argvlen);
 }
 
 

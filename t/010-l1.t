@@ -2,15 +2,13 @@
 # tier.  Every test counts what reached the test origin.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset();\n" . ($block->init // ''));
-});
+guard_preamble(
+    zone     => '4m',
+    upstream => 1,
+    init     => 'origin_reset();',
+);
 
 run_tests();
 

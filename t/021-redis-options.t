@@ -1,12 +1,9 @@
 # cache_guard_redis parameters: prefix=, db=, password=, a unix socket.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(init => 'origin_reset(); redis_flush();');
 
 run_tests();
 

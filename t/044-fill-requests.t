@@ -12,6 +12,7 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use List::Util qw(max);
 use Time::HiRes qw(sleep);
@@ -20,30 +21,13 @@ use IO::Socket::INET;
 use Socket ();
 use Test::CacheGuard::HTTP ();
 
-sub location_conf {
-    return <<'CONF';
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status" always;
-    }
-CONF
-}
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', location_conf()) unless defined $block->config;
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub clients { my $n = shift; return $ENV{TEST_NGINX_USE_VALGRIND} ? $n / 10 : $n }
+guard_preamble(
+    zone     => '8m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    config   => guard_location(x_guard => '$cache_guard_status'),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 sub same_body {
     my ($res) = @_;
@@ -71,7 +55,7 @@ return { ttl = 60, jitter = 0 }
     }
 --- check
 origin_set('/slow', delay => 6);
-my $n = main::clients(200);
+my $n = clients(200);
 my $res = http_concurrent($n, '/slow', timeout => 60);
 is(origin_count('/slow'), 1, 'the origin saw one request');
 is(scalar(grep { $_->{status} == 200 } @$res), $n, "all $n answered 200")
@@ -136,7 +120,7 @@ is(scalar(grep { guard($_) eq 'LOCK_TIMEOUT' } @$res), 4, 'as LOCK_TIMEOUT')
 >>> p.lua
 return { ttl = 60, jitter = 0, lock = { ttl = 2, wait = 1 } }
 --- check
-start_second_nginx(main::location_conf());
+start_second_nginx(guard_location(x_guard => '$cache_guard_status'));
 origin_set('/x', delay => 4);
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {

@@ -4,33 +4,15 @@
 # Redis stays unloaded (requests pass) while Redis is down.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use JSON::PP qw(decode_json);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('config', admin_conf() . ($block->config // ''));
-    $block->set_value('init', "redis_flush() if redis_running();\n"
-                              . ($block->init // ''));
-});
-
-sub admin_conf {
-    return <<'CONF';
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-}
-
-sub json_of {
-    my ($r) = @_;
-    return eval { decode_json($r->{body}) } // {};
-}
-
-sub bloom_info {
-    my ($name, %opt) = @_;
-    return json_of(http_get("/admin/bloom/$name", %opt));
-}
+guard_preamble(
+    config_before => admin_location(),
+    init          => 'redis_flush() if redis_running();',
+);
 
 sub is_present {
     my ($name, $item, %opt) = @_;
@@ -178,7 +160,7 @@ ok(redis('STRLEN', 'bf:users') <= bloom_info('users')->{bytes},
    'no longer than the filter');
 ok(wait_for(sub { bloom_info('users')->{loaded} }, 5, 'A to merge'),
    'A loaded by its own merge');
-start_second_nginx(admin_conf());
+start_second_nginx(admin_location());
 my $port2 = $ENV{TEST_NGINX_SERVER_PORT2};
 ok(wait_for(sub { is_present('users', '42', port => $port2) }, 5,
             'B to merge'), 'B has the item');
@@ -289,7 +271,7 @@ is(json_of($r)->{added}, 50000, 'added');
 ok(json_of($r)->{redis}, 'written to Redis');
 my $len = redis('STRLEN', 'bf:users');
 ok($len > 3 * 65536, "the bitmap is $len bytes");
-start_second_nginx(admin_conf());
+start_second_nginx(admin_location());
 my $port2 = $ENV{TEST_NGINX_SERVER_PORT2};
 ok(wait_for(sub { bloom_info('users', port => $port2)->{loaded} }, 5,
             'B to merge'), 'B merged');

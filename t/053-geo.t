@@ -10,6 +10,7 @@
 # access.c) or r.geo in hooks (policy.c): each says which.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
@@ -56,16 +57,12 @@ sub master_mappings {
     return scalar grep { m{/html/geo\.mmdb$} } <$fh>;
 }
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('setup',
-        "install_mmdb(\$main::mmdb);\n" . ($block->setup // ''));
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=1m;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset();\n" . ($block->init // ''));
-});
+guard_preamble(
+    setup    => 'install_mmdb($main::mmdb);',
+    zone     => '1m',
+    upstream => 1,
+    init     => 'origin_reset();',
+);
 
 run_tests();
 

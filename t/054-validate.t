@@ -5,25 +5,16 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('config', <<'CONF') unless defined $block->config;
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard $cache_guard_status always;
-        add_header X-Key $cache_guard_key always;
-    }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone   => '4m',
+    redis  => 'timeout=1s',
+    config => guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT',
+                             x_guard => '$cache_guard_status',
+                             extra => 'add_header X-Key $cache_guard_key always;'),
+    init   => 'origin_reset(); redis_flush();',
+);
 
 sub json_error { return $_[0]{body} =~ /^\{"error": "(?:[^"\\]|\\.)+"\}\n$/ }
 

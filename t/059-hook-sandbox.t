@@ -9,17 +9,15 @@ use Cwd qw(getcwd);
 BEGIN { $ENV{LUA_PATH} = getcwd() . '/lua/?.lua;;' }
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 use Test::CacheGuard::Prom;
 
 use JSON::PP qw(decode_json);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('config', ($block->config // '') . <<'CONF');
+guard_preamble(
+    zone         => '4m',
+    redis        => 'timeout=1s',
+    config_after => <<'CONF',
     location = /metrics {
         cache_guard_metrics;
     }
@@ -27,9 +25,8 @@ CONF
         cache_guard_status;
     }
 CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+    init         => 'origin_reset(); redis_flush();',
+);
 
 sub policy_error {
     my ($r, $what) = @_;

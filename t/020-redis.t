@@ -204,11 +204,13 @@ like($log, qr/invalid entry for "\/bad" in redis/, 'the corrupt entry is logged'
 --- user_files
 >>> p.lua
 return { key = "$uri", l1 = false }
---- check
+--- init
 redis('RPUSH', 'cg:/list', 'a', 'b');
-my $r = http_get('/list');
-is($r->{status}, 200, 'answered by the origin');
-is($r->{headers}{'x-guard'}, 'MISS', 'a miss');
+--- request
+GET /list
+--- error_code: 200
+--- response_headers
+X-Guard: MISS
 --- no_error_log
 [alert]
 [crit]

@@ -19,7 +19,6 @@ use Time::HiRes qw(sleep);
 use POSIX ();
 use IO::Socket::INET;
 use Socket ();
-use Test::CacheGuard::HTTP ();
 
 guard_preamble(
     zone     => '8m',
@@ -226,18 +225,18 @@ like($g->{body}, qr/^\{"path":"\/h","n":1,/, 'the body of the HEAD\'s fill');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0 }
+--- pipelined_requests eval
+["HEAD /k", "GET /k2"]
+--- error_code eval
+[200,
+ 200]    # the GET that follows is answered
+--- response_headers eval
+["X-Guard: MISS", undef]    # the HEAD filled
+--- response_body eval
+["",                              # with no body
+ qr/^\{"path":"\/k2","n":1,/]    # with its own body
 --- check
-my $data = Test::CacheGuard::HTTP::build_request(method => 'HEAD', path => '/k',
-                                                  connection => 'keep-alive')
-         . Test::CacheGuard::HTTP::build_request(method => 'GET', path => '/k2');
-my $out = Test::CacheGuard::HTTP::exchange([{
-    port => $ENV{TEST_NGINX_SERVER_PORT}, data => $data,
-    methods => ['HEAD', 'GET'] }], 10)->[0];
-is(scalar @$out, 2, 'two responses');
-is($out->[0]{status} . ' ' . guard($out->[0]), '200 MISS', 'the HEAD filled');
-is($out->[0]{body}, '', 'with no body');
-is($out->[1]{status}, 200, 'the GET that follows is answered');
-like($out->[1]{body}, qr/^\{"path":"\/k2","n":1,/, 'with its own body');
+is(scalar @{block_responses()}, 2, 'two responses');
 ok(stored('cg:/k'), 'the HEAD stored /k');
 my $h = http_request('HEAD', '/k');
 is($h->{status} . ' ' . guard($h), '200 HIT', 'a second HEAD hits');
@@ -317,17 +316,18 @@ ok(stored('cg:/dr'), 'the entity is stored');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0 }
+--- pipelined_requests eval
+["HEAD /gz", "GET /gz2"]
+--- more_headers eval
+["Accept-Encoding: gzip", undef]
+--- error_code eval
+[200,
+ 200]    # the next response on the connection is intact
+--- response_headers eval
+["X-Guard: MISS", undef]    # the HEAD filled
+--- response_body_like eval
+[undef, qr/^\{"path":"\/gz2","n":1,/]    # with its own body
 --- check
-my $data = Test::CacheGuard::HTTP::build_request(method => 'HEAD', path => '/gz',
-               connection => 'keep-alive', headers => { 'Accept-Encoding' => 'gzip' })
-         . Test::CacheGuard::HTTP::build_request(method => 'GET', path => '/gz2');
-my $out = Test::CacheGuard::HTTP::exchange([{
-    port => $ENV{TEST_NGINX_SERVER_PORT}, data => $data,
-    methods => ['HEAD', 'GET'] }], 10)->[0];
-is($out->[0]{status} . ' ' . guard($out->[0]), '200 MISS', 'the HEAD filled');
-is($out->[1]{status}, 200, 'the next response on the connection is intact')
-    or diag(Test::More::explain($out->[1]));
-like($out->[1]{body} // '', qr/^\{"path":"\/gz2","n":1,/, 'with its own body');
 ok(stored("cg:/gz\0gzip"), 'the HEAD stored the gzip variant');
 --- no_error_log
 [error]

@@ -62,16 +62,22 @@ is(guard($r), 'MISS', 'its own entry');
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
         add_header X-Guard $cache_guard_status always;
     }
+--- request eval
+["GET /api/users/5000", "GET /api/users/1", "GET /api/users/9?status=404",
+ "GET /api/users/9?status=404", "GET /api/users/9"]
+--- error_code eval
+[404,      # an id not in the filter refused
+ 200,      # a numeric id passes
+ 404,      # a 404 passes through
+ undef,
+ 200]      # but only for ?status=404: the key is $host$request_uri
+--- response_headers eval
+["X-Guard: BLOOM_REJECT",    # by the Bloom filter
+ undef,
+ undef,
+ "X-Guard: NEGATIVE",        # and is remembered
+ "X-Guard: MISS"]            # the plain URL has its own entry
 --- check
-my $r = http_get('/api/users/5000');
-is($r->{status}, 404, 'an id not in the filter refused');
-is(guard($r), 'BLOOM_REJECT', 'by the Bloom filter');
-is(http_get('/api/users/1', )->{status}, 200, 'a numeric id passes');
-is(http_get('/api/users/9?status=404')->{status}, 404, 'a 404 passes through');
-is(guard(http_get('/api/users/9?status=404')), 'NEGATIVE', 'and is remembered');
-$r = http_get('/api/users/9');
-is($r->{status}, 200, 'but only for ?status=404: the key is $host$request_uri');
-is(guard($r), 'MISS', 'the plain URL has its own entry');
 is(origin_total(), 3, 'the refused requests never reached the origin');
 --- no_error_log
 [error]
@@ -92,9 +98,12 @@ return { tenant = function(r) return "t:" .. (r:header("X-Tenant") or "-") .. r.
 >>> p.lua
 local mykeys = require "mykeys"
 return { key = mykeys.tenant }
---- check
-my $r = http_get('/x', headers => { 'X-Tenant' => 'acme' });
-is($r->{headers}{'x-key'}, 't:acme/x', 'the key from a module next to the policy');
+--- request
+GET /x
+--- more_headers
+X-Tenant: acme
+--- response_headers
+X-Key: t:acme/x
 --- no_error_log
 [error]
 

@@ -119,12 +119,16 @@ is(scalar @{ redis('KEYS', 'cg:*') } , 1, 'and nothing of them is in Redis')
 --- user_files
 >>> p.lua
 return { validate = { args = { id = { type = "int", max = 999, required = true } } } }
+--- request eval
+["GET /a?id=1", "GET /a?id=1&id=2", "GET /a?id=1&id=abc", "GET /a?id=1&ID=99999",
+ "GET /a?x=1"]
+--- error_code eval
+[200,    # one valid id passes
+ 200,    # two valid ids pass
+ 400,    # a bad second id is refused
+ 400,    # in any case of the name
+ 400]    # a missing required id is refused
 --- check
-is(http_get('/a?id=1')->{status}, 200, 'one valid id passes');
-is(http_get('/a?id=1&id=2')->{status}, 200, 'two valid ids pass');
-is(http_get('/a?id=1&id=abc')->{status}, 400, 'a bad second id is refused');
-is(http_get('/a?id=1&ID=99999')->{status}, 400, 'in any case of the name');
-is(http_get('/a?x=1')->{status}, 400, 'a missing required id is refused');
 is(origin_total(), 2, 'only the valid requests reached the origin');
 
 
@@ -137,12 +141,15 @@ is(origin_total(), 2, 'only the valid requests reached the origin');
     location /admin/ {
         cache_guard_admin;
     }
+--- request eval
+["GET /admin/bloom/ids?item=7",
+ "POST /admin/bloom/ids\n7\n\n",    # the body "7\n"
+ "GET /admin/bloom/ids?item=7"]
+--- response_body_like eval
+[qr/"present":\s*false/,    # absent at first
+ undef,
+ qr/"present":\s*true/]     # present after the add, not a cached answer
 --- check
-my $r = http_get('/admin/bloom/ids?item=7');
-like($r->{body}, qr/"present":\s*false/, 'absent at first');
-http_request('POST', '/admin/bloom/ids', body => "7\n");
-$r = http_get('/admin/bloom/ids?item=7');
-like($r->{body}, qr/"present":\s*true/, 'present after the add, not a cached answer');
 is(scalar @{ redis('KEYS', 'cg:*') }, 0, 'nothing of the admin API in Redis');
 
 
@@ -269,16 +276,18 @@ is(origin_total(), scalar @passed, 'the valid requests reached the origin');
 return { key = "$host$request_uri|$cookie_session" }
 >>> cookie.lua
 return { key = function(r) if not r:header("Cookie") then return r.host .. r:var("request_uri") end end }
+--- request eval
+[("GET /s/a") x 3, ("GET /c/a") x 4]
+--- more_headers eval
+["Cookie: session=alice", "Cookie: session=bob", "Cookie: session=alice",
+ undef, "Cookie: session=alice", undef, "Cookie: x=1"]
+--- response_headers eval
+[# one entry per session: bob never gets alice's
+ "X-Guard: MISS", "X-Guard: MISS", "X-Guard: HIT",
+ # a request with a Cookie bypasses the cache
+ "X-Guard: MISS", "X-Guard: BYPASS", "X-Guard: HIT", "X-Guard: BYPASS"]
 --- check
-my @s = map { guard(http_get('/s/a', headers => { Cookie => $_ })) }
-        ('session=alice', 'session=bob', 'session=alice');
-is("@s", 'MISS MISS HIT', 'one entry per session: bob never gets alice\'s');
 is(origin_count('/s/a'), 2, 'two sessions, two fills');
-my @c = (guard(http_get('/c/a')),
-         guard(http_get('/c/a', headers => { Cookie => 'session=alice' })),
-         guard(http_get('/c/a')),
-         guard(http_get('/c/a', headers => { Cookie => 'x=1' })));
-is("@c", 'MISS BYPASS HIT BYPASS', 'a request with a Cookie bypasses the cache');
 is(origin_count('/c/a'), 3, 'the fill and the two cookie requests');
 --- no_error_log
 [error]

@@ -79,9 +79,14 @@ return {
   validate = { args = { id = { type = "int", min = 1, required = true } } },
   reject = { status = 422 },
 }
+--- request
+GET /x?id=0
+--- error_code: 422
+--- response_headers
+X-Guard: INVALID
+--- response_body
+{"error": "invalid argument \"id\""}
 --- check
-my $r = refused('/x?id=0', 422);
-like($r->{body}, qr/invalid argument \\"id\\"/, 'the message names the argument');
 is(origin_total(), 0, 'nothing reached the origin');
 
 
@@ -116,13 +121,21 @@ return {
     return nil
   end,
 }
+--- request eval
+["GET /v?x=1", "GET /v?id=1", "GET /v?id=1"]
+--- more_headers eval
+[undef, undef, "X-Tenant: acme"]
+--- error_code eval
+[400,
+ 403,
+ 200]    # a request the hook accepts passes
+--- response_headers eval
+["X-Guard: INVALID", "X-Guard: INVALID", undef]
+--- response_body eval
+[qq({"error": "id is required"}\n),    # the hook message is the error
+ qq({"error": "unknown tenant"}\n),    # header read through r:header
+ undef]
 --- check
-my $r = refused('/v?x=1', 400);
-like($r->{body}, qr/id is required/, 'the hook message is the error');
-$r = refused('/v?id=1', 403);
-like($r->{body}, qr/unknown tenant/, 'header read through r:header');
-$r = http_get('/v?id=1', headers => { 'X-Tenant' => 'acme' });
-is($r->{status}, 200, 'a request the hook accepts passes');
 is(origin_total(), 1, 'only it reached the origin');
 --- no_error_log
 [error]

@@ -348,30 +348,29 @@ is(redis('EXISTS', 'cg:/none'), 0, 'and creates nothing');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
---- check
+--- init
 http_get('/k');
 ok(stored('cg:/k'), '/k filled');
-my @cases = (
-    ['DELETE', '/admin/cache', 400, 'no key or pattern'],
-    ['DELETE', '/admin/cache?key=', 400, 'an empty key'],
-    ['DELETE', '/admin/cache?other=/k', 400, 'an unknown argument only'],
-    ['DELETE', '/admin/cache?pattern=/k*&soft=1', 400, 'soft with a pattern'],
-    ['GET', '/admin/cache?key=/k', 405, 'GET'],
-    ['POST', '/admin/cache?key=/k', 405, 'POST'],
-    ['DELETE', '/admin/nope?key=/k', 404, 'an unknown admin call'],
-    ['DELETE', '/admin/cache/x?key=/k', 404, 'a path under /cache'],
-);
-for my $case (@cases) {
-    my ($method, $path, $status, $what) = @$case;
-    my $r = http_request($method, $path, $method eq 'POST' ? (body => '') : ());
-    is($r->{status}, $status, "$what: $status");
-    like($r->{body}, qr/^\{"error": "[^"]+"\}\s*$/, "$what: a JSON error")
-        or diag($r->{body});
-    is($r->{headers}{allow}, 'DELETE', "$what: Allow: DELETE")
-        if $status == 405;
-}
-is(guard(http_get('/k')), 'HIT l1', 'the L1 entry is still there');
-is(redis('EXISTS', 'cg:/k'), 1, 'and the Redis one');
+--- request eval
+["DELETE /admin/cache",                       # no key or pattern
+ "DELETE /admin/cache?key=",                  # an empty key
+ "DELETE /admin/cache?other=/k",              # an unknown argument only
+ "DELETE /admin/cache?pattern=/k*&soft=1",    # soft with a pattern
+ "GET /admin/cache?key=/k",
+ "POST /admin/cache?key=/k",
+ "DELETE /admin/nope?key=/k",                 # an unknown admin call
+ "DELETE /admin/cache/x?key=/k",              # a path under /cache
+ "GET /k"]                                    # the L1 entry is still there
+--- more_headers eval
+[(undef) x 5, "Content-Length: 0", (undef) x 3]
+--- error_code eval
+[400, 400, 400, 400, 405, 405, 404, 404, 200]
+--- response_body_like eval
+[(qr/^\{"error": "[^"]+"\}\s*$/) x 8, undef]    # a JSON error
+--- response_headers eval
+[(undef) x 4, "Allow: DELETE", "Allow: DELETE", undef, undef, "X-Guard: HIT l1"]
+--- check
+is(redis('EXISTS', 'cg:/k'), 1, 'the Redis entry is still there');
 is(origin_count('/k'), 1, 'no origin request but the fill');
 --- no_error_log
 [error]

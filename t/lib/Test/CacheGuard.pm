@@ -228,6 +228,17 @@ The responses (as above) of the current block's requests.
 
 =back
 
+=head1 SEE ALSO
+
+The helpers the behaviour tests share, each imported by the files that
+use it: L<Test::CacheGuard::Preset> (C<guard_preamble>: a file's
+add_block_preprocessor from options; C<guard_location>, C<admin_location>),
+L<Test::CacheGuard::Assert> (X-Guard, time bounds, fallback answers),
+L<Test::CacheGuard::Status> (the admin API's and the status page's JSON),
+L<Test::CacheGuard::Util> (C<slurp>, C<write_lines>, processes),
+L<Test::CacheGuard::Prom> (the metrics exposition),
+L<Test::CacheGuard::FakeRedis> (a Redis that misbehaves).
+
 =head1 ENVIRONMENT
 
 TEST_NGINX_MODULE (default build/nginx/objs/ngx_http_cache_guard_module.so),

@@ -596,6 +596,10 @@ qr{cache_guard_admin cannot be in an exact-match location, its calls are under i
     location /t {
         return 200 "ok\n";
     }
+--- request
+GET /t
+--- response_body
+ok
 --- check
 my $nginx = $ENV{TEST_NGINX_BINARY}
     // (-x '/usr/sbin/nginx' ? '/usr/sbin/nginx' : 'nginx');
@@ -606,8 +610,6 @@ like($out, qr{\[warn\].*cache guard: redis time-out "timeout=250" is 250 seconds
      'nginx -t warns about timeout=250');
 like($out, qr{\[warn\].*redis time-out "connect_timeout=1m" is over 10 seconds},
      'and about connect_timeout=1m');
-my $r = http_get('/t');
-is($r->{body}, "ok\n", 'nginx serves');
 --- no_error_log
 [error]
 [alert]

@@ -4,21 +4,19 @@
 # fields whose messages list what is allowed.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 use Test::CacheGuard::Assert;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=1m;
-CONF
-    $block->set_value('config', <<'CONF') unless defined $block->config;
+guard_preamble(
+    zone   => '1m',
+    config => <<'CONF',
     location / {
         cache_guard main;
         cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
         return 200;
     }
 CONF
-});
+);
 
 run_tests();
 

@@ -2,15 +2,13 @@
 # tier.  Every test counts what reached the test origin.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset();\n" . ($block->init // ''));
-});
+guard_preamble(
+    zone     => '4m',
+    upstream => 1,
+    init     => 'origin_reset();',
+);
 
 run_tests();
 
@@ -49,16 +47,18 @@ is(origin_count('/a'), 1, 'the origin saw exactly one request');
         cache_guard main;
         proxy_pass http://origin;
     }
+--- request eval
+["GET /b?size=5000&ct=text/csv&hdr=X-Version:7&hdr=ETag:%22e1%22",
+ "GET /b?size=5000&ct=text/csv&hdr=X-Version:7&hdr=ETag:%22e1%22"]
+--- error_code eval
+[200, 200]
+--- response_headers eval
+[undef, qq{Content-Type: text/csv\nX-Version: 7\nETag: "e1"}]
+--- response_body_like eval
+[undef, qr/\A.{5000}\z/s]
 --- check
-my $miss = http_get('/b?size=5000&ct=text/csv&hdr=X-Version:7&hdr=ETag:%22e1%22');
-my $hit = http_get('/b?size=5000&ct=text/csv&hdr=X-Version:7&hdr=ETag:%22e1%22');
-is($miss->{status}, 200, 'miss status');
-is($hit->{status}, 200, 'hit status');
-is(length $hit->{body}, 5000, 'hit body length');
+my ($miss, $hit) = @{block_responses()};
 is($hit->{body}, $miss->{body}, 'hit body identical');
-is($hit->{headers}{'content-type'}, 'text/csv', 'content type kept');
-is($hit->{headers}{'x-version'}, '7', 'origin header kept');
-is($hit->{headers}{'etag'}, '"e1"', 'etag kept');
 is(origin_count('/b'), 1, 'one origin request');
 --- no_error_log
 [error]
@@ -153,23 +153,20 @@ is(origin_count('/pos'), 1, 'the positive entry is still cached');
         proxy_pass http://origin;
         add_header X-Guard $cache_guard_status always;
     }
+--- request eval
+[map { ("GET $_") x 3 }
+     '/cookie?hdr=Set-Cookie:sid%3D1',
+     '/nostore?hdr=Cache-Control:no-store',
+     '/private?hdr=Cache-Control:private,%20max-age%3D60',
+     '/varyall?hdr=Vary:*',
+     '/varyck?hdr=Vary:Cookie',
+     '/s500?status=500',
+     '/s302?status=302&hdr=Location:/x']
+--- response_headers
+X-Guard: MISS
 --- check
-my %cases = (
-    '/cookie'  => '?hdr=Set-Cookie:sid%3D1',
-    '/nostore' => '?hdr=Cache-Control:no-store',
-    '/private' => '?hdr=Cache-Control:private,%20max-age%3D60',
-    '/varyall' => '?hdr=Vary:*',
-    '/varyck'  => '?hdr=Vary:Cookie',
-    '/s500'    => '?status=500',
-    '/s302'    => '?status=302&hdr=Location:/x',
-);
-for my $path (sort keys %cases) {
-    for (1 .. 3) {
-        my $res = http_get($path . $cases{$path});
-        is($res->{headers}{'x-guard'}, 'MISS', "$path is a miss every time");
-    }
-    is(origin_count($path), 3, "$path reached the origin every time");
-}
+is(origin_count($_), 3, "$_ reached the origin every time")
+    for qw(/cookie /nostore /private /varyall /varyck /s500 /s302);
 
 
 
@@ -180,15 +177,19 @@ for my $path (sort keys %cases) {
         proxy_pass http://origin;
         add_header X-Guard $cache_guard_status always;
     }
+--- request eval
+["GET /auth", "GET /auth", "GET /auth", "GET /secret", "GET /secret"]
+--- more_headers eval
+[undef, undef, "Authorization: Bearer alice", "Authorization: Bearer alice",
+ undef]
+--- response_headers eval
+[undef,
+ "X-Guard: HIT",       # anonymous request hits
+ "X-Guard: BYPASS",    # authorised request bypasses
+ undef,
+ "X-Guard: MISS"]      # a response to an authorised request was not stored
 --- check
-http_get('/auth');
-is(http_get('/auth')->{headers}{'x-guard'}, 'HIT', 'anonymous request hits');
-my $r = http_get('/auth', headers => { Authorization => 'Bearer alice' });
-is($r->{headers}{'x-guard'}, 'BYPASS', 'authorised request bypasses');
 is(origin_count('/auth'), 2, 'the authorised request reached the origin');
-http_get('/secret', headers => { Authorization => 'Bearer alice' });
-is(http_get('/secret')->{headers}{'x-guard'}, 'MISS',
-   'a response to an authorised request was not stored');
 is(origin_count('/secret'), 2, 'both requests reached the origin');
 
 
@@ -203,10 +204,13 @@ is(origin_count('/secret'), 2, 'both requests reached the origin');
 --- user_files
 >>> p.lua
 return { max_entry_size = "10k" }
+--- request eval
+["GET /big?size=10241", "GET /big?size=10241",
+ "GET /fits?size=10240", "GET /fits?size=10240"]
+--- error_code
+200
 --- check
-http_get('/big?size=10241') for 1 .. 2;
 is(origin_count('/big'), 2, 'an entry over 10k is not stored');
-http_get('/fits?size=10240') for 1 .. 2;
 is(origin_count('/fits'), 1, 'an entry of exactly 10k is stored');
 
 
@@ -255,13 +259,16 @@ is(origin_count('/u'), 2, 'two keys, two origin requests');
         proxy_pass http://origin;
         add_header X-Key $cache_guard_key always;
     }
+--- request eval
+["GET /ae", "GET /ae", "GET /ae"]
+--- more_headers eval
+[undef, "Accept-Encoding: gzip, br", "Accept-Encoding: gzip;q=1, deflate"]
+--- response_headers eval
+["X-Key: http://localhost/ae",
+ # the variable shows the key as one purges it, without the variant
+ "X-Key: http://localhost/ae",
+ undef]
 --- check
-my $plain = http_get('/ae');
-my $gz = http_get('/ae', headers => { 'Accept-Encoding' => 'gzip, br' });
-is($plain->{headers}{'x-key'}, 'http://localhost/ae', 'plain key');
-is($gz->{headers}{'x-key'}, 'http://localhost/ae',
-   'the variable shows the key as one purges it, without the variant');
-http_get('/ae', headers => { 'Accept-Encoding' => 'gzip;q=1, deflate' });
 is(origin_count('/ae'), 2, 'gzip clients share one variant');
 
 
@@ -370,13 +377,15 @@ is(origin_count('/on'), 1, 'cached where on');
         proxy_pass http://origin;
         add_header X-Guard $cache_guard_status always;
     }
+--- request eval
+[(map { "GET /fill$_?size=20000" } 1 .. 40),
+ "GET /fill40?size=20000", "GET /fill1?size=20000"]
+--- response_headers eval
+[("X-Guard: MISS") x 40,
+ "X-Guard: HIT",    # the newest entry is still there
+ "X-Guard: MISS"]   # the oldest entry was evicted
 --- check
-http_get("/fill$_?size=20000") for 1 .. 40;
-is(origin_total(), 40, 'forty fills');
-my $last = http_get("/fill40?size=20000");
-is($last->{headers}{'x-guard'}, 'HIT', 'the newest entry is still there');
-my $first = http_get("/fill1?size=20000");
-is($first->{headers}{'x-guard'}, 'MISS', 'the oldest entry was evicted');
+is(origin_total(), 41, 'forty fills, then the miss of the evicted /fill1');
 --- error_log
 zone "small" is full, evicting least recently used entries
 --- no_error_log

@@ -6,17 +6,14 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone     => '4m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    init     => 'origin_reset(); redis_flush();',
+);
 
 our %gz = (headers => { 'Accept-Encoding' => 'gzip, deflate' });
 
@@ -98,11 +95,13 @@ return {
         proxy_pass http://origin;
         add_header X-Guard "$cache_guard_status" always;
     }
+--- request eval
+["GET /w", "GET /w"]
+--- error_code
+200
+--- response_headers
+X-Guard: BYPASS
 --- check
-my $r = http_get('/w');
-is($r->{status}, 200, 'served by the origin');
-is($r->{headers}{'x-guard'}, 'BYPASS', 'bypassed, not cached');
-http_get('/w');
 is(origin_count('/w'), 2, 'both requests reached the origin');
 is(redis('DBSIZE'), 0, 'nothing in Redis');
 --- no_error_log

@@ -3,17 +3,14 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone     => '4m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    init     => 'origin_reset(); redis_flush();',
+);
 
 run_tests();
 
@@ -207,11 +204,13 @@ like($log, qr/invalid entry for "\/bad" in redis/, 'the corrupt entry is logged'
 --- user_files
 >>> p.lua
 return { key = "$uri", l1 = false }
---- check
+--- init
 redis('RPUSH', 'cg:/list', 'a', 'b');
-my $r = http_get('/list');
-is($r->{status}, 200, 'answered by the origin');
-is($r->{headers}{'x-guard'}, 'MISS', 'a miss');
+--- request
+GET /list
+--- error_code: 200
+--- response_headers
+X-Guard: MISS
 --- no_error_log
 [alert]
 [crit]

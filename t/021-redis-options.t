@@ -1,12 +1,9 @@
 # cache_guard_redis parameters: prefix=, db=, password=, a unix socket.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(init => 'origin_reset(); redis_flush();');
 
 run_tests();
 
@@ -44,12 +41,13 @@ is(redis('EXISTS', 'app1:http://localhost/p'), 0, 'not in db 0');
     }
 --- init
 redis('CONFIG', 'SET', 'requirepass', 'sekrit');
---- check
-my $r = http_get('/pw');
-is($r->{status}, 200, 'answered by the origin');
-is($r->{headers}{'x-guard'}, 'MISS', 'a miss');
-ok(wait_for(sub { error_log_since_block() =~ /AUTH failed/ }, 5),
-   'AUTH failure logged');
+--- request
+GET /pw
+--- error_code: 200
+--- response_headers
+X-Guard: MISS
+--- error_log
+AUTH failed
 --- cleanup
 redis('AUTH', 'sekrit'); redis('CONFIG', 'SET', 'requirepass', '');
 
@@ -68,8 +66,9 @@ redis('AUTH', 'sekrit'); redis('CONFIG', 'SET', 'requirepass', '');
 --- setup
 redis('CONFIG', 'SET', 'requirepass', 'sekrit');
 redis('AUTH', 'sekrit');
+--- request
+GET /pw2
 --- check
-http_get('/pw2');
 ok(wait_for(sub { redis('EXISTS', 'cg:http://localhost/pw2') }, 5),
    'stored with AUTH');
 --- cleanup

@@ -2,29 +2,19 @@
 # answer: these tests kill and pause the real test redis-server.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=300ms connect_timeout=300ms;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-CONF
-    $block->set_value('user_files', <<'LUA');
+guard_preamble(
+    zone       => '4m',
+    redis      => 'timeout=300ms connect_timeout=300ms',
+    upstream   => 1,
+    config     => guard_location(),
+    user_files => <<'LUA',
 >>> p.lua
 return { key = "$uri", l1 = false }
 LUA
-    $block->set_value('init', "redis_start(); origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+    init       => 'redis_start(); origin_reset(); redis_flush();',
+);
 
 run_tests();
 

@@ -6,43 +6,20 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use IO::Select;
 use IO::Socket::INET;
 use List::Util qw(max min);
 use Time::HiRes qw(time sleep);
 
-# The location every block uses unless it brings its own; the second nginx
-# of the two-node test is given the same.
-sub location_conf {
-    return <<'CONF';
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-CONF
-}
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', location_conf()) unless defined $block->config;
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-
-# Fewer clients under valgrind, where a 200-client batch would outlast the
-# lock's wait on its own.
-sub clients { my $n = shift; return $ENV{TEST_NGINX_USE_VALGRIND} ? $n / 10 : $n }
-
-
+guard_preamble(
+    zone     => '8m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    config   => guard_location(),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 # How many responses have an X-Guard matching $re.
 sub with_guard {
@@ -293,7 +270,7 @@ like($r->{body}, qr/"n":1,/, "of the filler's response");
 >>> p.lua
 return { ttl = 60, jitter = 0 }
 --- check
-start_second_nginx(location_conf());
+start_second_nginx(guard_location());
 my ($port1, $port2) = @ENV{qw(TEST_NGINX_SERVER_PORT TEST_NGINX_SERVER_PORT2)};
 origin_set('/both', delay => 1);
 my $n = clients(200);

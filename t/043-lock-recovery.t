@@ -7,25 +7,18 @@ use lib 't/lib';
 use Test::CacheGuard $ENV{TEST_NGINX_USE_VALGRIND}
     ? (skip_all => 'workers are killed: not under valgrind') : 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use IO::Socket::INET;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('config', <<'CONF');
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-CONF
-    $block->set_value('user_files', <<'LUA');
+guard_preamble(
+    config     => guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT'),
+    user_files => <<'LUA',
 >>> p.lua
 return { key = "$uri", lock = { ttl = 3, wait = 10 } }
 LUA
-    $block->set_value('init', "origin_reset(); redis_flush();\n");
-});
+    init       => 'origin_reset(); redis_flush();',
+);
 
 # Starts a fill of $path that the origin holds for 30 s, and kills the
 # worker doing it once the origin has the request.

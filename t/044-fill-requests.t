@@ -12,38 +12,21 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use List::Util qw(max);
 use Time::HiRes qw(sleep);
 use POSIX ();
 use IO::Socket::INET;
 use Socket ();
-use Test::CacheGuard::HTTP ();
 
-sub location_conf {
-    return <<'CONF';
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status" always;
-    }
-CONF
-}
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', location_conf()) unless defined $block->config;
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub clients { my $n = shift; return $ENV{TEST_NGINX_USE_VALGRIND} ? $n / 10 : $n }
+guard_preamble(
+    zone     => '8m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    config   => guard_location(x_guard => '$cache_guard_status'),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 sub same_body {
     my ($res) = @_;
@@ -71,7 +54,7 @@ return { ttl = 60, jitter = 0 }
     }
 --- check
 origin_set('/slow', delay => 6);
-my $n = main::clients(200);
+my $n = clients(200);
 my $res = http_concurrent($n, '/slow', timeout => 60);
 is(origin_count('/slow'), 1, 'the origin saw one request');
 is(scalar(grep { $_->{status} == 200 } @$res), $n, "all $n answered 200")
@@ -136,7 +119,7 @@ is(scalar(grep { guard($_) eq 'LOCK_TIMEOUT' } @$res), 4, 'as LOCK_TIMEOUT')
 >>> p.lua
 return { ttl = 60, jitter = 0, lock = { ttl = 2, wait = 1 } }
 --- check
-start_second_nginx(main::location_conf());
+start_second_nginx(guard_location(x_guard => '$cache_guard_status'));
 origin_set('/x', delay => 4);
 my $pid = fork // die "fork: $!";
 if ($pid == 0) {
@@ -242,18 +225,18 @@ like($g->{body}, qr/^\{"path":"\/h","n":1,/, 'the body of the HEAD\'s fill');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0 }
+--- pipelined_requests eval
+["HEAD /k", "GET /k2"]
+--- error_code eval
+[200,
+ 200]    # the GET that follows is answered
+--- response_headers eval
+["X-Guard: MISS", undef]    # the HEAD filled
+--- response_body eval
+["",                              # with no body
+ qr/^\{"path":"\/k2","n":1,/]    # with its own body
 --- check
-my $data = Test::CacheGuard::HTTP::build_request(method => 'HEAD', path => '/k',
-                                                  connection => 'keep-alive')
-         . Test::CacheGuard::HTTP::build_request(method => 'GET', path => '/k2');
-my $out = Test::CacheGuard::HTTP::exchange([{
-    port => $ENV{TEST_NGINX_SERVER_PORT}, data => $data,
-    methods => ['HEAD', 'GET'] }], 10)->[0];
-is(scalar @$out, 2, 'two responses');
-is($out->[0]{status} . ' ' . guard($out->[0]), '200 MISS', 'the HEAD filled');
-is($out->[0]{body}, '', 'with no body');
-is($out->[1]{status}, 200, 'the GET that follows is answered');
-like($out->[1]{body}, qr/^\{"path":"\/k2","n":1,/, 'with its own body');
+is(scalar @{block_responses()}, 2, 'two responses');
 ok(stored('cg:/k'), 'the HEAD stored /k');
 my $h = http_request('HEAD', '/k');
 is($h->{status} . ' ' . guard($h), '200 HIT', 'a second HEAD hits');
@@ -267,13 +250,15 @@ is($h->{status} . ' ' . guard($h), '200 HIT', 'a second HEAD hits');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0 }
+--- request eval
+["HEAD /nc?hdr=Set-Cookie:a%3D1", "GET /nc?hdr=Set-Cookie:a%3D1"]
+--- error_code eval
+[200, undef]
+--- response_body eval
+["",                    # the HEAD, without a body
+ qr/"path":"\/nc"/]    # a GET then goes to the origin
 --- check
-my $r = http_request('HEAD', '/nc?hdr=Set-Cookie:a%3D1');
-is($r->{status}, 200, 'answered');
-is($r->{body}, '', 'without a body');
 is(redis('EXISTS', 'cg:/nc'), 0, 'nothing stored');
-my $g = http_get('/nc?hdr=Set-Cookie:a%3D1');
-like($g->{body}, qr/"path":"\/nc"/, 'a GET then goes to the origin');
 is(origin_count('/nc'), 2, 'twice at the origin');
 --- no_error_log
 [error]
@@ -333,17 +318,18 @@ ok(stored('cg:/dr'), 'the entity is stored');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0 }
+--- pipelined_requests eval
+["HEAD /gz", "GET /gz2"]
+--- more_headers eval
+["Accept-Encoding: gzip", undef]
+--- error_code eval
+[200,
+ 200]    # the next response on the connection is intact
+--- response_headers eval
+["X-Guard: MISS", undef]    # the HEAD filled
+--- response_body_like eval
+[undef, qr/^\{"path":"\/gz2","n":1,/]    # with its own body
 --- check
-my $data = Test::CacheGuard::HTTP::build_request(method => 'HEAD', path => '/gz',
-               connection => 'keep-alive', headers => { 'Accept-Encoding' => 'gzip' })
-         . Test::CacheGuard::HTTP::build_request(method => 'GET', path => '/gz2');
-my $out = Test::CacheGuard::HTTP::exchange([{
-    port => $ENV{TEST_NGINX_SERVER_PORT}, data => $data,
-    methods => ['HEAD', 'GET'] }], 10)->[0];
-is($out->[0]{status} . ' ' . guard($out->[0]), '200 MISS', 'the HEAD filled');
-is($out->[1]{status}, 200, 'the next response on the connection is intact')
-    or diag(Test::More::explain($out->[1]));
-like($out->[1]{body} // '', qr/^\{"path":"\/gz2","n":1,/, 'with its own body');
 ok(stored("cg:/gz\0gzip"), 'the HEAD stored the gzip variant');
 --- no_error_log
 [error]

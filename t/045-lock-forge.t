@@ -7,26 +7,17 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use POSIX ();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF');
-    cache_guard_zone main size=4m;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status" always;
-        add_header X-Key "$cache_guard_key" always;
-    }
-CONF
-    $block->set_value('init', "origin_reset();\n" . ($block->init // ''));
-});
+guard_preamble(
+    zone     => '4m',
+    upstream => 1,
+    config   => guard_location(x_guard => '$cache_guard_status',
+                               extra => 'add_header X-Key "$cache_guard_key" always;'),
+    init     => 'origin_reset();',
+);
 
 # CRC32C (Castagnoli, reflected), as the module computed it before.
 my @T = map {

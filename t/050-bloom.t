@@ -5,18 +5,15 @@
 # process, and valgrind runs nginx without one).
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
+use Test::CacheGuard::Util qw(write_lines);
 
 use JSON::PP qw(decode_json);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('config', <<'CONF' . ($block->config // ''))
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-        unless defined $block->must_die;
-});
+guard_preamble(
+    config_before => sub { defined $_[0]->must_die ? undef : admin_location() },
+);
 
 # "GET /admin/bloom/NAME?item=X" for many items, 200 at a time: the decoded
 # answers, in order.
@@ -38,21 +35,6 @@ sub bloom_test {
 
 sub present_count {
     return scalar grep { $_->{present} } bloom_test(@_);
-}
-
-sub bloom_info {
-    my ($name, %opt) = @_;
-    my $r = http_get("/admin/bloom/$name", %opt);
-    die "GET /admin/bloom/$name: $r->{status} $r->{body}\n"
-        unless $r->{status} == 200;
-    return decode_json($r->{body});
-}
-
-sub write_items {
-    my ($file, @items) = @_;
-    open my $fh, '>', "$ENV{TEST_NGINX_HTML_DIR}/$file" or die "$file: $!";
-    print {$fh} map { "$_\n" } @items;
-    close $fh or die "$file: $!";
 }
 
 run_tests();
@@ -175,7 +157,7 @@ qr{bloom "users": ".*/html" is not a file}
     cache_guard_bloom users capacity=1000 error_rate=0.01
                       file=$TEST_NGINX_HTML_DIR/users.txt;
 --- setup
-write_items('users.txt', 'user:1', 'x' x 4097, 'user:3');
+write_lines('users.txt', 'user:1', 'x' x 4097, 'user:3');
 --- must_die
 --- error_log eval
 qr{bloom "users": line 2 of ".*/users\.txt" is longer than 4096 bytes}
@@ -236,7 +218,7 @@ bloom "users": error_rate 1e-17 is too small for capacity 1000
     cache_guard_bloom users capacity=100000 error_rate=0.01
                       file=$TEST_NGINX_HTML_DIR/users.txt;
 --- setup
-write_items('users.txt', map { "user:$_" } 1 .. 100_000);
+write_lines('users.txt', map { "user:$_" } 1 .. 100_000);
 --- check
 my $info = bloom_info('users');
 ok($info->{loaded}, 'loaded at start-up');
@@ -292,12 +274,12 @@ ok($ids->{bits_per_item} > 16 && $ids->{bits_per_item} < 17.5,
     cache_guard_bloom users capacity=10000 error_rate=0.01
                       file=$TEST_NGINX_HTML_DIR/users.txt;
 --- setup
-write_items('users.txt', map { "user:$_" } 1 .. 5000);
+write_lines('users.txt', map { "user:$_" } 1 .. 5000);
 --- check
 my $before = present_count('users', map { "new:$_" } 1 .. 500);
 ok($before <= 5, "the items to come are absent but for false positives "
    . "($before of 500)");
-write_items('users.txt', (map { "user:$_" } 1 .. 5000),
+write_lines('users.txt', (map { "user:$_" } 1 .. 5000),
             (map { "new:$_" } 1 .. 500));
 ok(nginx_reload(), 'reloaded');
 is(present_count('users', map { "new:$_" } 1 .. 500), 500,
@@ -321,7 +303,7 @@ qr{bloom "users" loaded 5500 items from ".*/users\.txt" \(\d+ new\)}
     cache_guard_bloom users capacity=1000 error_rate=0.01
                       file=$TEST_NGINX_HTML_DIR/users.txt;
 --- setup
-write_items('users.txt', 'user:1');
+write_lines('users.txt', 'user:1');
 --- check
 unlink "$ENV{TEST_NGINX_HTML_DIR}/users.txt" or die;
 kill 'HUP', nginx_pid();

@@ -4,33 +4,15 @@
 # Redis stays unloaded (requests pass) while Redis is down.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use JSON::PP qw(decode_json);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('config', admin_conf() . ($block->config // ''));
-    $block->set_value('init', "redis_flush() if redis_running();\n"
-                              . ($block->init // ''));
-});
-
-sub admin_conf {
-    return <<'CONF';
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-}
-
-sub json_of {
-    my ($r) = @_;
-    return eval { decode_json($r->{body}) } // {};
-}
-
-sub bloom_info {
-    my ($name, %opt) = @_;
-    return json_of(http_get("/admin/bloom/$name", %opt));
-}
+guard_preamble(
+    config_before => admin_location(),
+    init          => 'redis_flush() if redis_running();',
+);
 
 sub is_present {
     my ($name, $item, %opt) = @_;
@@ -99,34 +81,36 @@ ok($r->{present}, 'and present');
         cache_guard_admin;
         client_max_body_size 1k;
     }
---- check
-my $r = http_get('/admin/bloom/nosuch?item=a');
-is($r->{status}, 404, 'unknown filter: 404');
-is(json_of($r)->{error}, 'unknown bloom filter "nosuch"', 'named');
-is($r->{headers}{'content-type'}, 'application/json', 'in JSON');
-$r = http_get('/admin/nosuch');
-is($r->{status}, 404, 'unknown call: 404');
-is(json_of($r)->{error}, 'unknown admin call', 'said so');
-$r = http_get('/admin/bloom/users/more');
-is($r->{status}, 404, 'a longer path: 404');
-is(json_of($r)->{error}, 'unknown admin call', 'an unknown call');
-$r = http_request('DELETE', '/admin/bloom/users');
-is($r->{status}, 405, 'DELETE: 405');
-is($r->{headers}{allow}, 'GET, HEAD, POST', 'with Allow');
-like(json_of($r)->{error}, qr/method not allowed/, 'said so');
-$r = http_get('/admin/bloom/users?item=');
-is($r->{status}, 400, 'an empty item: 400');
-like(json_of($r)->{error}, qr/an item is 1 to 4096 bytes/, 'said so');
-$r = post_items('users', "ok\n" . ('x' x 4097) . "\n");
-is($r->{status}, 400, 'a line over 4096 bytes: 400');
-is(json_of($r)->{error},
-   'line 2 is longer than 4096 bytes, nothing was added', 'said so');
-ok(!is_present('users', 'ok'), 'nothing was added');
-$r = http_request('POST', '/small/bloom/users', body => 'y' x 2000);
-is($r->{status}, 413, 'a body over client_max_body_size: 413 (from nginx)');
-$r = http_request('HEAD', '/admin/bloom/users?item=a');
-is($r->{status}, 200, 'HEAD works');
-is($r->{body}, '', 'without a body');
+--- request eval
+["GET /admin/bloom/nosuch?item=a",
+ "GET /admin/nosuch",
+ "GET /admin/bloom/users/more",                             # a longer path
+ "DELETE /admin/bloom/users",
+ "GET /admin/bloom/users?item=",                            # an empty item
+ "POST /admin/bloom/users\nok\n" . ('x' x 4097) . "\n\n",    # line 2 too long
+ "GET /admin/bloom/users?item=ok",                          # nothing was added
+ "POST /small/bloom/users\n" . ('y' x 2000),                # over client_max_body_size
+ "HEAD /admin/bloom/users?item=a"]
+--- error_code eval
+[404, 404, 404, 405, 400, 400, 200,
+ 413,    # from nginx
+ 200]
+--- response_body eval
+[qq({"error": "unknown bloom filter \\"nosuch\\""}\n),
+ qq({"error": "unknown admin call"}\n),
+ qq({"error": "unknown admin call"}\n),
+ qq({"error": "method not allowed, use GET, HEAD, POST"}\n),
+ qq({"error": "an item is 1 to 4096 bytes"}\n),
+ qq({"error": "line 2 is longer than 4096 bytes, nothing was added"}\n),
+ qr/"present": false/,
+ undef,
+ ""]     # HEAD: without a body
+--- response_headers eval
+["Content-Type: application/json",
+ undef,
+ undef,
+ "Allow: GET, HEAD, POST",
+ (undef) x 5]
 --- no_error_log
 [alert]
 
@@ -178,7 +162,7 @@ ok(redis('STRLEN', 'bf:users') <= bloom_info('users')->{bytes},
    'no longer than the filter');
 ok(wait_for(sub { bloom_info('users')->{loaded} }, 5, 'A to merge'),
    'A loaded by its own merge');
-start_second_nginx(admin_conf());
+start_second_nginx(admin_location());
 my $port2 = $ENV{TEST_NGINX_SERVER_PORT2};
 ok(wait_for(sub { is_present('users', '42', port => $port2) }, 5,
             'B to merge'), 'B has the item');
@@ -289,7 +273,7 @@ is(json_of($r)->{added}, 50000, 'added');
 ok(json_of($r)->{redis}, 'written to Redis');
 my $len = redis('STRLEN', 'bf:users');
 ok($len > 3 * 65536, "the bitmap is $len bytes");
-start_second_nginx(admin_conf());
+start_second_nginx(admin_location());
 my $port2 = $ENV{TEST_NGINX_SERVER_PORT2};
 ok(wait_for(sub { bloom_info('users', port => $port2)->{loaded} }, 5,
             'B to merge'), 'B merged');

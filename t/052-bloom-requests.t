@@ -6,24 +6,19 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
+use Test::CacheGuard::Util qw(write_lines);
 
 use JSON::PP qw(decode_json);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF' . ($block->config // ''));
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone          => '8m',
+    redis         => 'timeout=1s',
+    upstream      => 1,
+    config_before => admin_location(),
+    init          => 'origin_reset(); redis_flush();',
+);
 
 sub users_location {
     return <<'CONF';
@@ -36,13 +31,6 @@ sub users_location {
 CONF
 }
 
-sub write_ids {
-    my ($file, @ids) = @_;
-    open my $fh, '>', "$ENV{TEST_NGINX_HTML_DIR}/$file" or die "$file: $!";
-    print {$fh} map { "$_\n" } @ids;
-    close $fh or die "$file: $!";
-}
-
 # GET every path, 200 at a time; the responses in order.
 sub get_all {
     my (@paths) = @_;
@@ -51,11 +39,6 @@ sub get_all {
         push @res, @{http_concurrent(scalar @batch, sub { $batch[$_[0]] })};
     }
     return \@res;
-}
-
-sub bloom_info {
-    my ($name) = @_;
-    return decode_json(http_get("/admin/bloom/$name")->{body});
 }
 
 run_tests();
@@ -72,7 +55,7 @@ main::users_location()
 >>> users.lua
 return { key = "$uri", bloom = { filter = "users", item = "$1", on_reject = 404 } }
 --- setup
-write_ids('users.txt', 1 .. 100_000);
+write_lines('users.txt', 1 .. 100_000);
 --- check
 my $res = get_all(map { '/api/users/' . (1_000_000 + $_) } 1 .. 10_000);
 my @rejected = grep { guard($_) eq 'BLOOM_REJECT' } @$res;
@@ -105,7 +88,7 @@ main::users_location()
 >>> users.lua
 return { key = "$uri", bloom = { filter = "users", item = "$1" } }
 --- setup
-write_ids('users.txt', 1 .. 100_000);
+write_lines('users.txt', 1 .. 100_000);
 --- check
 my @ids = map { 1 + int(rand(100_000)) } 1 .. 500;
 my %seen;
@@ -161,7 +144,7 @@ main::users_location()
 >>> users.lua
 return { key = "$uri", bloom = { filter = "users", item = "$1" } }
 --- setup
-write_ids('users.txt', 1 .. 100_000);
+write_lines('users.txt', 1 .. 100_000);
 --- check
 my $res = get_all(map { '/api/users/' . (1_000_000 + $_) } 1 .. 2000);
 is(scalar(grep { $_->{status} == 200 && guard($_) eq 'MISS' } @$res), 2000,

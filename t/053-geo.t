@@ -10,6 +10,7 @@
 # access.c) or r.geo in hooks (policy.c): each says which.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
@@ -41,14 +42,6 @@ sub install_corrupt_mmdb {
     close $fh or die "$file: $!\n";
 }
 
-# A request from $addr (through X-Forwarded-For), or from 127.0.0.1.
-sub get_from {
-    my ($path, $addr) = @_;
-    return http_get($path, defined $addr
-                           ? (headers => { 'X-Forwarded-For' => $addr })
-                           : ());
-}
-
 # Mappings of html/geo.mmdb in the nginx master.
 sub master_mappings {
     my $pid = nginx_pid();
@@ -56,16 +49,12 @@ sub master_mappings {
     return scalar grep { m{/html/geo\.mmdb$} } <$fh>;
 }
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('setup',
-        "install_mmdb(\$main::mmdb);\n" . ($block->setup // ''));
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=1m;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset();\n" . ($block->init // ''));
-});
+guard_preamble(
+    setup    => 'install_mmdb($main::mmdb);',
+    zone     => '1m',
+    upstream => 1,
+    init     => 'origin_reset();',
+);
 
 run_tests();
 
@@ -179,27 +168,24 @@ Needs the policy's geo field and the access-phase handler that applies it.
 --- user_files
 >>> p.lua
 return { geo = { deny_countries = { "XX" }, status = 403 } }
+--- request eval
+["GET /x/a", "GET /x/v6", "GET /x/b", "GET /x/c", "GET /x/d"]
+--- more_headers eval
+["X-Forwarded-For: 10.1.2.3",       # XX: the policy status
+ "X-Forwarded-For: 2001:db8::1",    # XX over IPv6: refused
+ "X-Forwarded-For: 10.2.3.4",       # YY: served
+ "X-Forwarded-For: 192.0.2.9",      # ZZ: served
+ undef]                             # not in the database: served
+--- error_code eval
+[403, 403, 200, 200, 200]
+--- response_headers eval
+["X-Guard: INVALID", undef, undef, undef, undef]
+--- response_body_like eval
+[qr/^\{\s*"error"\s*:/, undef, qr/^\{"path":"\/x\/b","n":1,/, undef, undef]
 --- check
-my $r = get_from('/x/a', '10.1.2.3');
-is($r->{status}, 403, 'XX (10.1.2.3): the policy status');
-like($r->{body}, qr/^\{\s*"error"\s*:/, 'XX: a JSON error body');
-is($r->{headers}{'x-guard'}, 'INVALID', 'XX: INVALID');
 is(origin_count('/x/a'), 0, 'XX: the origin saw nothing');
-
-$r = get_from('/x/v6', '2001:db8::1');
-is($r->{status}, 403, 'XX over IPv6 (2001:db8::1): refused');
 is(origin_count('/x/v6'), 0, 'XX over IPv6: the origin saw nothing');
-
-$r = get_from('/x/b', '10.2.3.4');
-is($r->{status}, 200, 'YY (10.2.3.4): served');
-like($r->{body}, qr/^\{"path":"\/x\/b","n":1,/, 'YY: the origin answered');
 is(origin_count('/x/b'), 1, 'YY: one origin request');
-
-$r = get_from('/x/c', '192.0.2.9');
-is($r->{status}, 200, 'ZZ (192.0.2.9): served');
-
-$r = get_from('/x/d');
-is($r->{status}, 200, 'an address not in the database: served');
 is(origin_count('/x/d'), 1, 'unknown: one origin request');
 --- no_error_log
 [error]
@@ -225,20 +211,20 @@ Needs the policy's geo field and the access-phase handler that applies it.
 --- user_files
 >>> p.lua
 return { geo = { allow_countries = { "YY" }, status = 451 } }
+--- request eval
+["GET /x/b", "GET /x/a", "GET /x/c", "GET /x/d"]
+--- more_headers eval
+["X-Forwarded-For: 10.2.3.4",       # YY: served
+ "X-Forwarded-For: 10.1.2.3",       # XX: refused
+ "X-Forwarded-For: 192.0.2.9",      # ZZ: refused
+ undef]                             # unknown (127.0.0.1): refused
+--- error_code eval
+[200, 451, 451, 451]
+--- response_headers eval
+[undef, "X-Guard: INVALID", "X-Guard: INVALID", "X-Guard: INVALID"]
 --- check
-my $r = get_from('/x/b', '10.2.3.4');
-is($r->{status}, 200, 'YY (10.2.3.4): served');
 is(origin_count('/x/b'), 1, 'YY: one origin request');
-
-for my $case (['/x/a', '10.1.2.3', 'XX'], ['/x/c', '192.0.2.9', 'ZZ'],
-              ['/x/d', undef, 'unknown (127.0.0.1)'])
-{
-    my ($path, $addr, $what) = @$case;
-    $r = get_from($path, $addr);
-    is($r->{status}, 451, "$what: the policy status");
-    is($r->{headers}{'x-guard'}, 'INVALID', "$what: INVALID");
-    is(origin_count($path), 0, "$what: the origin saw nothing");
-}
+is(origin_count($_), 0, "$_: the origin saw nothing") for qw(/x/a /x/c /x/d);
 --- no_error_log
 [error]
 [alert]
@@ -263,10 +249,13 @@ install_mmdb($main::mmdb4);
 --- user_files
 >>> p.lua
 return { geo = { deny_countries = { "XX" }, status = 403 } }
---- check
-is(get_from('/x/a', '10.1.2.3')->{status}, 403, 'XX over IPv4: refused');
-is(get_from('/x/v6', '2001:db8::1')->{status}, 200,
-   'IPv6 in an IPv4 database: unknown, so served');
+--- request eval
+["GET /x/a", "GET /x/v6"]
+--- more_headers eval
+["X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: 2001:db8::1"]
+--- error_code eval
+[403,    # XX over IPv4: refused
+ 200]    # IPv6 in an IPv4 database: unknown, so served
 --- no_error_log
 [error]
 [alert]
@@ -292,9 +281,12 @@ install_corrupt_mmdb();
 --- user_files
 >>> p.lua
 return { geo = { deny_countries = { "XX" }, status = 403 } }
+--- request eval
+["GET /x/a", "GET /x/b"]
+--- more_headers
+X-Forwarded-For: 10.1.2.3
+--- error_code: 200
 --- check
-is(get_from('/x/a', '10.1.2.3')->{status}, 200, 'unknown, so served');
-is(get_from('/x/b', '10.1.2.3')->{status}, 200, 'again');
 my @lines = error_log_since_block()
     =~ /\[warn\].*geoip lookup failed: .*search tree is corrupt/g;
 is(scalar @lines, 1, 'two failures, one line in the log');
@@ -323,10 +315,12 @@ Needs function-valued keys and r.geo in hooks.
 return {
   key = function(r) return r.uri .. ":" .. (r.geo.country or "none") end,
 }
---- check
-is(get_from('/x', '10.1.2.3')->{headers}{'x-key'}, '/x:XX', '10.1.2.3');
-is(get_from('/x', '10.2.3.4')->{headers}{'x-key'}, '/x:YY', '10.2.3.4');
-is(get_from('/x')->{headers}{'x-key'}, '/x:none', '127.0.0.1');
+--- request eval
+["GET /x", "GET /x", "GET /x"]
+--- more_headers eval
+["X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: 10.2.3.4", undef]
+--- response_headers eval
+["X-Key: /x:XX", "X-Key: /x:YY", "X-Key: /x:none"]
 --- no_error_log
 [error]
 [alert]
@@ -356,12 +350,14 @@ return {
                           tostring(g.asn or "-") }, ":")
   end,
 }
---- check
-is(get_from('/x', '10.1.2.3')->{headers}{'x-key'}, '/x:XX:EU:64500',
-   '10.1.2.3');
-is(get_from('/x', '192.0.2.9')->{headers}{'x-key'}, '/x:ZZ:NA:-',
-   '192.0.2.9 has no ASN');
-is(get_from('/x')->{headers}{'x-key'}, '/x:-:-:-', '127.0.0.1');
+--- request eval
+["GET /x", "GET /x", "GET /x"]
+--- more_headers eval
+["X-Forwarded-For: 10.1.2.3", "X-Forwarded-For: 192.0.2.9", undef]
+--- response_headers eval
+["X-Key: /x:XX:EU:64500",
+ "X-Key: /x:ZZ:NA:-",       # 192.0.2.9 has no ASN
+ "X-Key: /x:-:-:-"]         # 127.0.0.1
 --- no_error_log
 [error]
 [alert]

@@ -5,27 +5,19 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('config', <<'CONF') unless defined $block->config;
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard $cache_guard_status always;
-        add_header X-Key $cache_guard_key always;
-    }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone   => '4m',
+    redis  => 'timeout=1s',
+    config => guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT',
+                             x_guard => '$cache_guard_status',
+                             extra => 'add_header X-Key $cache_guard_key always;'),
+    init   => 'origin_reset(); redis_flush();',
+);
 
-sub json_error { return $_[0]{body} =~ /^\{"error": "(?:[^"\\]|\\.)+"\}\n$/ }
+our $JSON_ERROR = qr/^\{"error": "(?:[^"\\]|\\.)+"\}\n$/;
+sub json_error { return $_[0]{body} =~ $JSON_ERROR }
 
 # A request that was refused: status, JSON body, INVALID, nothing reached
 # the origin or Redis for it.
@@ -87,9 +79,14 @@ return {
   validate = { args = { id = { type = "int", min = 1, required = true } } },
   reject = { status = 422 },
 }
+--- request
+GET /x?id=0
+--- error_code: 422
+--- response_headers
+X-Guard: INVALID
+--- response_body
+{"error": "invalid argument \"id\""}
 --- check
-my $r = refused('/x?id=0', 422);
-like($r->{body}, qr/invalid argument \\"id\\"/, 'the message names the argument');
 is(origin_total(), 0, 'nothing reached the origin');
 
 
@@ -98,9 +95,16 @@ is(origin_total(), 0, 'nothing reached the origin');
 --- user_files
 >>> p.lua
 return { key = "$uri", validate = { max_key_length = 16 } }
+--- request eval
+["GET /" . ('a' x 16), "GET /" . ('a' x 15)]
+--- error_code eval
+[400,    # a key of 17 bytes refused
+ 200]    # a key of 16 bytes passes
+--- response_headers eval
+["X-Guard: INVALID", undef]
+--- response_body_like eval
+[$main::JSON_ERROR, undef]
 --- check
-refused('/' . ('a' x 16), 400);
-is(http_get('/' . ('a' x 15))->{status}, 200, 'a key of 16 bytes passes');
 is(origin_total(), 1, 'only it reached the origin');
 
 
@@ -117,13 +121,21 @@ return {
     return nil
   end,
 }
+--- request eval
+["GET /v?x=1", "GET /v?id=1", "GET /v?id=1"]
+--- more_headers eval
+[undef, undef, "X-Tenant: acme"]
+--- error_code eval
+[400,
+ 403,
+ 200]    # a request the hook accepts passes
+--- response_headers eval
+["X-Guard: INVALID", "X-Guard: INVALID", undef]
+--- response_body eval
+[qq({"error": "id is required"}\n),    # the hook message is the error
+ qq({"error": "unknown tenant"}\n),    # header read through r:header
+ undef]
 --- check
-my $r = refused('/v?x=1', 400);
-like($r->{body}, qr/id is required/, 'the hook message is the error');
-$r = refused('/v?id=1', 403);
-like($r->{body}, qr/unknown tenant/, 'header read through r:header');
-$r = http_get('/v?id=1', headers => { 'X-Tenant' => 'acme' });
-is($r->{status}, 200, 'a request the hook accepts passes');
 is(origin_total(), 1, 'only it reached the origin');
 --- no_error_log
 [error]
@@ -140,14 +152,13 @@ return {
            .. "#" .. r:var("request_method") .. "#" .. r.client_ip
   end,
 }
+--- request eval
+["GET /k?id=7&utm=1", "GET /k?id=7&utm=2", "GET /k?id=7&nocache=1"]
+--- response_headers eval
+["X-Key: GET localhost/k#7#GET#127.0.0.1\nX-Guard: MISS",
+ "X-Guard: HIT",       # the same key for another utm
+ "X-Guard: BYPASS"]    # nil from the key hook bypasses the cache
 --- check
-my $r = http_get('/k?id=7&utm=1');
-is($r->{headers}{'x-key'}, 'GET localhost/k#7#GET#127.0.0.1', 'the hook key');
-is(guard($r), 'MISS', 'a miss');
-$r = http_get('/k?id=7&utm=2');
-is(guard($r), 'HIT', 'the same key for another utm');
-$r = http_get('/k?id=7&nocache=1');
-is(guard($r), 'BYPASS', 'nil from the key hook bypasses the cache');
 is(origin_total(), 2, 'the miss and the bypass reached the origin');
 --- no_error_log
 [error]
@@ -165,18 +176,20 @@ return {
   end,
   fallback = { status = 503, retry_after = 7 },
 }
+--- request eval
+["GET /h?boom=1", "GET /h"]
+--- error_code eval
+[500,    # a policy error
+ 200]    # the next request is fine
+--- response_body eval
+[qq({"error": "policy error"}\n), undef]
+--- response_headers eval
+["!Retry-After\nX-Guard: INVALID", undef]    # not the fallback
+--- error_log eval
+qr/policy "users" validate hook failed: .*kaboom/
 --- check
-my $r = http_get('/h?boom=1');
-is($r->{status}, 500, 'a policy error');
-is($r->{body}, qq({"error": "policy error"}\n), 'a JSON body saying so');
-ok(!exists $r->{headers}{'retry-after'}, 'not the fallback');
-is(guard($r), 'INVALID', 'INVALID');
-is(origin_total(), 0, 'the origin was not asked');
-ok(wait_for(sub { error_log_since_block() =~ /policy "users" validate hook failed: .*kaboom/ }, 5),
-   'the error is logged with the policy name');
-$r = http_get('/h');
-is($r->{status}, 200, 'the next request is fine');
-is(origin_total(), 1, 'and reached the origin');
+is_deeply([map { $_->{target} } origin_log()], ['/h'],
+          'the origin was asked only for the next request');
 --- no_error_log
 [alert]
 [crit]
@@ -197,17 +210,16 @@ return {
     kept = r
   end,
 }
---- check
-my $r = http_get('/w?table=1');
-is($r->{status}, 500, 'a table from the key hook: a policy error');
-http_get('/w');
-$r = http_get('/w?late=1');
-is($r->{status}, 500, 'a request object kept past its hook raises: a policy error');
-ok(wait_for(sub { error_log_since_block() =~ /key hook returned table, expected a string or nil/ }, 5),
-   'the wrong type is logged');
-ok(wait_for(sub { error_log_since_block() =~ /validate hook failed: .*used after its hook returned/ }, 5),
-   'the stale request object is logged');
-is(http_get('/w')->{status}, 200, 'and the worker still serves');
+--- request eval
+["GET /w?table=1", "GET /w", "GET /w?late=1", "GET /w"]
+--- error_code eval
+[500,      # a table from the key hook: a policy error
+ undef,    # keeps the request object
+ 500,      # a request object kept past its hook raises: a policy error
+ 200]      # and the worker still serves
+--- error_log eval
+[qr/key hook returned table, expected a string or nil/,
+ qr/validate hook failed: .*used after its hook returned/]
 --- no_error_log
 [alert]
 [crit]

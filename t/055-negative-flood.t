@@ -4,19 +4,12 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('config', <<'CONF');
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-CONF
-    $block->set_value('init', "origin_reset();\n");
-});
+guard_preamble(
+    config => guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT'),
+    init   => 'origin_reset();',
+);
 
 run_tests();
 

@@ -6,16 +6,13 @@ use Cwd qw(getcwd);
 BEGIN { $ENV{LUA_PATH} = getcwd() . '/lua/?.lua;;' }
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone  => '4m',
+    redis => 'timeout=1s',
+    init  => 'origin_reset(); redis_flush();',
+);
 
 run_tests();
 
@@ -30,22 +27,31 @@ __DATA__
         add_header X-Guard $cache_guard_status always;
         add_header X-Key $cache_guard_key always;
     }
+--- request eval
+["GET /api/catalog?page=0", "GET /api/catalog?sort=weight",
+ "GET /api/catalog?sort=name&page=2&utm=x", "GET /api/catalog?page=2&utm=y&sort=name",
+ "GET /api/catalog?page=3&status=404", "GET /api/catalog?page=3"]
+--- error_code eval
+[400,      # page out of range refused
+ 400,      # an unknown sort refused
+ undef,
+ undef,
+ 404,      # the demo API answers ?status=404 with a 404
+ 200]      # which the plain page never gets: the key holds status=
+--- response_body_like eval
+[qr/argument \\"page\\" must be from 1 to 1000/, undef, undef, undef, undef, undef]
+--- response_headers eval
+[undef,
+ undef,
+ "X-Key: localhost|/api/catalog|page=2|sort=name\nX-Guard: MISS",
+ "X-Guard: HIT",     # argument order and tracking arguments share the entry
+ undef,
+ "X-Guard: MISS"]    # its own entry
 --- check
-my $r = http_get('/api/catalog?page=0');
-is($r->{status}, 400, 'page out of range refused');
-like($r->{body}, qr/argument \\"page\\" must be from 1 to 1000/, 'with the reason');
-is(http_get('/api/catalog?sort=weight')->{status}, 400, 'an unknown sort refused');
-$r = http_get('/api/catalog?sort=name&page=2&utm=x');
-is($r->{headers}{'x-key'}, 'localhost|/api/catalog|page=2|sort=name', 'the key');
-is(guard($r), 'MISS', 'a miss');
-$r = http_get('/api/catalog?page=2&utm=y&sort=name');
-is(guard($r), 'HIT', 'argument order and tracking arguments share the entry');
-is(origin_total(), 1, 'one origin request');
-is(http_get('/api/catalog?page=3&status=404')->{status}, 404,
-   'the demo API answers ?status=404 with a 404');
-$r = http_get('/api/catalog?page=3');
-is($r->{status}, 200, 'which the plain page never gets: the key holds status=');
-is(guard($r), 'MISS', 'its own entry');
+is_deeply([map { $_->{target} } origin_log()],
+          ['/api/catalog?sort=name&page=2&utm=x',
+           '/api/catalog?page=3&status=404', '/api/catalog?page=3'],
+          'one origin request for page 2, one for each page 3');
 --- no_error_log
 [error]
 
@@ -65,16 +71,22 @@ is(guard($r), 'MISS', 'its own entry');
         proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
         add_header X-Guard $cache_guard_status always;
     }
+--- request eval
+["GET /api/users/5000", "GET /api/users/1", "GET /api/users/9?status=404",
+ "GET /api/users/9?status=404", "GET /api/users/9"]
+--- error_code eval
+[404,      # an id not in the filter refused
+ 200,      # a numeric id passes
+ 404,      # a 404 passes through
+ undef,
+ 200]      # but only for ?status=404: the key is $host$request_uri
+--- response_headers eval
+["X-Guard: BLOOM_REJECT",    # by the Bloom filter
+ undef,
+ undef,
+ "X-Guard: NEGATIVE",        # and is remembered
+ "X-Guard: MISS"]            # the plain URL has its own entry
 --- check
-my $r = http_get('/api/users/5000');
-is($r->{status}, 404, 'an id not in the filter refused');
-is(guard($r), 'BLOOM_REJECT', 'by the Bloom filter');
-is(http_get('/api/users/1', )->{status}, 200, 'a numeric id passes');
-is(http_get('/api/users/9?status=404')->{status}, 404, 'a 404 passes through');
-is(guard(http_get('/api/users/9?status=404')), 'NEGATIVE', 'and is remembered');
-$r = http_get('/api/users/9');
-is($r->{status}, 200, 'but only for ?status=404: the key is $host$request_uri');
-is(guard($r), 'MISS', 'the plain URL has its own entry');
 is(origin_total(), 3, 'the refused requests never reached the origin');
 --- no_error_log
 [error]
@@ -95,9 +107,12 @@ return { tenant = function(r) return "t:" .. (r:header("X-Tenant") or "-") .. r.
 >>> p.lua
 local mykeys = require "mykeys"
 return { key = mykeys.tenant }
---- check
-my $r = http_get('/x', headers => { 'X-Tenant' => 'acme' });
-is($r->{headers}{'x-key'}, 't:acme/x', 'the key from a module next to the policy');
+--- request
+GET /x
+--- more_headers
+X-Tenant: acme
+--- response_headers
+X-Key: t:acme/x
 --- no_error_log
 [error]
 
@@ -138,31 +153,34 @@ return {
         add_header X-Guard $cache_guard_status always;
         add_header X-Key $cache_guard_key always;
     }
+--- request eval
+["GET /x?size=500", "GET /x?size=10&size=5000", "GET /y?size=10&%73ize=7000",
+ "GET /z?%73ize=9000", "GET /w?SIZE=90&size=10", "GET /v?size=%zz",
+ "GET /u?size=1%30", "GET /u?size=10&size=10", "GET /x?size=10"]
+--- error_code eval
+[400,      # over the rule's max: refused
+ 400,      # given twice with another value: refused
+ 400,      # an encoded second name: refused
+ 400,      # an encoded name is checked as the name: 9000 refused
+ 400,      # the name in another case is the same argument
+ 400,      # a value that does not decode: refused
+ 200,
+ undef,
+ 200]
+--- response_headers eval
+[undef, undef, undef, undef, undef, undef,
+ "X-Key: localhost|/u|size=10",    # a value is keyed decoded
+ "X-Guard: HIT",                   # the same value twice is one argument
+ undef]
+--- response_body_like eval
+[undef,
+ qr/argument \\"size\\" is given twice/,
+ undef, undef, undef, undef, undef, undef,
+ # /x?size=10 is its own: 10 bytes, as the origin reads size
+ qr/\A.{10}\z/s]
 --- check
-is(http_get('/x?size=500')->{status}, 400, 'over the rule\'s max: refused');
-my $r = http_get('/x?size=10&size=5000');
-is($r->{status}, 400, 'given twice with another value: refused');
-like($r->{body}, qr/argument \\"size\\" is given twice/, 'with the reason');
-$r = http_get('/y?size=10&%73ize=7000');
-is($r->{status}, 400, 'an encoded second name: refused');
-$r = http_get('/z?%73ize=9000');
-is($r->{status}, 400, 'an encoded name is checked as the name: 9000 refused');
-$r = http_get('/w?SIZE=90&size=10');
-is($r->{status}, 400, 'the name in another case is the same argument');
-$r = http_get('/v?size=%zz');
-is($r->{status}, 400, 'a value that does not decode: refused');
-$r = http_get('/u?size=1%30');
-is($r->{status} . ' ' . $r->{headers}{'x-key'}, '200 localhost|/u|size=10',
-   'a value is keyed decoded');
-$r = http_get('/u?size=10&size=10');
-is(guard($r), 'HIT', 'the same value twice is one argument');
-for my $p ('/x', '/y', '/z', '/w') {
-    is(origin_count($p), 0, "nothing of $p reached the origin");
-}
-$r = http_get('/x?size=10');
-is($r->{status} . ' ' . length($r->{body}), '200 10',
-   'and /x?size=10 is its own: 10 bytes, as the origin reads size');
-is(origin_count('/x'), 1, 'filled by itself');
+is(origin_count($_), 0, "nothing of $_ reached the origin") for qw(/y /z /w);
+is(origin_count('/x'), 1, '/x?size=10 filled by itself');
 --- no_error_log
 [error]
 [alert]

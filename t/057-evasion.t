@@ -6,18 +6,15 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use JSON::PP ();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone  => '4m',
+    redis => 'timeout=1s',
+    init  => 'origin_reset(); redis_flush();',
+);
 
 run_tests();
 
@@ -87,26 +84,26 @@ return { bloom = { filter = "ids", item = "$arg_id" } }
 return { key = "$uri$args", validate = { max_key_length = 64 } }
 >>> long.lua
 return { key = "$uri$args" }
+--- request eval
+["GET /b?id=7", "GET /b?id=" . ('9' x 5000), "GET /k?q=" . ('x' x 100),
+ map { "GET /long?q=" . ('x' x 5000) . $_ } 'a', 'b', 'a']
+--- error_code eval
+[200,              # a known id passes
+ 404,              # a 5000-byte id is refused
+ 400,              # a key over max_key_length is refused
+ 200, 200, 200]    # a key over 4096 bytes reaches the origin
+--- response_headers eval
+[undef,
+ "X-Guard: BLOOM_REJECT",
+ "X-Guard: INVALID",
+ ("X-Guard: BYPASS") x 3]
+--- response_body_like eval
+[undef, undef, undef,
+ # the origin's answer n, not a stored one
+ qr/"n":1\b/, qr/"n":2\b/, qr/"n":3\b/]
 --- check
-is(http_get('/b?id=7')->{status}, 200, 'a known id passes');
-my $r = http_get('/b?id=' . ('9' x 5000));
-is($r->{status}, 404, 'a 5000-byte id is refused');
-is(guard($r), 'BLOOM_REJECT', 'by the filter');
-$r = http_get('/k?q=' . ('x' x 100));
-is($r->{status}, 400, 'a key over max_key_length is refused');
-is(guard($r), 'INVALID', 'INVALID');
-is(origin_total(), 1, 'only the known id reached the origin');
-my $n = 0;
-for my $end ('a', 'b', 'a') {
-    my $path = '/long?q=' . ('x' x 5000) . $end;
-    $r = http_get($path);
-    $n++;
-    is($r->{status}, 200, "a key over 4096 bytes ($end) reaches the origin");
-    is(guard($r), 'BYPASS', 'as BYPASS');
-    like($r->{body}, qr/"n":$n\b/, "the origin's answer $n, not a stored one")
-        or diag($r->{body});
-}
 is(origin_count('/long'), 3, 'each over-long request reached the origin');
+is(origin_total(), 4, 'and of the others only the known id');
 is(scalar @{ redis('KEYS', 'cg:*') } , 1, 'and nothing of them is in Redis')
     or diag(join ' ', map { substr($_, 0, 40) } @{ redis('KEYS', 'cg:*') });
 
@@ -122,12 +119,16 @@ is(scalar @{ redis('KEYS', 'cg:*') } , 1, 'and nothing of them is in Redis')
 --- user_files
 >>> p.lua
 return { validate = { args = { id = { type = "int", max = 999, required = true } } } }
+--- request eval
+["GET /a?id=1", "GET /a?id=1&id=2", "GET /a?id=1&id=abc", "GET /a?id=1&ID=99999",
+ "GET /a?x=1"]
+--- error_code eval
+[200,    # one valid id passes
+ 200,    # two valid ids pass
+ 400,    # a bad second id is refused
+ 400,    # in any case of the name
+ 400]    # a missing required id is refused
 --- check
-is(http_get('/a?id=1')->{status}, 200, 'one valid id passes');
-is(http_get('/a?id=1&id=2')->{status}, 200, 'two valid ids pass');
-is(http_get('/a?id=1&id=abc')->{status}, 400, 'a bad second id is refused');
-is(http_get('/a?id=1&ID=99999')->{status}, 400, 'in any case of the name');
-is(http_get('/a?x=1')->{status}, 400, 'a missing required id is refused');
 is(origin_total(), 2, 'only the valid requests reached the origin');
 
 
@@ -140,12 +141,15 @@ is(origin_total(), 2, 'only the valid requests reached the origin');
     location /admin/ {
         cache_guard_admin;
     }
+--- request eval
+["GET /admin/bloom/ids?item=7",
+ "POST /admin/bloom/ids\n7\n\n",    # the body "7\n"
+ "GET /admin/bloom/ids?item=7"]
+--- response_body_like eval
+[qr/"present":\s*false/,    # absent at first
+ undef,
+ qr/"present":\s*true/]     # present after the add, not a cached answer
 --- check
-my $r = http_get('/admin/bloom/ids?item=7');
-like($r->{body}, qr/"present":\s*false/, 'absent at first');
-http_request('POST', '/admin/bloom/ids', body => "7\n");
-$r = http_get('/admin/bloom/ids?item=7');
-like($r->{body}, qr/"present":\s*true/, 'present after the add, not a cached answer');
 is(scalar @{ redis('KEYS', 'cg:*') }, 0, 'nothing of the admin API in Redis');
 
 
@@ -272,16 +276,18 @@ is(origin_total(), scalar @passed, 'the valid requests reached the origin');
 return { key = "$host$request_uri|$cookie_session" }
 >>> cookie.lua
 return { key = function(r) if not r:header("Cookie") then return r.host .. r:var("request_uri") end end }
+--- request eval
+[("GET /s/a") x 3, ("GET /c/a") x 4]
+--- more_headers eval
+["Cookie: session=alice", "Cookie: session=bob", "Cookie: session=alice",
+ undef, "Cookie: session=alice", undef, "Cookie: x=1"]
+--- response_headers eval
+[# one entry per session: bob never gets alice's
+ "X-Guard: MISS", "X-Guard: MISS", "X-Guard: HIT",
+ # a request with a Cookie bypasses the cache
+ "X-Guard: MISS", "X-Guard: BYPASS", "X-Guard: HIT", "X-Guard: BYPASS"]
 --- check
-my @s = map { guard(http_get('/s/a', headers => { Cookie => $_ })) }
-        ('session=alice', 'session=bob', 'session=alice');
-is("@s", 'MISS MISS HIT', 'one entry per session: bob never gets alice\'s');
 is(origin_count('/s/a'), 2, 'two sessions, two fills');
-my @c = (guard(http_get('/c/a')),
-         guard(http_get('/c/a', headers => { Cookie => 'session=alice' })),
-         guard(http_get('/c/a')),
-         guard(http_get('/c/a', headers => { Cookie => 'x=1' })));
-is("@c", 'MISS BYPASS HIT BYPASS', 'a request with a Cookie bypasses the cache');
 is(origin_count('/c/a'), 3, 'the fill and the two cookie requests');
 --- no_error_log
 [error]

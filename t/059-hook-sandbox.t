@@ -9,17 +9,15 @@ use Cwd qw(getcwd);
 BEGIN { $ENV{LUA_PATH} = getcwd() . '/lua/?.lua;;' }
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 use Test::CacheGuard::Prom;
 
 use JSON::PP qw(decode_json);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('config', ($block->config // '') . <<'CONF');
+guard_preamble(
+    zone         => '4m',
+    redis        => 'timeout=1s',
+    config_after => <<'CONF',
     location = /metrics {
         cache_guard_metrics;
     }
@@ -27,9 +25,8 @@ CONF
         cache_guard_status;
     }
 CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+    init         => 'origin_reset(); redis_flush();',
+);
 
 sub policy_error {
     my ($r, $what) = @_;
@@ -308,13 +305,21 @@ return {
     return r.uri
   end,
 }
+--- init
+($main::pid) = worker_pids();
+--- request eval
+["GET /a?big=1", "GET /a"]
+--- error_code eval
+[500,    # a 256 MB string: a policy error
+ 200]    # the next request is served
+--- response_body eval
+[qq({"error": "policy error"}\n), undef]
+--- response_headers eval
+["Content-Type: application/json", undef]
+--- error_log
+policy "p" key hook failed: not enough memory
 --- check
-my ($pid) = worker_pids();
-policy_error(http_get('/a?big=1'), 'a 256 MB string');
-ok(wait_for(sub { error_log_since_block() =~ /policy "p" key hook failed: not enough memory/ }, 5),
-   'logged');
-is(http_get('/a')->{status}, 200, 'the next request is served');
-is_deeply([worker_pids()], [$pid], 'by the same worker');
+is_deeply([worker_pids()], [$main::pid], 'by the same worker');
 --- no_error_log
 [alert]
 [crit]
@@ -450,13 +455,21 @@ return {
     return r.uri
   end,
 }
+--- init
+($main::pid) = worker_pids();
+--- request eval
+["GET /a?gs=1", "GET /b?ok=1"]
+--- error_code eval
+[500,    # gsub recursion: a policy error
+ 200]    # a gsub inside a gsub still works
+--- response_body eval
+[qq({"error": "policy error"}\n), undef]
+--- response_headers eval
+["Content-Type: application/json", undef]
+--- error_log eval
+qr/policy "p" key hook failed: .*nested too deep/
 --- check
-my ($pid) = worker_pids();
-policy_error(http_get('/a?gs=1'), 'gsub recursion');
-ok(wait_for(sub { error_log_since_block() =~ /policy "p" key hook failed: .*nested too deep/ }, 5),
-   'logged');
-is(http_get('/b?ok=1')->{status}, 200, 'a gsub inside a gsub still works');
-is_deeply([worker_pids()], [$pid], 'by the same worker');
+is_deeply([worker_pids()], [$main::pid], 'by the same worker');
 --- no_error_log
 [alert]
 [crit]

@@ -7,41 +7,27 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use IO::Socket::INET;
 use JSON::PP;
 use POSIX ();
 use Time::HiRes qw(time sleep);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    my $timeout = $block->redis_timeout // '300ms';
-    $block->set_value('http_config', <<"CONF");
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT timeout=$timeout connect_timeout=$timeout;
-    upstream origin { server 127.0.0.1:\$TEST_NGINX_ORIGIN_PORT; keepalive 16; }
+guard_preamble(
+    zone     => '8m',
+    redis    => sub {
+        my $timeout = $_[0]->redis_timeout // '300ms';
+        return "timeout=$timeout connect_timeout=$timeout";
+    },
+    upstream => 'keepalive 16',
+    config   => admin_location() . guard_location(extra => <<'CONF'),
+proxy_http_version 1.1;
+proxy_set_header Connection "";
 CONF
-    $block->set_value('config', <<'CONF');
-    location /admin/ {
-        cache_guard_admin;
-    }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-CONF
-    $block->set_value('init', "redis_start(); origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub breaker {
-    my $r = http_get('/admin/breaker/redis');
-    return $r->{status} == 200 ? decode_json($r->{body}) : {};
-}
+    init     => 'redis_start(); origin_reset(); redis_flush();',
+);
 
 # A listener on the Redis port that counts the connections it accepts and
 # closes them; returns (pid, file holding the count).

@@ -8,6 +8,8 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 use Test::CacheGuard::FakeRedis;
 
 use JSON::PP qw(decode_json);
@@ -16,41 +18,21 @@ use Time::HiRes qw(sleep);
 # Every request is asked of Redis (no L1), and the Redis breaker is off
 # unless a block says otherwise, so that every bad reply reaches the module
 # (only the reconnect backoff spares it some).
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_FAKE_REDIS_PORT timeout=300ms connect_timeout=300ms;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-    $block->set_value('user_files', <<'LUA') unless defined $block->user_files;
+guard_preamble(
+    zone       => '4m',
+    redis      => 'timeout=300ms connect_timeout=300ms',
+    redis_port => 'TEST_NGINX_FAKE_REDIS_PORT',
+    upstream   => 1,
+    config     => guard_location() . admin_location(),
+    user_files => <<'LUA',
 >>> p.lua
 return { key = "$uri", l1 = false, breaker = { redis = false } }
 LUA
-    $block->set_value('cleanup', "fake_redis_stop();\n"
-                                 . ($block->cleanup // ''));
-});
+    cleanup    => 'fake_redis_stop();',
+);
 
 # The Redis time-out of the config above, in seconds.
-sub redis_timeout { return 0.3 }
-
-sub json_of {
-    my ($r) = @_;
-    return eval { decode_json($r->{body}) } // {};
-}
-
-sub breaker { return json_of(http_get('/admin/breaker/redis')) }
+use constant REDIS_TIMEOUT => 0.3;
 
 # $n keys one after the other, the same $n again, then $n new keys at
 # once.  Every one must be answered 200 by the origin with the body of its
@@ -88,8 +70,8 @@ sub survives {
     is(scalar(grep { guard($_) eq 'MISS' } @res), $count,
        "$prefix: every one a MISS") or diag(tally(\@res));
     my $max = max_elapsed(\@res);
-    ok($max < (redis_timeout() + 1.5) * slow(),
-       "$prefix: none waited much past the " . redis_timeout() . "s time-out (slowest ${max}s)");
+    ok($max < (REDIS_TIMEOUT + 1.5) * slow(),
+       "$prefix: none waited much past the " . REDIS_TIMEOUT . "s time-out (slowest ${max}s)");
     return \@res;
 }
 
@@ -123,7 +105,7 @@ sub again {
        scalar @res, "$prefix: and all " . @res . ' requests meanwhile were 200 MISS')
         or diag(tally(\@res));
     my $max = max_elapsed(\@res);
-    ok($max < (redis_timeout() + 1.5) * slow(),
+    ok($max < (REDIS_TIMEOUT + 1.5) * slow(),
        "$prefix: none waited much past the time-out (slowest ${max}s)");
     return \@res;
 }
@@ -260,7 +242,7 @@ fake_redis_start('truncated');
 --- check
 my $res = survives('cut');
 asked('cut');
-ok($res->[0]{elapsed} >= redis_timeout() * 0.9,
+ok($res->[0]{elapsed} >= REDIS_TIMEOUT * 0.9,
    "the first request did wait for the time-out ($res->[0]{elapsed}s)");
 again('cut', 2);
 ok(scalar(closed_by('peer')) >= 3,

@@ -6,47 +6,22 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF');
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
-    location /admin/ {
-        cache_guard_admin;
-    }
-    location /e/ {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/e.lua;
-        proxy_pass http://origin;
-        proxy_read_timeout 1s;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        proxy_read_timeout 1s;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub breaker {
-    my ($name) = @_;
-    my $r = http_get("/admin/breaker/$name");
-    return $r->{status} == 200 ? decode_json($r->{body}) : { http => $r->{status} };
-}
-
-sub body_n { return ($_[0]{body} // '') =~ /"n":(\d+)/ ? $1 : -1 }
+guard_preamble(
+    zone     => '8m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    config   => admin_location()
+              . guard_location(path => '/e/', policy => 'e.lua',
+                               extra => 'proxy_read_timeout 1s;')
+              . guard_location(extra => 'proxy_read_timeout 1s;'),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 run_tests();
 

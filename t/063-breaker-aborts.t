@@ -8,39 +8,25 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use IO::Socket::INET;
 use JSON::PP;
 use Time::HiRes qw(sleep);
 use POSIX ();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF');
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
-    location /admin/ {
-        cache_guard_admin;
-    }
-    location /raw/ {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT2;
-        proxy_read_timeout 1s;
-    }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        proxy_read_timeout 1s;
-        proxy_buffer_size 4k;
-        add_header X-Guard "$cache_guard_status" always;
-    }
-CONF
-    $block->set_value('user_files', <<'FILES') unless defined $block->user_files;
+guard_preamble(
+    zone       => '8m',
+    redis      => 'timeout=1s',
+    upstream   => 1,
+    config     => admin_location()
+                . guard_location(path => '/raw/', x_guard => undef,
+                                 pass => 'http://127.0.0.1:$TEST_NGINX_SERVER_PORT2',
+                                 extra => 'proxy_read_timeout 1s;')
+                . guard_location(x_guard => '$cache_guard_status',
+                                 extra => "proxy_read_timeout 1s;\nproxy_buffer_size 4k;"),
+    user_files => <<'FILES',
 >>> p.lua
 return {
   name = "api", ttl = 60, jitter = 0,
@@ -48,15 +34,8 @@ return {
                          open_for = 30, half_open_requests = 1 } },
 }
 FILES
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub breaker {
-    my $r = http_get('/admin/breaker/origin:api');
-    return $r->{status} == 200 ? decode_json($r->{body})
-                               : { http => $r->{status} };
-}
+    init       => 'origin_reset(); redis_flush();',
+);
 
 # $n clients each send a request for a distinct slow key, wait until the
 # origin holds all of them, then close their connections without reading.
@@ -89,7 +68,7 @@ ok(wait_for(sub {
                =~ /client prematurely closed connection/g;
        @l >= 40 }, 20, '40 aborts seen by nginx'),
    'nginx saw the 40 clients go');
-my $b = main::breaker();
+my $b = breaker('origin:api');
 is($b->{state}, 'closed', 'the origin breaker stays closed')
     or diag(Test::More::explain($b));
 is($b->{failures} // -1, 0, 'no failure was recorded');
@@ -110,7 +89,7 @@ my @r = @$res;
 is(scalar(grep { $_->{status} == 504 } @r), 10,
    'ten requests timed out at the upstream (proxy_read_timeout 1s)')
     or diag(tally(\@r));
-my $b = main::breaker();
+my $b = breaker('origin:api');
 is($b->{state}, 'open', 'the breaker opened') or diag(Test::More::explain($b));
 is($b->{failures}, 10, 'ten failures recorded');
 my $before = origin_total();
@@ -133,7 +112,7 @@ return {
 }
 --- check
 my @f = map { http_get("/f$_?status=500") } 1 .. 4;
-is(main::breaker()->{state}, 'open', 'four 500s opened the breaker');
+is(breaker('origin:api')->{state}, 'open', 'four 500s opened the breaker');
 # open_for (2 s) must pass: that wait is the point
 sleep 2.5;
 my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
@@ -152,7 +131,7 @@ ok(wait_for(sub { error_log_since_block()
 my $n = http_get('/next');
 is($n->{status}, 200, 'the next request probes at once and is served');
 is(origin_count('/next'), 1, 'by the origin');
-is(main::breaker()->{state}, 'closed', 'and its success closes the breaker');
+is(breaker('origin:api')->{state}, 'closed', 'and its success closes the breaker');
 --- no_error_log
 [alert]
 [crit]
@@ -166,7 +145,7 @@ my @r = map { http_get("/tb$_?hdr=X-Big:$big") } 1 .. 10;
 is(scalar(grep { $_->{status} == 502 } @r), 10,
    'ten 502s, "upstream sent too big header"') or diag(tally(\@r));
 is(origin_count("/tb$_"), 1, "the origin answered /tb$_") for 1 .. 3;
-my $b = main::breaker();
+my $b = breaker('origin:api');
 is($b->{state}, 'closed', 'the breaker stays closed')
     or diag(Test::More::explain($b));
 is($b->{failures}, 0, 'no failure counted');
@@ -204,7 +183,7 @@ is(scalar(grep { $_->{status} == 502 } @r[0 .. 9]), 10,
    'ten 502s: "upstream prematurely closed connection"') or diag(tally(\@r));
 is(scalar(grep { $_->{status} == 503 } @r[10, 11]), 2,
    'then the fallback: ten failures in a row opened the breaker');
-my $b = main::breaker();
+my $b = breaker('origin:api');
 is($b->{state}, 'open', 'the breaker opened') or diag(Test::More::explain($b));
 --- no_error_log
 [alert]

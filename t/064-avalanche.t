@@ -6,20 +6,17 @@
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
 
 use List::Util qw(max min sum);
 use Time::HiRes qw(time);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=32m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
+guard_preamble(
+    zone     => '32m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    init     => 'origin_reset(); redis_flush();',
+);
 
 use constant { KEYS => 2000, BATCH => 200 };
 

@@ -9,6 +9,8 @@ use Test::CacheGuard $ENV{TEST_NGINX_USE_VALGRIND}
     ? (skip_all => 'reloads with new workers: not under valgrind')
     : 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use JSON::PP ();
 use POSIX ();
@@ -16,38 +18,13 @@ use Time::HiRes qw(time sleep);
 use Test::CacheGuard::Util qw(child_pids process_cmdline);
 use IO::Socket::INET;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF') unless defined $block->config;
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-# GET (or POST with ?state=) /admin/breaker/NAME, decoded.
-sub breaker {
-    my ($name, $state) = @_;
-    my $r = defined $state
-        ? http_request('POST', "/admin/breaker/$name?state=$state")
-        : http_get("/admin/breaker/$name");
-    die "breaker $name: status $r->{status}: $r->{body}"
-      . ($r->{error} // '') . "\n" unless $r->{status} == 200;
-    return JSON::PP::decode_json($r->{body});
-}
+guard_preamble(
+    zone     => '8m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    config   => guard_location() . admin_location(),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 sub breakers {
     my $r = http_get('/admin/breaker');
@@ -72,16 +49,6 @@ sub reload_with {
         close $out or die "$file: $!\n";
     }
     return nginx_reload();
-}
-
-sub is_fallback {
-    my ($r, $what) = @_;
-    my $ok = $r->{status} == 503 && guard($r) =~ /^FALLBACK\b/
-        && ($r->{headers}{'retry-after'} // '') eq '5'
-        && is_fallback_body($r->{body});
-    ok($ok, "$what: the fallback (503, Retry-After: 5, JSON error)")
-        or diag("$r->{status} '" . guard($r) . "' retry-after "
-                . ($r->{headers}{'retry-after'} // '-') . " $r->{body}");
 }
 
 # The background load: a child process sends batches of 20 concurrent

@@ -9,50 +9,22 @@ use lib 't/lib';
 use Test::CacheGuard $ENV{TEST_NGINX_USE_VALGRIND}
     ? (skip_all => 'workers are killed: not under valgrind') : 'no_plan';
 use Test::CacheGuard::Assert;
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 
 use IO::Socket::INET;
 use JSON::PP ();
 use Time::HiRes qw(time sleep);
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-    location /admin/ {
-        cache_guard_admin;
-    }
-CONF
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub breaker {
-    my ($name) = @_;
-    my $r = http_get("/admin/breaker/$name");
-    die "breaker $name: status $r->{status}\n" unless $r->{status} == 200;
-    return JSON::PP::decode_json($r->{body});
-}
+guard_preamble(
+    zone     => '4m',
+    redis    => 'timeout=1s',
+    upstream => 1,
+    config   => guard_location() . admin_location(),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 sub inflight { return breaker('origin:p')->{inflight} }
-
-sub is_fallback {
-    my ($r, $what) = @_;
-    ok($r->{status} == 503 && guard($r) =~ /^FALLBACK\b/
-       && ($r->{headers}{'retry-after'} // '') eq '5'
-       && is_fallback_body($r->{body}),
-       "$what: the fallback (503, Retry-After: 5, JSON error)")
-        or diag("$r->{status} '" . guard($r) . "' $r->{body}");
-}
 
 # A connection to nginx on $port, not sending anything yet.
 sub connect_to {

@@ -6,6 +6,8 @@
 # and the status page's alerts.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 use Test::CacheGuard::Assert;
 use Test::CacheGuard::Prom;
 use Test::CacheGuard::FakeRedis;
@@ -22,44 +24,29 @@ our @LES = qw(0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1
 # Every block: a zone, Redis, a Bloom filter holding the ids 1 to 100, the
 # exposition, the status page, the admin API, /u/ID guarded by users.lua
 # (with the filter) and everything else by p.lua (from the block).
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF' . ($block->http_config // ''));
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
+guard_preamble(
+    zone             => '4m',
+    redis            => 'timeout=1s',
+    http_config      => <<'CONF',
     cache_guard_bloom users capacity=1000 error_rate=0.01
                       file=$TEST_NGINX_HTML_DIR/users.txt;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
 CONF
-    $block->set_value('config', ($block->config // '') . <<'CONF');
+    upstream         => 1,
+    config_after     => <<'CONF'
     location = /metrics {
         cache_guard_metrics;
     }
     location = /status {
         cache_guard_status;
     }
-    location /admin/ {
-        cache_guard_admin;
-    }
-    location ~ ^/u/(\d+)$ {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/users.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        proxy_read_timeout 5s;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
 CONF
-    $block->set_value('user_files', ($block->user_files // '')
-        . ">>> users.lua\n"
+        . admin_location()
+        . guard_location(path => '~ ^/u/(\d+)$', policy => 'users.lua')
+        . guard_location(extra => 'proxy_read_timeout 5s;'),
+    user_files_after => ">>> users.lua\n"
         . "return { key = \"\$uri\", bloom = { filter = \"users\", item = \"\$1\" } }\n"
-        . ">>> users.txt\n" . join('', map { "$_\n" } 1 .. 100));
-});
+        . ">>> users.txt\n" . join('', map { "$_\n" } 1 .. 100),
+);
 
 # GET /metrics, parsed (dies unless 200).
 sub metrics {
@@ -69,12 +56,6 @@ sub metrics {
     my $p = prom_parse($r->{body});
     $p->{response} = $r;
     return $p;
-}
-
-sub status_json {
-    my $r = http_get('/status');
-    die "GET /status: $r->{status}\n" unless $r->{status} == 200;
-    return decode_json($r->{body});
 }
 
 sub policy_json {

@@ -7,6 +7,9 @@
 # screenshot is left in the server root.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
+use Test::CacheGuard::Util qw(slurp);
 use Test::CacheGuard::Assert;
 use Test::CacheGuard::Chromium;
 
@@ -23,13 +26,10 @@ sub no_chromium {
         . 'is not run in a browser (apt-get install chromium)';
 }
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF');
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-CONF
-    $block->set_value('config', <<'CONF');
+guard_preamble(
+    zone       => '4m',
+    redis      => 'timeout=1s',
+    config     => <<'CONF' . guard_location(policy => 'api.lua', pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT'),
     location = /status {
         cache_guard_status;
     }
@@ -44,14 +44,8 @@ CONF
     location = /favicon.ico {
         return 204;
     }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/api.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
 CONF
-    $block->set_value('user_files', <<'LUA');
+    user_files => <<'LUA',
 >>> api.lua
 return {
   name = "api", key = "$uri", ttl = 300, jitter = 0,
@@ -59,7 +53,7 @@ return {
   alerts = { hit_ratio_below = 0.9, min_requests = 1 },
 }
 LUA
-});
+);
 
 # MISS, HIT on /a, MISS on /b: what every block starts from.
 sub known_traffic {
@@ -69,12 +63,6 @@ sub known_traffic {
     return;
 }
 
-sub status_json {
-    my $r = http_get('/status');
-    die "GET /status: $r->{status}\n" unless $r->{status} == 200;
-    return decode_json($r->{body});
-}
-
 sub policy {
     my ($status, $name) = @_;
     my ($p) = grep { $_->{name} eq $name } @{$status->{policies}};
@@ -82,13 +70,6 @@ sub policy {
 }
 
 sub near { return abs($_[0] - $_[1]) < 1e-5 }
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or die "$path: $!\n";
-    local $/;
-    return scalar <$fh>;
-}
 
 sub browser {
     return Test::CacheGuard::Chromium->new(
@@ -219,16 +200,17 @@ ok(exists $info->{$_}, "redis info: $_") for qw(age mem_fragmentation_ratio
 
 
 === TEST 2: ?format= overrides the Accept header both ways
+--- request eval
+["GET /status?format=html", "GET /status?format=json", "GET /status"]
+--- more_headers eval
+[undef, "Accept: text/html", "Accept: application/json"]
+--- response_headers_like eval
+["Content-Type: ^text/html",           # ?format=html: HTML
+ "Content-Type: ^application/json",    # ?format=json with Accept: text/html
+ "Content-Type: ^application/json"]    # Accept: application/json
 --- check
-my $r = http_get('/status?format=html');
-like($r->{headers}{'content-type'}, qr{^text/html}, '?format=html: HTML');
-$r = http_get('/status?format=json', headers => { Accept => 'text/html' });
-like($r->{headers}{'content-type'}, qr{^application/json},
-     '?format=json with Accept: text/html: JSON');
-ok(eval { decode_json($r->{body}) }, 'that parses');
-$r = http_get('/status', headers => { Accept => 'application/json' });
-like($r->{headers}{'content-type'}, qr{^application/json},
-     'Accept: application/json: JSON');
+ok(eval { decode_json(block_responses()->[1]{body}) },
+   '?format=json with Accept: text/html: JSON that parses');
 --- no_error_log
 [error]
 [alert]

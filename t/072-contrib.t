@@ -6,6 +6,8 @@
 # Debian's prometheus package is installed.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Util qw(slurp);
 use Test::CacheGuard::Prom;
 
 use JSON::PP qw(decode_json);
@@ -13,38 +15,23 @@ use List::Util qw(first);
 
 our $YAML = eval { require YAML::XS; 1 };
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF');
-    cache_guard_zone main size=4m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    cache_guard_bloom users capacity=1000 error_rate=0.01 mode=shadow;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
+guard_preamble(
+    zone        => '4m',
+    redis       => 'timeout=1s',
+    http_config => "    cache_guard_bloom users capacity=1000 error_rate=0.01 mode=shadow;\n",
+    upstream    => 1,
+    config      => <<'CONF' . guard_location(path => '~ ^/u/(\d+)$', policy => 'users.lua', x_guard => undef),
     location = /metrics {
         cache_guard_metrics;
     }
-    location ~ ^/u/(\d+)$ {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/users.lua;
-        proxy_pass http://origin;
-    }
 CONF
-    $block->set_value('user_files', <<'FILES');
+    user_files  => <<'FILES',
 >>> users.lua
 return { key = "$uri", bloom = { filter = "users", item = "$1" } }
 FILES
-});
+);
 
 sub contrib { return "$ENV{TEST_NGINX_ROOT}/contrib/$_[0]" }
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or die "$file: $!\n";
-    local $/;
-    return <$fh>;
-}
 
 sub dashboard { return decode_json(slurp(contrib('grafana-dashboard.json'))) }
 

@@ -7,6 +7,8 @@
 # reads the X-Guard header ("$cache_guard_status $cache_guard_level").
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 use Test::CacheGuard::Assert;
 
 use IO::Select;
@@ -15,53 +17,28 @@ use JSON::PP qw(decode_json);
 use Time::HiRes qw(time sleep);
 
 # The server of every block, and of the second node of the two-node blocks.
-sub location_conf {
-    return <<'CONF';
-    location /admin/ {
-        cache_guard_admin;
-    }
+sub purge_server {
+    return admin_location() . <<'CONF' . guard_location();
     location /plain {
         return 200 "plain\n";
     }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
 CONF
 }
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    my $redis = defined $block->no_redis ? '' : <<"CONF";
-    cache_guard_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT timeout=${\ redis_timeout()};
-CONF
-    $block->set_value('http_config', <<'CONF' . $redis);
-    cache_guard_zone main size=8m;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', location_conf());
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub json_of {
-    my ($r) = @_;
-    return eval { decode_json($r->{body}) } // { http => $r->{status},
-                                                  body => $r->{body} };
-}
+guard_preamble(
+    zone     => '8m',
+    redis    => sub {
+        defined $_[0]->no_redis ? undef : 'timeout=' . startup_redis_timeout()
+    },
+    upstream => 1,
+    config   => purge_server(),
+    init     => 'origin_reset(); redis_flush();',
+);
 
 sub purge {
     my ($args, %opt) = @_;
     return http_request('DELETE', "/admin/cache?$args", %opt);
 }
-
-sub body_n { return ($_[0]{body} // '') =~ /"n":(\d+)/ ? $1 : -1 }
-
-# Under valgrind a worker can stall past a 1 s Redis time-out as it starts
-# (its first SUBSCRIBE then times out and is made again a tick later).
-sub redis_timeout { return $ENV{TEST_NGINX_USE_VALGRIND} ? '5s' : '1s' }
 
 # How many nodes listen on cg:purge.
 sub subscribers { return redis('PUBSUB', 'NUMSUB', 'cg:purge')->[1] }
@@ -94,7 +71,7 @@ __DATA__
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
 --- check
-start_second_nginx(main::location_conf());
+start_second_nginx(purge_server());
 ok(main::subscribed(2), 'both nodes listen on cg:purge');
 
 my $r = http_get('/k');
@@ -141,7 +118,7 @@ is(origin_count('/k'), 2, 'no further origin request');
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
 --- check
-start_second_nginx(main::location_conf());
+start_second_nginx(purge_server());
 ok(main::subscribed(2), 'both nodes listen on cg:purge');
 my %gz = (headers => { 'Accept-Encoding' => 'gzip' });
 is(guard(http_get('/a/b')), 'MISS', 'A fills /a/b');
@@ -371,30 +348,29 @@ is(redis('EXISTS', 'cg:/none'), 0, 'and creates nothing');
 --- user_files
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
---- check
+--- init
 http_get('/k');
 ok(stored('cg:/k'), '/k filled');
-my @cases = (
-    ['DELETE', '/admin/cache', 400, 'no key or pattern'],
-    ['DELETE', '/admin/cache?key=', 400, 'an empty key'],
-    ['DELETE', '/admin/cache?other=/k', 400, 'an unknown argument only'],
-    ['DELETE', '/admin/cache?pattern=/k*&soft=1', 400, 'soft with a pattern'],
-    ['GET', '/admin/cache?key=/k', 405, 'GET'],
-    ['POST', '/admin/cache?key=/k', 405, 'POST'],
-    ['DELETE', '/admin/nope?key=/k', 404, 'an unknown admin call'],
-    ['DELETE', '/admin/cache/x?key=/k', 404, 'a path under /cache'],
-);
-for my $case (@cases) {
-    my ($method, $path, $status, $what) = @$case;
-    my $r = http_request($method, $path, $method eq 'POST' ? (body => '') : ());
-    is($r->{status}, $status, "$what: $status");
-    like($r->{body}, qr/^\{"error": "[^"]+"\}\s*$/, "$what: a JSON error")
-        or diag($r->{body});
-    is($r->{headers}{allow}, 'DELETE', "$what: Allow: DELETE")
-        if $status == 405;
-}
-is(guard(http_get('/k')), 'HIT l1', 'the L1 entry is still there');
-is(redis('EXISTS', 'cg:/k'), 1, 'and the Redis one');
+--- request eval
+["DELETE /admin/cache",                       # no key or pattern
+ "DELETE /admin/cache?key=",                  # an empty key
+ "DELETE /admin/cache?other=/k",              # an unknown argument only
+ "DELETE /admin/cache?pattern=/k*&soft=1",    # soft with a pattern
+ "GET /admin/cache?key=/k",
+ "POST /admin/cache?key=/k",
+ "DELETE /admin/nope?key=/k",                 # an unknown admin call
+ "DELETE /admin/cache/x?key=/k",              # a path under /cache
+ "GET /k"]                                    # the L1 entry is still there
+--- more_headers eval
+[(undef) x 5, "Content-Length: 0", (undef) x 3]
+--- error_code eval
+[400, 400, 400, 400, 405, 405, 404, 404, 200]
+--- response_body_like eval
+[(qr/^\{"error": "[^"]+"\}\s*$/) x 8, undef]    # a JSON error
+--- response_headers eval
+[(undef) x 4, "Allow: DELETE", "Allow: DELETE", undef, undef, "X-Guard: HIT l1"]
+--- check
+is(redis('EXISTS', 'cg:/k'), 1, 'the Redis entry is still there');
 is(origin_count('/k'), 1, 'no origin request but the fill');
 --- no_error_log
 [error]

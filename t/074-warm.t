@@ -6,6 +6,8 @@
 # counts what reached the test origin and reads Redis.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
+use Test::CacheGuard::Status;
 use Test::CacheGuard::Assert;
 
 use IO::Select;
@@ -13,8 +15,8 @@ use IO::Socket::INET;
 use JSON::PP qw(decode_json);
 use Time::HiRes qw(time sleep);
 
-sub location_conf {
-    return <<'CONF';
+sub warm_server {
+    return <<'CONF' . guard_location(path => '/h/', policy => 'h.lua')
     location /admin/ {
         # reads $http_authorization, so the admin request caches its value
         if ($http_authorization = "refused") {
@@ -49,46 +51,23 @@ sub location_conf {
     location @named {
         proxy_pass http://origin;
     }
-    location /h/ {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/h.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
 CONF
+        . guard_location();
 }
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    # a worker under valgrind can stall past 1 s as it starts
-    my $timeout = $ENV{TEST_NGINX_USE_VALGRIND} ? '5s' : '1s';
-    $block->set_value('http_config', <<"CONF");
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:\$TEST_NGINX_REDIS_PORT timeout=$timeout;
-    upstream origin { server 127.0.0.1:\$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', location_conf());
-    $block->set_value('user_files', <<'LUA') unless defined $block->user_files;
+guard_preamble(
+    zone       => '8m',
+    redis      => 'timeout=' . startup_redis_timeout(),
+    upstream   => 1,
+    config     => warm_server(),
+    user_files => <<'LUA',
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0, l1 = { ttl = 60 } }
 >>> h.lua
 return { key = "$host$uri", ttl = 60, jitter = 0 }
 LUA
-    $block->set_value('init', "origin_reset(); redis_flush();\n"
-                              . ($block->init // ''));
-});
-
-sub json_of {
-    my ($r) = @_;
-    return eval { decode_json($r->{body}) } // { http => $r->{status},
-                                                  body => $r->{body} };
-}
+    init       => 'origin_reset(); redis_flush();',
+);
 
 sub warm {
     my ($body, $args, %opt) = @_;
@@ -249,7 +228,7 @@ is(origin_total(), 5, 'the origin saw the four and /c/1');
 
 === TEST 4: two nodes: a warm on A fills Redis, and B serves every URI from it
 --- check
-start_second_nginx(main::location_conf());
+start_second_nginx(warm_server());
 my @uris = map { "/two/$_" } 1 .. 20;
 my $r = warm(join("\n", @uris) . "\n", '?concurrency=4');
 is(counts(json_of($r)), 'total 20 filled 20 hits 0 passed 0 failed 0 concurrency 4',

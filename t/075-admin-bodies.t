@@ -7,6 +7,7 @@
 # requests, read the filter back and parse every answer as strict JSON.
 use lib 't/lib';
 use Test::CacheGuard 'no_plan';
+use Test::CacheGuard::Preset;
 use Test::CacheGuard::Assert;
 
 use IO::Select;
@@ -18,15 +19,12 @@ use Time::HiRes qw(time);
 sub warm_bytes  { return 1000 * (4096 + 2) }
 sub bloom_bytes { return 16 * 1024 * 1024 }
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value('http_config', <<'CONF');
-    cache_guard_zone main size=8m;
-    cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=1s;
-    cache_guard_bloom users capacity=100000 error_rate=0.01;
-    upstream origin { server 127.0.0.1:$TEST_NGINX_ORIGIN_PORT; }
-CONF
-    $block->set_value('config', <<'CONF');
+guard_preamble(
+    zone        => '8m',
+    redis       => 'timeout=1s',
+    http_config => "    cache_guard_bloom users capacity=100000 error_rate=0.01;\n",
+    upstream    => 1,
+    config      => <<'CONF' . guard_location(x_guard => undef),
     location /admin/ {
         cache_guard_admin;
         client_max_body_size 100m;
@@ -35,18 +33,13 @@ CONF
     location /plain {
         return 200 "plain\n";
     }
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://origin;
-    }
 CONF
-    $block->set_value('user_files', <<'LUA');
+    user_files  => <<'LUA',
 >>> p.lua
 return { key = "$uri", ttl = 60, jitter = 0 }
 LUA
-    $block->set_value('init', "origin_reset(); redis_flush();\n");
-});
+    init        => 'origin_reset(); redis_flush();',
+);
 
 # strict: a byte that is not UTF-8 makes it fail
 sub strict_json {

@@ -565,3 +565,18 @@ GET /w?delay=0.2
 --- timeout: 5
 --- wait: 0.1
 --- error_code: 200
+
+
+
+=== TEST 29: more_headers eval: one set of headers per request
+--- config
+    location / {
+        add_header X-Got "$http_x_client|$http_cookie" always;
+        return 200;
+    }
+--- request eval
+["GET /a", "GET /b", "GET /c"]
+--- more_headers eval
+["X-Client: one", "X-Client: two\nCookie: c=2", undef]
+--- response_headers eval
+["X-Got: one|", "X-Got: two|c=2", "X-Got: |"]

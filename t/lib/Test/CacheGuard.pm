@@ -104,7 +104,8 @@ such strings: sent one after the other, each on a new connection.
 C<pipelined_requests eval>: an arrayref of requests all written at once on
 one keep-alive connection.  Host: localhost and Connection: close are sent
 unless given in C<more_headers> ("Name: value" lines, sent with every
-request).  No request section: no request is sent (C<--- check> may do
+request; with C<eval>, an arrayref with one such text per request, C<undef>
+for none).  No request section: no request is sent (C<--- check> may do
 everything itself).
 
 =item error_code, response_body, response_body_like, response_headers, response_headers_like
@@ -226,6 +227,17 @@ does not start.  Stopped at the end of the block.
 The responses (as above) of the current block's requests.
 
 =back
+
+=head1 SEE ALSO
+
+The helpers the behaviour tests share, each imported by the files that
+use it: L<Test::CacheGuard::Preset> (C<guard_preamble>: a file's
+add_block_preprocessor from options; C<guard_location>, C<admin_location>),
+L<Test::CacheGuard::Assert> (X-Guard, time bounds, fallback answers),
+L<Test::CacheGuard::Status> (the admin API's and the status page's JSON),
+L<Test::CacheGuard::Util> (C<slurp>, C<write_lines>, processes),
+L<Test::CacheGuard::Prom> (the metrics exposition),
+L<Test::CacheGuard::FakeRedis> (a Redis that misbehaves).
 
 =head1 ENVIRONMENT
 
@@ -551,26 +563,29 @@ sub _run_requests {
     my $request   = _section($block, 'request');
     return unless defined $request || defined $pipelined;
 
-    my $headers_text = _section($block, 'more_headers') // '';
-    my @headers = grep { /\S/ } split /\n/, $headers_text;
     my $timeout = $block->timeout || $DEFAULT_REQUEST_TIMEOUT;
     my $port    = $ENV{TEST_NGINX_SERVER_PORT};
 
     my $texts = $pipelined // $request;
     my @requests = map { [_parse_request($_)] }
         ref $texts eq 'ARRAY' ? @$texts : ($texts);
+    # more_headers: one text for every request, or one item per request.
+    my @headers = map {
+        my $text = _expected($block, 'more_headers', $_, scalar @requests);
+        [grep { /\S/ } split /\n/, $text // ''];
+    } 0 .. $#requests;
     my $bytes = sub {
-        my ($method, $target, $version, $body, $connection) = @_;
+        my ($i, $connection) = @_;
+        my ($method, $target, $version, $body) = @{$requests[$i]};
         return build_request(method => $method, path => $target,
-            version => $version, body => $body, headers => \@headers,
+            version => $version, body => $body, headers => $headers[$i],
             connection => $connection);
     };
 
     if (defined $pipelined) {
         # One connection: all but the last request keep it open.
         my $data = join '', map {
-            $bytes->(@{$requests[$_]},
-                     $_ < $#requests ? 'keep-alive' : 'close');
+            $bytes->($_, $_ < $#requests ? 'keep-alive' : 'close');
         } 0 .. $#requests;
         @responses = @{exchange([{
             port    => $port,
@@ -578,11 +593,11 @@ sub _run_requests {
             methods => [map { $_->[0] } @requests],
         }], $timeout)->[0]};
     } else {
-        for my $parsed (@requests) {
+        for my $i (0 .. $#requests) {
             push @responses, exchange([{
                 port    => $port,
-                data    => $bytes->(@$parsed),
-                methods => [$parsed->[0]],
+                data    => $bytes->($i),
+                methods => [$requests[$i][0]],
             }], $timeout)->[0][0];
         }
     }

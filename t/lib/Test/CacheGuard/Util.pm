@@ -17,7 +17,8 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(
     repo_root wait_until port_accepts port_listening
-    process_alive process_state child_pids process_cmdline fd_limit
+    process_alive process_state child_pids process_cmdline fd_limit slurp
+    write_lines
 );
 
 # t/lib/Test/CacheGuard/Util.pm -> four levels up is the repository.
@@ -56,6 +57,24 @@ sub wait_until {
         }
         sleep 0.02;
     }
+}
+
+# The bytes of file $path.
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<:raw', $path or die "$path: $!\n";
+    local $/;
+    return scalar <$fh>;
+}
+
+# Write @lines, each ended by a newline, to $file under
+# $TEST_NGINX_HTML_DIR (a Bloom filter's file of items, say).
+sub write_lines {
+    my ($file, @lines) = @_;
+    open my $fh, '>', "$ENV{TEST_NGINX_HTML_DIR}/$file" or die "$file: $!";
+    print {$fh} map { "$_\n" } @lines;
+    close $fh or die "$file: $!";
+    return;
 }
 
 # True when something accepts a TCP connection on 127.0.0.1:$port.

@@ -58,6 +58,8 @@ static ngx_int_t ngx_http_cache_guard_bloom_push_next(
 static void ngx_http_cache_guard_bloom_push_done(redisReply *reply,
     void *data);
 static void ngx_http_cache_guard_bloom_push_cleanup(void *data);
+static void ngx_http_cache_guard_bloom_failed(ngx_http_cache_guard_bloom_t *bf,
+    const char *command, redisReply *reply);
 
 
 static const char  ngx_http_cache_guard_bloom_strlen[] = "STRLEN";
@@ -164,11 +166,9 @@ ngx_http_cache_guard_bloom_strlen_done(redisReply *reply, void *data)
     }
 
     if (reply->type != REDIS_REPLY_INTEGER) {
-        ngx_http_cache_guard_redis_error(bf->redis,
-                            "cache guard: bloom \"%V\": STRLEN \"%V\" "
-                            "failed: %*s", &bf->name, &bf->redis_key,
-                            (size_t) ngx_min(reply->len, 256),
-                            reply->str ? reply->str : "");
+        ngx_http_cache_guard_bloom_failed(bf,
+                                          ngx_http_cache_guard_bloom_strlen,
+                                          reply);
         ngx_http_cache_guard_bloom_sync_later(bf);
         return;
     }
@@ -250,11 +250,9 @@ ngx_http_cache_guard_bloom_getrange_done(redisReply *reply, void *data)
     }
 
     if (reply->type != REDIS_REPLY_STRING) {
-        ngx_http_cache_guard_redis_error(bf->redis,
-                            "cache guard: bloom \"%V\": GETRANGE \"%V\" "
-                            "failed: %*s", &bf->name, &bf->redis_key,
-                            (size_t) ngx_min(reply->len, 256),
-                            reply->str ? reply->str : "");
+        ngx_http_cache_guard_bloom_failed(bf,
+                                          ngx_http_cache_guard_bloom_getrange,
+                                          reply);
         ngx_http_cache_guard_bloom_sync_later(bf);
         return;
     }
@@ -500,11 +498,9 @@ ngx_http_cache_guard_bloom_push_done(redisReply *reply, void *data)
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
 
         if (reply) {
-            ngx_http_cache_guard_redis_error(bf->redis,
-                                "cache guard: bloom \"%V\": BITFIELD \"%V\" "
-                                "failed: %*s", &bf->name, &bf->redis_key,
-                                (size_t) ngx_min(reply->len, 256),
-                                reply->str ? reply->str : "");
+            ngx_http_cache_guard_bloom_failed(bf,
+                                        ngx_http_cache_guard_bloom_bitfield,
+                                        reply);
         }
 
         ps->done(ps->data, NGX_ERROR);
@@ -535,3 +531,17 @@ ngx_http_cache_guard_bloom_push_cleanup(void *data)
     }
 }
 
+
+/* an error reply, logged by the Redis client: rate-limited */
+
+static void
+ngx_http_cache_guard_bloom_failed(ngx_http_cache_guard_bloom_t *bf,
+    const char *command, redisReply *reply)
+{
+    ngx_http_cache_guard_redis_error(bf->redis,
+                                     "cache guard: bloom \"%V\": %s \"%V\" "
+                                     "failed: %*s", &bf->name, command,
+                                     &bf->redis_key,
+                                     (size_t) ngx_min(reply->len, 256),
+                                     reply->str ? reply->str : "");
+}

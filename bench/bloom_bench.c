@@ -17,13 +17,12 @@
  *      -I$B/src/os/unix -I$B/objs -I$B/src/http -I$B/src/http/modules \
  *      -I$B/src/http/v2 \
  *      -Ingx_module -I/usr/include/luajit-2.1 \
- *      -ffunction-sections -fdata-sections -Wl,--gc-sections \
  *      -o /tmp/bloom_bench bench/bloom_bench.c \
- *      ngx_module/ngx_http_cache_guard_bloom.c -lm && /tmp/bloom_bench
+ *      ngx_module/ngx_http_cache_guard_sbbf.c -lm && /tmp/bloom_bench
  */
 
 
-#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_sbbf.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,6 +16,8 @@
 #include "ngx_http_cache_guard_api.h"
 #include "ngx_http_cache_guard_json.h"
 #include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_bloom_sync.h"
+#include "ngx_http_cache_guard_sbbf.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_redis.h"
@@ -53,7 +55,7 @@ static ngx_int_t ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
 static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
     ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
-    ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
+    ngx_http_cache_guard_lines_t *ls, u_char *item, size_t len);
 static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     ngx_http_cache_guard_admin_add_t *add, ngx_int_t rc);
@@ -614,7 +616,7 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_cache_guard_admin_bloom_line(ngx_http_cache_guard_bloom_lines_t *ls,
+ngx_http_cache_guard_admin_bloom_line(ngx_http_cache_guard_lines_t *ls,
     u_char *item, size_t len)
 {
     ngx_http_cache_guard_admin_add_t  *add = ls->data;

@@ -121,7 +121,7 @@ ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
     }
 
     ab->lines.carry = ngx_pnalloc(r->pool,
-                                  NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1);
+                                  NGX_HTTP_CACHE_GUARD_LINES_MAX + 1);
     if (ab->lines.carry == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -236,7 +236,7 @@ ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
                 return;
             }
 
-            rc = ngx_http_cache_guard_bloom_split(&ab->lines, b->pos,
+            rc = ngx_http_cache_guard_lines_split(&ab->lines, b->pos,
                                                   b->last);
             b->pos = b->last;
 
@@ -252,7 +252,7 @@ ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
         }
 
         if (!r->reading_body) {
-            rc = ngx_http_cache_guard_bloom_split_end(&ab->lines);
+            rc = ngx_http_cache_guard_lines_end(&ab->lines);
             goto done;
         }
 

@@ -12,7 +12,7 @@
 
 
 #include "ngx_http_cache_guard_types.h"
-#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_lines.h"
 
 
 typedef struct ngx_http_cache_guard_admin_body_s
@@ -28,7 +28,7 @@ typedef void (*ngx_http_cache_guard_admin_body_pt)(ngx_http_request_t *r,
 
 /* a request body read as it comes and split into lines, never stored */
 struct ngx_http_cache_guard_admin_body_s {
-    ngx_http_cache_guard_bloom_lines_t  lines;   /* handler, data: set */
+    ngx_http_cache_guard_lines_t    lines;       /* handler, data: set */
     off_t                           limit;       /* bytes */
     off_t                           received;
     const char                     *too_large;   /* "...%O..." the limit */

@@ -4,7 +4,7 @@
  */
 
 
-/* Bloom filters: zone, directive, request-time test and Redis sync */
+/* Bloom filters: directive, zone, request-time test and what the admin API and metrics ask */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_BLOOM_H_INCLUDED_
@@ -12,25 +12,59 @@
 
 
 #include "ngx_http_cache_guard_types.h"
+#include "ngx_http_cache_guard_lines.h"
 
 
 #define NGX_HTTP_CACHE_GUARD_BLOOM_ENFORCE  0
 #define NGX_HTTP_CACHE_GUARD_BLOOM_SHADOW   1
 
-char *ngx_http_cache_guard_bloom_conf(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_find(ngx_conf_t *cf,
-    ngx_str_t *name);
-/* NGX_OK: may be present; NGX_DECLINED: absent; NGX_AGAIN: not loaded */
-ngx_int_t ngx_http_cache_guard_bloom_test(ngx_http_cache_guard_bloom_t *bf,
-    u_char *item, size_t len);
-ngx_uint_t ngx_http_cache_guard_bloom_mode(ngx_http_cache_guard_bloom_t *bf);
-/* counts a rejection, or in shadow mode one that would have been */
-void ngx_http_cache_guard_bloom_rejected(ngx_http_cache_guard_bloom_t *bf);
-ngx_int_t ngx_http_cache_guard_bloom_init_worker(ngx_cycle_t *cycle);
+/* the longest item a file or the admin API may add: one line */
+#define NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM  NGX_HTTP_CACHE_GUARD_LINES_MAX
 
-/* the longest item a file or the admin API may add */
-#define NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM  4096
+
+/* in the zone, shared by the master and every worker */
+
+typedef struct {
+    uint32_t                        magic;
+    uint32_t                        nblocks;
+    u_char                         *bits;
+    ngx_atomic_t                    items;
+    ngx_atomic_t                    loaded;
+    ngx_atomic_t                    rejected;
+    ngx_atomic_t                    shadow_rejected;
+    ngx_atomic_t                    last_sync;
+    ngx_atomic_t                    bytes;        /* the zone */
+} ngx_http_cache_guard_bloom_sh_t;
+
+
+struct ngx_http_cache_guard_bloom_s {
+    ngx_str_t                       name;
+    ngx_uint_t                      capacity;
+    double                          error_rate;
+    ngx_str_t                       file;         /* full path, NUL-ended */
+    ngx_str_t                       redis_key;
+    ngx_msec_t                      sync;
+    ngx_uint_t                      mode;
+    uint32_t                        nblocks;
+    size_t                          bytes;
+    ngx_str_t                       conf_file;    /* where it is declared */
+    ngx_uint_t                      conf_line;
+
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_cache_guard_bloom_sh_t  *sh;
+    u_char                         *bits;
+    ngx_http_cache_guard_main_conf_t  *mcf;
+    ngx_http_cache_guard_redis_t   *redis;
+
+    /* per worker: the merge of bloom_sync.c, the warning of test() */
+    ngx_event_t                     sync_timer;
+    size_t                          sync_len;     /* STRLEN of the key */
+    size_t                          sync_off;
+    uint64_t                        sync_set;     /* bits set in the range */
+    u_char                          range[2 * NGX_SIZE_T_LEN];
+    ngx_uint_t                      warned;       /* unsigned:1 */
+};
 
 
 typedef struct {
@@ -53,55 +87,26 @@ typedef struct {
 } ngx_http_cache_guard_bloom_info_t;
 
 
-/* splits a stream of bytes into items, one per line */
+char *ngx_http_cache_guard_bloom_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_find(ngx_conf_t *cf,
+    ngx_str_t *name);
 
-typedef struct ngx_http_cache_guard_bloom_lines_s
-    ngx_http_cache_guard_bloom_lines_t;
-
-typedef ngx_int_t (*ngx_http_cache_guard_bloom_line_pt)(
-    ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
-
-struct ngx_http_cache_guard_bloom_lines_s {
-    ngx_http_cache_guard_bloom_line_pt  handler;
-    void                           *data;
-    u_char                         *carry;       /* MAX_ITEM + 1 bytes */
-    size_t                          carry_len;
-    ngx_uint_t                      line;        /* the last line seen */
-};
-
-
-/* called with NGX_OK once Redis has every item, NGX_ERROR if it may not */
-typedef void (*ngx_http_cache_guard_bloom_done_pt)(void *data, ngx_int_t rc);
-
-
-/* pure code (unit tested) */
-uint64_t ngx_http_cache_guard_bloom_hash(u_char *p, size_t len);
-double ngx_http_cache_guard_bloom_fp_rate(double items_per_block);
-uint32_t ngx_http_cache_guard_bloom_blocks(uint64_t capacity,
-    double error_rate);
-ngx_uint_t ngx_http_cache_guard_bloom_set(u_char *bits, uint32_t nblocks,
-    uint64_t hash);
-ngx_uint_t ngx_http_cache_guard_bloom_has(u_char *bits, uint32_t nblocks,
-    uint64_t hash);
-void ngx_http_cache_guard_bloom_bit_offsets(uint32_t nblocks, uint64_t hash,
-    uint64_t *offsets);
-/* NGX_OK; NGX_DECLINED: line ls->line is too long; or the handler's error */
-ngx_int_t ngx_http_cache_guard_bloom_split(ngx_http_cache_guard_bloom_lines_t
-    *ls, u_char *p, u_char *last);
-ngx_int_t ngx_http_cache_guard_bloom_split_end(
-    ngx_http_cache_guard_bloom_lines_t *ls);
+/* NGX_OK: may be present; NGX_DECLINED: absent; NGX_AGAIN: not loaded */
+ngx_int_t ngx_http_cache_guard_bloom_test(ngx_http_cache_guard_bloom_t *bf,
+    u_char *item, size_t len);
+ngx_uint_t ngx_http_cache_guard_bloom_mode(ngx_http_cache_guard_bloom_t *bf);
+/* counts a rejection, or in shadow mode one that would have been */
+void ngx_http_cache_guard_bloom_rejected(ngx_http_cache_guard_bloom_t *bf);
 
 /* at run time, for the admin API and metrics */
 ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_get(
     ngx_http_request_t *r, ngx_str_t *name);
 ngx_uint_t ngx_http_cache_guard_bloom_contains(
     ngx_http_cache_guard_bloom_t *bf, u_char *item, size_t len);
+/* hashes: of ngx_http_cache_guard_bloom_hash() (sbbf.h) */
 void ngx_http_cache_guard_bloom_add(ngx_http_cache_guard_bloom_t *bf,
     uint64_t *hashes, ngx_uint_t n);
-/* NGX_AGAIN: done() follows; NGX_OK: n is 0; NGX_DECLINED: no redis_key */
-ngx_int_t ngx_http_cache_guard_bloom_push(ngx_http_cache_guard_bloom_t *bf,
-    ngx_pool_t *pool, uint64_t *hashes, ngx_uint_t n,
-    ngx_http_cache_guard_bloom_done_pt done, void *data);
 void ngx_http_cache_guard_bloom_info(ngx_http_cache_guard_bloom_t *bf,
     ngx_http_cache_guard_bloom_info_t *info);
 

@@ -10,6 +10,7 @@
 #include "ngx_http_cache_guard_access.h"
 #include "ngx_http_cache_guard_admin.h"
 #include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_bloom_sync.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_filter.h"
 #include "ngx_http_cache_guard_geo.h"

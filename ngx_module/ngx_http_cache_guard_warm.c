@@ -26,7 +26,7 @@
 /* the body: as many URIs of the longest, with CRLF */
 #define NGX_HTTP_CACHE_GUARD_WARM_BYTES                                      \
     (NGX_HTTP_CACHE_GUARD_WARM_LINES                                         \
-     * (NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 2))
+     * (NGX_HTTP_CACHE_GUARD_LINES_MAX + 2))
 
 
 typedef struct ngx_http_cache_guard_warm_s  ngx_http_cache_guard_warm_t;
@@ -69,7 +69,7 @@ struct ngx_http_cache_guard_warm_s {
 static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
     ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_warm_line(
-    ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len);
+    ngx_http_cache_guard_lines_t *ls, u_char *item, size_t len);
 static ngx_int_t ngx_http_cache_guard_warm_start(
     ngx_http_cache_guard_warm_t *w);
 static ngx_int_t ngx_http_cache_guard_warm_done(ngx_http_request_t *sr,
@@ -245,7 +245,7 @@ ngx_http_cache_guard_warm_cleanup(void *data)
 
 
 static ngx_int_t
-ngx_http_cache_guard_warm_line(ngx_http_cache_guard_bloom_lines_t *ls,
+ngx_http_cache_guard_warm_line(ngx_http_cache_guard_lines_t *ls,
     u_char *item, size_t len)
 {
     ngx_http_cache_guard_warm_t *w = ls->data;

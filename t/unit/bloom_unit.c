@@ -4,12 +4,13 @@
  *
  * Unit tests of the Bloom filters' pure code (hash, sizing, bit layout,
  * line splitting) and their measured false positive rates, printed as TAP
- * for prove.  Linked with ngx_http_cache_guard_bloom.c alone: the linker
- * drops the functions that need a running nginx.
+ * for prove.  Linked with ngx_http_cache_guard_sbbf.c and
+ * ngx_http_cache_guard_lines.c alone: pure code, no nginx running.
  */
 
 
-#include "ngx_http_cache_guard_bloom.h"
+#include "ngx_http_cache_guard_sbbf.h"
+#include "ngx_http_cache_guard_lines.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,7 +261,7 @@ test_rate(uint32_t capacity, double error_rate)
 
 
 static ngx_int_t
-collect(ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len)
+collect(ngx_http_cache_guard_lines_t *ls, u_char *item, size_t len)
 {
     char  *out = ls->data;
 
@@ -276,9 +277,9 @@ collect(ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len)
 
 
 static ngx_int_t
-feed(ngx_http_cache_guard_bloom_lines_t *ls, const char *s)
+feed(ngx_http_cache_guard_lines_t *ls, const char *s)
 {
-    return ngx_http_cache_guard_bloom_split(ls, (u_char *) s,
+    return ngx_http_cache_guard_lines_split(ls, (u_char *) s,
                                             (u_char *) s + strlen(s));
 }
 
@@ -286,11 +287,10 @@ feed(ngx_http_cache_guard_bloom_lines_t *ls, const char *s)
 static void
 test_split(void)
 {
-    char                                out[256];
-    u_char                              carry[
-                                    NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1];
-    ngx_int_t                           rc;
-    ngx_http_cache_guard_bloom_lines_t  ls;
+    char                          out[256];
+    u_char                        carry[NGX_HTTP_CACHE_GUARD_LINES_MAX + 1];
+    ngx_int_t                     rc;
+    ngx_http_cache_guard_lines_t  ls;
 
     ls.handler = collect;
     ls.data = out;
@@ -304,7 +304,7 @@ test_split(void)
     rc = feed(&ls, "a\r\n\nbb");
     rc |= feed(&ls, "b\r");
     rc |= feed(&ls, "\n\r\nc");
-    rc |= ngx_http_cache_guard_bloom_split_end(&ls);
+    rc |= ngx_http_cache_guard_lines_end(&ls);
 
     ok(rc == NGX_OK && strcmp(out, "a|bbb|c|") == 0,
        "lines: CR stripped, empty lines skipped, cut lines joined");
@@ -313,7 +313,7 @@ test_split(void)
 
 
 static ngx_int_t
-item_len(ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len)
+item_len(ngx_http_cache_guard_lines_t *ls, u_char *item, size_t len)
 {
     *(size_t *) ls->data = len;
 
@@ -326,13 +326,11 @@ item_len(ngx_http_cache_guard_bloom_lines_t *ls, u_char *item, size_t len)
 static void
 test_split_longest(void)
 {
-    size_t                              got;
-    u_char                              carry[
-                                    NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1];
-    u_char                              line[
-                                    NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 2];
-    ngx_int_t                           rc;
-    ngx_http_cache_guard_bloom_lines_t  ls;
+    size_t                        got;
+    u_char                        carry[NGX_HTTP_CACHE_GUARD_LINES_MAX + 1];
+    u_char                        line[NGX_HTTP_CACHE_GUARD_LINES_MAX + 2];
+    ngx_int_t                     rc;
+    ngx_http_cache_guard_lines_t  ls;
 
     ls.handler = item_len;
     ls.data = &got;
@@ -344,23 +342,23 @@ test_split_longest(void)
     /* 4096 bytes and a CR, cut in two */
 
     ngx_memset(line, 'z', sizeof(line));
-    line[NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM] = '\r';
-    line[NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM + 1] = '\n';
+    line[NGX_HTTP_CACHE_GUARD_LINES_MAX] = '\r';
+    line[NGX_HTTP_CACHE_GUARD_LINES_MAX + 1] = '\n';
 
-    rc = ngx_http_cache_guard_bloom_split(&ls, line, line + 3000);
-    rc |= ngx_http_cache_guard_bloom_split(&ls, line + 3000,
+    rc = ngx_http_cache_guard_lines_split(&ls, line, line + 3000);
+    rc |= ngx_http_cache_guard_lines_split(&ls, line + 3000,
                                            line + sizeof(line));
 
-    ok(rc == NGX_OK && got == NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM,
+    ok(rc == NGX_OK && got == NGX_HTTP_CACHE_GUARD_LINES_MAX,
        "an item of 4096 bytes and its CR, cut in two, is one item");
 
     /* 4097 bytes, after one good line */
 
-    line[NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM] = 'z';
+    line[NGX_HTTP_CACHE_GUARD_LINES_MAX] = 'z';
 
     rc = feed(&ls, "ok\n");
-    rc |= ngx_http_cache_guard_bloom_split(&ls, line, line + 1000);
-    rc |= ngx_http_cache_guard_bloom_split(&ls, line + 1000,
+    rc |= ngx_http_cache_guard_lines_split(&ls, line, line + 1000);
+    rc |= ngx_http_cache_guard_lines_split(&ls, line + 1000,
                                            line + sizeof(line));
 
     ok(rc == NGX_DECLINED && ls.line == 3,
@@ -371,10 +369,10 @@ test_split_longest(void)
     ls.carry_len = 0;
     ls.line = 0;
 
-    rc = ngx_http_cache_guard_bloom_split(&ls, line,
+    rc = ngx_http_cache_guard_lines_split(&ls, line,
                                           line + sizeof(line) - 1);
     if (rc == NGX_OK) {
-        rc = ngx_http_cache_guard_bloom_split_end(&ls);
+        rc = ngx_http_cache_guard_lines_end(&ls);
     }
 
     ok(rc == NGX_DECLINED && ls.line == 1,

@@ -17,7 +17,9 @@
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_geo.h"
 #include "ngx_http_cache_guard_handler.h"
-#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_key.h"
+#include "ngx_http_cache_guard_lua.h"
+#include "ngx_http_cache_guard_policy_rules.h"
 
 
 static ngx_int_t ngx_http_cache_guard_check_args(ngx_http_request_t *r,

@@ -317,13 +317,13 @@ ngx_http_cache_guard_hook_trampoline(lua_State *L)
 
 /*
  * Calls a hook with the request object.  Key and item hooks (status is
- * NULL) return a string (NGX_OK, *str) or nil (NGX_DECLINED); a validate
- * hook returns nil (NGX_OK) or a status and a message (NGX_DECLINED).
- * NGX_ERROR: the hook raised an error, ran out of instructions or memory,
+ * NULL) return a string (HOOK_OK, *str) or nil (HOOK_NIL); a validate
+ * hook returns nil (HOOK_OK) or a status and a message (HOOK_REFUSED).
+ * HOOK_ERROR: the hook raised an error, ran out of instructions or memory,
  * or returned something else; counted and logged (rate-limited).
  */
 
-ngx_int_t
+ngx_http_cache_guard_hook_rc_t
 ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, ngx_str_t *str,
     ngx_uint_t *status)
@@ -331,9 +331,9 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
     int                                  top, t, fn;
     size_t                               len;
     double                               v;
-    ngx_int_t                            rc;
     lua_State                           *L;
     const char                          *s, *err;
+    ngx_http_cache_guard_hook_rc_t       rc;
     ngx_http_cache_guard_lua_call_t      call;
     ngx_http_cache_guard_lua_request_t  *lr;
 
@@ -380,14 +380,15 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
         err = lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)";
         ngx_http_cache_guard_hook_error(r, pl, hook, "failed: %s", err);
         lua_settop(L, top);
-        return NGX_ERROR;
+        return NGX_HTTP_CACHE_GUARD_HOOK_ERROR;
     }
 
-    rc = NGX_ERROR;
+    rc = NGX_HTTP_CACHE_GUARD_HOOK_ERROR;
     t = lua_type(L, -2);
 
     if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -2))) {
-        rc = status ? NGX_OK : NGX_DECLINED;
+        rc = status ? NGX_HTTP_CACHE_GUARD_HOOK_OK
+                    : NGX_HTTP_CACHE_GUARD_HOOK_NIL;
 
     } else if (status == NULL && t == LUA_TSTRING) {
         s = lua_tolstring(L, -2, &len);
@@ -395,12 +396,12 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
 
         if (str->data == NULL) {
             lua_settop(L, top);
-            return NGX_ERROR;
+            return NGX_HTTP_CACHE_GUARD_HOOK_ERROR;
         }
 
         ngx_memcpy(str->data, s, len);
         str->len = len;
-        rc = NGX_OK;
+        rc = NGX_HTTP_CACHE_GUARD_HOOK_OK;
 
     } else if (status && t == LUA_TNUMBER) {
         v = lua_tonumber(L, -2);
@@ -420,11 +421,11 @@ ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
                 }
             }
 
-            rc = NGX_DECLINED;
+            rc = NGX_HTTP_CACHE_GUARD_HOOK_REFUSED;
         }
     }
 
-    if (rc == NGX_ERROR) {
+    if (rc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
         ngx_http_cache_guard_hook_error(r, pl, hook, "returned %s, expected %s",
                                         lua_typename(L, t),
                                         status ? "nil, or a status from 400 "

@@ -17,7 +17,9 @@
 #include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_geo.h"
 #include "ngx_http_cache_guard_ctx.h"
-#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_key.h"
+#include "ngx_http_cache_guard_lua.h"
+#include "ngx_http_cache_guard_policy_rules.h"
 
 
 static ngx_int_t ngx_http_cache_guard_check_args(ngx_http_request_t *r,
@@ -36,9 +38,9 @@ static ngx_int_t ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                         rc;
     ngx_uint_t                        status;
     ngx_str_t                         msg;
+    ngx_http_cache_guard_hook_rc_t    rc;
     ngx_http_cache_guard_ctx_t       *ctx;
     ngx_http_cache_guard_policy_t    *pl;
     ngx_http_cache_guard_loc_conf_t  *lcf;
@@ -105,16 +107,16 @@ ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
         rc = ngx_http_cache_guard_policy_call(r, pl,
                                            NGX_HTTP_CACHE_GUARD_HOOK_VALIDATE,
                                            &msg, &status);
-        if (rc == NGX_ERROR) {
+        if (rc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
             if (pl->on_hook_error != NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS) {
                 return ngx_http_cache_guard_reject_hook(r, ctx);
             }
 
             /* "pass": the request is valid as far as the hook goes */
-            rc = NGX_OK;
+            rc = NGX_HTTP_CACHE_GUARD_HOOK_OK;
         }
 
-        if (rc == NGX_DECLINED) {
+        if (rc == NGX_HTTP_CACHE_GUARD_HOOK_REFUSED) {
             return ngx_http_cache_guard_reject(r, ctx,
                                                NGX_HTTP_CACHE_GUARD_INVALID,
                                                status, "%V",
@@ -368,6 +370,7 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
 {
     ngx_int_t                       rc;
     ngx_str_t                       item;
+    ngx_http_cache_guard_hook_rc_t  hrc;
     ngx_http_cache_guard_policy_t  *pl;
 
     static ngx_str_t  none = ngx_null_string;
@@ -376,10 +379,10 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
     pl = ctx->policy;
 
     if (pl->bloom_item_fn != LUA_NOREF) {
-        rc = ngx_http_cache_guard_policy_call(r, pl,
-                                              NGX_HTTP_CACHE_GUARD_HOOK_BLOOM,
-                                              &item, NULL);
-        if (rc == NGX_ERROR) {
+        hrc = ngx_http_cache_guard_policy_call(r, pl,
+                                               NGX_HTTP_CACHE_GUARD_HOOK_BLOOM,
+                                               &item, NULL);
+        if (hrc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
             if (pl->on_hook_error != NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS) {
                 return ngx_http_cache_guard_reject_hook(r, ctx);
             }
@@ -387,6 +390,8 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
             /* "pass": no Bloom check */
             return NGX_OK;
         }
+
+        rc = (hrc == NGX_HTTP_CACHE_GUARD_HOOK_NIL) ? NGX_DECLINED : NGX_OK;
 
     } else {
         rc = ngx_http_cache_guard_policy_eval_key(r, pl->bloom_item, &none,

@@ -19,8 +19,9 @@
 #include "ngx_http_cache_guard_ctx.h"
 #include "ngx_http_cache_guard_origin.h"
 #include "ngx_http_cache_guard_codec.h"
+#include "ngx_http_cache_guard_key.h"
 #include "ngx_http_cache_guard_lock.h"
-#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_lua.h"
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_store.h"
 #include "ngx_http_cache_guard_stats.h"
@@ -709,6 +710,7 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     ngx_str_t                          *prefix, *suffix, val;
     ngx_array_t                         parts;
     ngx_table_elt_t                    *ae;
+    ngx_http_cache_guard_hook_rc_t      hrc;
     ngx_http_cache_guard_policy_t      *pl;
     ngx_http_cache_guard_key_part_t     part;
     ngx_http_cache_guard_main_conf_t   *mcf;
@@ -732,17 +734,17 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
     } else {
         /* the hook's string, framed like a template's result */
 
-        rc = ngx_http_cache_guard_policy_call(r, pl,
-                                              NGX_HTTP_CACHE_GUARD_HOOK_KEY,
-                                              &val, NULL);
-        if (rc == NGX_ERROR) {
+        hrc = ngx_http_cache_guard_policy_call(r, pl,
+                                               NGX_HTTP_CACHE_GUARD_HOOK_KEY,
+                                               &val, NULL);
+        if (hrc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
             /* "pass": bypass the cache */
             return (pl->on_hook_error == NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS)
                    ? NGX_DECLINED : NGX_BUSY;
         }
 
-        if (rc != NGX_OK) {
-            return rc;
+        if (hrc == NGX_HTTP_CACHE_GUARD_HOOK_NIL) {
+            return NGX_DECLINED;
         }
 
         part.text = val;

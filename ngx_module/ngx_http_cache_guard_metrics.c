@@ -17,7 +17,7 @@
 #include "ngx_http_cache_guard_bloom.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_codec.h"
-#include "ngx_http_cache_guard_policy.h"
+#include "ngx_http_cache_guard_lua.h"
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_stats.h"
 #include "ngx_http_cache_guard_store.h"

@@ -173,8 +173,8 @@ ngx_http_cache_guard_metrics_tick(ngx_event_t *ev)
         /* an open breaker refuses it: nothing is sent then */
 
         (void) ngx_http_cache_guard_redis_command(mcf->redis,
-                                                  ngx_http_cache_guard_info_done,
-                                                  mcf->redis, 1, argv, argvlen);
+                                            ngx_http_cache_guard_info_done,
+                                            mcf->redis, 1, argv, argvlen);
     }
 
     ngx_add_timer(ev, 1000);
@@ -433,7 +433,7 @@ ngx_http_cache_guard_metrics_collect(ngx_http_request_t *r)
 
     v->nfilters = mcf->blooms.nelts;
     v->filters = ngx_palloc(r->pool, (v->nfilters + 1)
-                                     * sizeof(ngx_http_cache_guard_bloom_info_t));
+                                 * sizeof(ngx_http_cache_guard_bloom_info_t));
     if (v->filters == NULL) {
         return NULL;
     }

@@ -51,7 +51,9 @@ static void ngx_http_cache_guard_prom_label(ngx_http_cache_guard_out_t *o,
 #define NGX_HTTP_CACHE_GUARD_PROM_FIELD(field)                                \
     offsetof(ngx_http_cache_guard_policy_view_t, field)
 
-static ngx_http_cache_guard_prom_metric_t  ngx_http_cache_guard_prom_policy[] = {
+static ngx_http_cache_guard_prom_metric_t
+    ngx_http_cache_guard_prom_policy[] =
+{
     { "cache_guard_origin_fetches_total", "counter",
       "Requests let through to the origin (fills, refreshes, bypasses).",
       NGX_HTTP_CACHE_GUARD_PROM_FIELD(origin_fetches) },
@@ -80,7 +82,9 @@ static ngx_http_cache_guard_prom_metric_t  ngx_http_cache_guard_prom_policy[] = 
 
 /* Redis INFO fields, by INFO_ index */
 
-static ngx_http_cache_guard_prom_metric_t  ngx_http_cache_guard_prom_info[] = {
+static ngx_http_cache_guard_prom_metric_t
+    ngx_http_cache_guard_prom_info[] =
+{
     { "cache_guard_redis_used_memory_bytes", "gauge", NULL, 0 },
     { "cache_guard_redis_mem_fragmentation_ratio", "gauge", NULL, 0 },
     { "cache_guard_redis_evicted_keys_total", "counter", NULL, 0 },

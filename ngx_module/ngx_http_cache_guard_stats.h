@@ -72,7 +72,7 @@ typedef struct {
     ngx_atomic_t                    redis_commands;
     ngx_http_cache_guard_histogram_t  redis_duration;
     ngx_atomic_t                    info_time;    /* ngx_time() of INFO */
-    ngx_atomic_t                    info[7];      /* see metrics.c */
+    ngx_atomic_t                    info[7];      /* INFO_, metrics.h */
 
     ngx_http_cache_guard_snapshot_t  history[NGX_HTTP_CACHE_GUARD_HISTORY];
 } ngx_http_cache_guard_metrics_t;

@@ -18,10 +18,6 @@
 #include "ngx_http_cache_guard_dashboard.h"
 
 
-#define NGX_HTTP_CACHE_GUARD_BREAKER_JSON                                    \
-    (NGX_HTTP_CACHE_GUARD_RECORD_NAME * 6 + 512)
-
-
 static ngx_int_t ngx_http_cache_guard_status_handler(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_cache_guard_status_html(ngx_http_request_t *r);
 static void ngx_http_cache_guard_status_policy(ngx_http_cache_guard_out_t *o,

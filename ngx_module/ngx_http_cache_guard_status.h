@@ -15,10 +15,14 @@
 #include "ngx_http_cache_guard_breaker.h"
 
 
+/* the longest JSON of a breaker */
+#define NGX_HTTP_CACHE_GUARD_BREAKER_JSON                                    \
+    (NGX_HTTP_CACHE_GUARD_RECORD_NAME * 6 + 512)
+
+
 char *ngx_http_cache_guard_status_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* a breaker as JSON, at most RECORD_NAME * 6 + 512 bytes */
 u_char *ngx_http_cache_guard_breaker_json(u_char *p,
     ngx_http_cache_guard_record_t *rec,
     ngx_http_cache_guard_breaker_conf_t *bc);

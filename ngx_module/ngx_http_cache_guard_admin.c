@@ -14,6 +14,7 @@
 
 #include "ngx_http_cache_guard_admin.h"
 #include "ngx_http_cache_guard_api.h"
+#include "ngx_http_cache_guard_status.h"
 #include "ngx_http_cache_guard_json.h"
 #include "ngx_http_cache_guard_bloom.h"
 #include "ngx_http_cache_guard_bloom_sync.h"
@@ -317,51 +318,6 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
     *p++ = LF;
 
     return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
-}
-
-
-u_char *
-ngx_http_cache_guard_breaker_json(u_char *p,
-    ngx_http_cache_guard_record_t *rec,
-    ngx_http_cache_guard_breaker_conf_t *bc)
-{
-    ngx_str_t                      name;
-    ngx_uint_t                     forced;
-    ngx_http_cache_guard_window_t  win;
-
-    static const char  *forced_names[] = { "auto", "open", "closed" };
-
-    name.data = rec->name;
-    name.len = rec->len;
-    forced = rec->forced;
-
-    ngx_http_cache_guard_breaker_window(rec, bc->window, &win);
-
-    *p++ = '{';
-    p = ngx_cpymem(p, "\"name\": ", 8);
-    p = ngx_http_cache_guard_json_str(p, &name);
-
-    p = ngx_sprintf(p, ", \"state\": \"%s\", \"forced\": \"%s\", "
-                    "\"enabled\": %s, \"window\": %ui, \"requests\": %ui, "
-                    "\"failures\": %ui, \"min_requests\": %ui, "
-                    "\"failure_rate\": ",
-                    ngx_http_cache_guard_breaker_name(
-                        ngx_http_cache_guard_breaker_state(rec, bc)),
-                    forced_names[forced < 3 ? forced : 0],
-                    bc->enabled ? "true" : "false", bc->window,
-                    win.requests, win.failures, bc->min_requests);
-
-    p = ngx_http_cache_guard_json_number(p, bc->failure_rate);
-
-    p = ngx_sprintf(p, ", \"open_for\": %M, \"half_open_requests\": %ui, "
-                    "\"opened\": %uA, \"since_ms\": %M, "
-                    "\"inflight\": %A}",
-                    bc->open_for / 1000, bc->half_open,
-                    rec->opened,
-                    ngx_current_msec - (ngx_msec_t) rec->since,
-                    (ngx_atomic_int_t) rec->inflight);
-
-    return p;
 }
 
 

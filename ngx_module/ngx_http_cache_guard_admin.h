@@ -19,9 +19,5 @@
 char *ngx_http_cache_guard_admin_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-u_char *ngx_http_cache_guard_breaker_json(u_char *p,
-    ngx_http_cache_guard_record_t *rec,
-    ngx_http_cache_guard_breaker_conf_t *bc);
-
 
 #endif /* _NGX_HTTP_CACHE_GUARD_ADMIN_H_INCLUDED_ */

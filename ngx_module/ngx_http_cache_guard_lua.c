@@ -81,11 +81,6 @@ static void ngx_http_cache_guard_hook_error(ngx_http_request_t *r,
     ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, const char *fmt, ...);
 
 
-const char  *ngx_http_cache_guard_hook_names[] = {
-    "key", "validate", "bloom.item"
-};
-
-
 /* one Lua call runs at a time in a process: its budget is global */
 
 static ngx_uint_t  ngx_http_cache_guard_lua_steps;       /* hooks left */

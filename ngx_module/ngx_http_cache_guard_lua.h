@@ -27,7 +27,6 @@ typedef enum {
 } ngx_http_cache_guard_hook_rc_t;
 
 
-extern const char  *ngx_http_cache_guard_hook_names[];
 
 lua_State *ngx_http_cache_guard_lua_new(ngx_conf_t *cf);
 ngx_int_t ngx_http_cache_guard_lua_run(lua_State *L, ngx_str_t *file,

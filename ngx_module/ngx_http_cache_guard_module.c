@@ -16,6 +16,8 @@
 #include "ngx_http_cache_guard_geo.h"
 #include "ngx_http_cache_guard_handler.h"
 #include "ngx_http_cache_guard_metrics.h"
+#include "ngx_http_cache_guard_prometheus.h"
+#include "ngx_http_cache_guard_status.h"
 #include "ngx_http_cache_guard_policy.h"
 #include "ngx_http_cache_guard_purge.h"
 #include "ngx_http_cache_guard_redis.h"
@@ -84,17 +86,17 @@ static ngx_command_t  ngx_http_cache_guard_commands[] = {
 
     { ngx_string("cache_guard_metrics"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_cache_guard_metrics_conf,
+      ngx_http_cache_guard_prometheus_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("cache_guard_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_cache_guard_metrics_conf,
+      ngx_http_cache_guard_status_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
-      (void *) "status" },
+      NULL },
 
     { ngx_string("cache_guard"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,

@@ -32,6 +32,11 @@ ngx_str_t  ngx_http_cache_guard_level_names[] = {
 };
 
 
+const char  *ngx_http_cache_guard_hook_names[] = {
+    "key", "validate", "bloom.item"
+};
+
+
 /* upper bounds of the duration buckets, microseconds; the last is +Inf */
 
 uint64_t  ngx_http_cache_guard_bounds[NGX_HTTP_CACHE_GUARD_NBUCKETS - 1]

@@ -72,7 +72,7 @@ typedef struct {
     ngx_atomic_t                    redis_commands;
     ngx_http_cache_guard_histogram_t  redis_duration;
     ngx_atomic_t                    info_time;    /* ngx_time() of INFO */
-    ngx_atomic_t                    info[7];      /* see metrics.c */
+    ngx_atomic_t                    info[7];      /* INFO_, metrics.h */
 
     ngx_http_cache_guard_snapshot_t  history[NGX_HTTP_CACHE_GUARD_HISTORY];
 } ngx_http_cache_guard_metrics_t;
@@ -107,6 +107,7 @@ ngx_http_cache_guard_now(void)
 
 extern ngx_str_t  ngx_http_cache_guard_status_names[];   /* by status_e */
 extern ngx_str_t  ngx_http_cache_guard_level_names[];    /* by level_e */
+extern const char *ngx_http_cache_guard_hook_names[];   /* by HOOK_ */
 extern uint64_t   ngx_http_cache_guard_bounds[];         /* us, NBUCKETS - 1 */
 
 void ngx_http_cache_guard_stats_init(void);

@@ -57,7 +57,7 @@ main(void)
     uint64_t    sink;
     ngx_uint_t  present;
 
-    nblocks = ngx_http_cache_guard_bloom_blocks(BENCH_CAPACITY, 0.01);
+    nblocks = ngx_http_cache_guard_sbbf_blocks(BENCH_CAPACITY, 0.01);
 
     bits = calloc(nblocks, 32);
     items = malloc(BENCH_ITEMS * BENCH_ITEM_LEN);
@@ -79,9 +79,9 @@ main(void)
 
     for (i = 0; i < BENCH_CAPACITY; i++) {
         t = items + (size_t) i * BENCH_ITEM_LEN;
-        ngx_http_cache_guard_bloom_set(bits, nblocks,
-                              ngx_http_cache_guard_bloom_hash((u_char *) t,
-                                                              lens[i]));
+        ngx_http_cache_guard_sbbf_set(bits, nblocks,
+                              ngx_http_cache_guard_sbbf_hash((u_char *) t,
+                                                             lens[i]));
     }
 
     add_ns = (now_ns() - start) / BENCH_CAPACITY;
@@ -103,7 +103,7 @@ main(void)
 
     for (i = 0; i < BENCH_LOOKUPS; i++) {
         j = i % BENCH_ITEMS;
-        sink += ngx_http_cache_guard_bloom_hash(
+        sink += ngx_http_cache_guard_sbbf_hash(
                     (u_char *) items + (size_t) j * BENCH_ITEM_LEN, lens[j]);
     }
 
@@ -115,9 +115,9 @@ main(void)
     for (i = 0; i < BENCH_LOOKUPS; i++) {
         j = i % BENCH_ITEMS;
         t = items + (size_t) j * BENCH_ITEM_LEN;
-        present += ngx_http_cache_guard_bloom_has(bits, nblocks,
-                              ngx_http_cache_guard_bloom_hash((u_char *) t,
-                                                              lens[j]));
+        present += ngx_http_cache_guard_sbbf_has(bits, nblocks,
+                              ngx_http_cache_guard_sbbf_hash((u_char *) t,
+                                                             lens[j]));
     }
 
     test_ns = (now_ns() - start) / BENCH_LOOKUPS;

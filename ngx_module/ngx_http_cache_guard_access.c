@@ -104,7 +104,7 @@ ngx_http_cache_guard_access_handler(ngx_http_request_t *r)
     }
 
     if (pl->validate_fn != LUA_NOREF) {
-        rc = ngx_http_cache_guard_policy_call(r, pl,
+        rc = ngx_http_cache_guard_lua_call(r, pl,
                                            NGX_HTTP_CACHE_GUARD_HOOK_VALIDATE,
                                            &msg, &status);
         if (rc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
@@ -379,9 +379,9 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
     pl = ctx->policy;
 
     if (pl->bloom_item_fn != LUA_NOREF) {
-        hrc = ngx_http_cache_guard_policy_call(r, pl,
-                                               NGX_HTTP_CACHE_GUARD_HOOK_BLOOM,
-                                               &item, NULL);
+        hrc = ngx_http_cache_guard_lua_call(r, pl,
+                                            NGX_HTTP_CACHE_GUARD_HOOK_BLOOM,
+                                            &item, NULL);
         if (hrc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
             if (pl->on_hook_error != NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS) {
                 return ngx_http_cache_guard_reject_hook(r, ctx);
@@ -394,8 +394,8 @@ ngx_http_cache_guard_check_bloom(ngx_http_request_t *r,
         rc = (hrc == NGX_HTTP_CACHE_GUARD_HOOK_NIL) ? NGX_DECLINED : NGX_OK;
 
     } else {
-        rc = ngx_http_cache_guard_policy_eval_key(r, pl->bloom_item, &none,
-                                                  &none, &item);
+        rc = ngx_http_cache_guard_key_eval(r, pl->bloom_item, &none,
+                                           &none, &item);
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }

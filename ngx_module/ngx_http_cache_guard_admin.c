@@ -33,7 +33,7 @@
 
 
 typedef struct {
-    ngx_http_cache_guard_admin_body_t   body;
+    ngx_http_cache_guard_api_body_t   body;
     ngx_http_request_t             *request;
     ngx_http_cache_guard_bloom_t   *bf;
     ngx_array_t                     hashes;       /* uint64_t */
@@ -54,7 +54,7 @@ static ngx_int_t ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
 static ngx_int_t ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_t *bf);
 static void ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
+    ngx_http_cache_guard_api_body_t *ab, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_admin_bloom_line(
     ngx_http_cache_guard_lines_t *ls, u_char *item, size_t len);
 static void ngx_http_cache_guard_admin_bloom_pushed(void *data, ngx_int_t rc);
@@ -137,13 +137,13 @@ ngx_http_cache_guard_admin_handler(ngx_http_request_t *r)
     }
 
     if (name.len) {
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                                "unknown bloom filter "
-                                                "\"%V\"", &name);
+        return ngx_http_cache_guard_api_error(r, NGX_HTTP_NOT_FOUND,
+                                              "unknown bloom filter "
+                                              "\"%V\"", &name);
     }
 
-    return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                            "unknown admin call");
+    return ngx_http_cache_guard_api_error(r, NGX_HTTP_NOT_FOUND,
+                                          "unknown admin call");
 }
 
 
@@ -194,14 +194,14 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
     mcf = ngx_http_get_module_main_conf(r, ngx_http_cache_guard_module);
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
-        return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
+        return ngx_http_cache_guard_api_allow(r, "GET, HEAD, POST");
     }
 
     n = mcf->policies.nelts + 2;
 
     if (path->len <= 8) {
         if (r->method == NGX_HTTP_POST) {
-            return ngx_http_cache_guard_admin_allow(r, "GET, HEAD");
+            return ngx_http_cache_guard_api_allow(r, "GET, HEAD");
         }
 
         start = ngx_pnalloc(r->pool,
@@ -237,8 +237,8 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
 
         p = ngx_cpymem(p, "]}\n", 3);
 
-        return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start,
-                                               p - start);
+        return ngx_http_cache_guard_api_send(r, NGX_HTTP_OK, start,
+                                             p - start);
     }
 
     name.data = path->data + 8;
@@ -270,24 +270,24 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
     }
 
     if (rec == NULL) {
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_FOUND,
-                                                "unknown breaker \"%V\"",
-                                                &name);
+        return ngx_http_cache_guard_api_error(r, NGX_HTTP_NOT_FOUND,
+                                              "unknown breaker \"%V\"",
+                                              &name);
     }
 
     if (r->method == NGX_HTTP_POST) {
 
         if (!bc->enabled) {
-            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_CONFLICT,
-                                                    "the breaker \"%V\" is "
-                                                    "turned off by the "
-                                                    "policy", &name);
+            return ngx_http_cache_guard_api_error(r, NGX_HTTP_CONFLICT,
+                                                  "the breaker \"%V\" is "
+                                                  "turned off by the "
+                                                  "policy", &name);
         }
 
         if (ngx_http_arg(r, (u_char *) "state", 5, &arg) != NGX_OK) {
-            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                    "state=open, closed or "
-                                                    "auto is missing");
+            return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                                  "state=open, closed or "
+                                                  "auto is missing");
         }
 
         if (arg.len == 4 && ngx_strncmp(arg.data, "open", 4) == 0) {
@@ -300,9 +300,9 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
             forced = NGX_HTTP_CACHE_GUARD_FORCED_AUTO;
 
         } else {
-            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                    "state must be open, "
-                                                    "closed or auto");
+            return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                                  "state must be open, "
+                                                  "closed or auto");
         }
 
         (void) ngx_http_cache_guard_breaker_force(rec, forced,
@@ -317,7 +317,7 @@ ngx_http_cache_guard_admin_breaker(ngx_http_request_t *r, ngx_str_t *path)
     p = ngx_http_cache_guard_breaker_json(start, rec, bc);
     *p++ = LF;
 
-    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+    return ngx_http_cache_guard_api_send(r, NGX_HTTP_OK, start, p - start);
 }
 
 
@@ -366,7 +366,7 @@ ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
     }
 
     if (r->method != NGX_HTTP_POST) {
-        return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
+        return ngx_http_cache_guard_api_allow(r, "GET, HEAD, POST");
     }
 
     add = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_admin_add_t));
@@ -388,7 +388,7 @@ ngx_http_cache_guard_admin_bloom(ngx_http_request_t *r,
 
     /* a body over client_max_body_size: nginx answers 413 itself */
 
-    return ngx_http_cache_guard_admin_read_body(r, &add->body);
+    return ngx_http_cache_guard_api_read_body(r, &add->body);
 }
 
 
@@ -415,7 +415,7 @@ ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
     item.len = p - item.data;
 
     if (item.len == 0 || item.len > NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM) {
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
                                          "an item is 1 to %d bytes",
                                          NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM);
     }
@@ -442,7 +442,7 @@ ngx_http_cache_guard_admin_bloom_test(ngx_http_request_t *r,
                     present ? "true" : "false",
                     info.loaded ? "true" : "false");
 
-    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+    return ngx_http_cache_guard_api_send(r, NGX_HTTP_OK, start, p - start);
 }
 
 
@@ -515,7 +515,7 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
     *p++ = '}';
     *p++ = LF;
 
-    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+    return ngx_http_cache_guard_api_send(r, NGX_HTTP_OK, start, p - start);
 }
 
 
@@ -526,12 +526,12 @@ ngx_http_cache_guard_admin_bloom_info(ngx_http_request_t *r,
 
 static void
 ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc)
+    ngx_http_cache_guard_api_body_t *ab, ngx_int_t rc)
 {
     ngx_http_cache_guard_admin_add_t  *add = (void *) ab;
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+        rc = ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
                                          "line %ui is longer than %d bytes, "
                                          "nothing was added", ab->lines.line,
                                          NGX_HTTP_CACHE_GUARD_BLOOM_MAX_ITEM);
@@ -540,7 +540,7 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
     }
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-        rc = ngx_http_cache_guard_admin_error(r,
+        rc = ngx_http_cache_guard_api_error(r,
                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                          "%d items at most per call, "
                                          "nothing was added",
@@ -557,8 +557,8 @@ ngx_http_cache_guard_admin_bloom_body(ngx_http_request_t *r,
     ngx_http_cache_guard_bloom_add(add->bf, add->hashes.elts,
                                    add->hashes.nelts);
 
-    rc = ngx_http_cache_guard_bloom_push(add->bf, r->pool, add->hashes.elts,
-                                     add->hashes.nelts,
+    rc = ngx_http_cache_guard_bloom_sync_push(add->bf, r->pool,
+                                     add->hashes.elts, add->hashes.nelts,
                                      ngx_http_cache_guard_admin_bloom_pushed,
                                      add);
 
@@ -588,7 +588,7 @@ ngx_http_cache_guard_admin_bloom_line(ngx_http_cache_guard_lines_t *ls,
         return NGX_ERROR;
     }
 
-    *h = ngx_http_cache_guard_bloom_hash(item, len);
+    *h = ngx_http_cache_guard_sbbf_hash(item, len);
 
     return NGX_OK;
 }
@@ -644,6 +644,6 @@ ngx_http_cache_guard_admin_bloom_added(ngx_http_request_t *r,
     *p++ = '}';
     *p++ = LF;
 
-    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+    return ngx_http_cache_guard_api_send(r, NGX_HTTP_OK, start, p - start);
 }
 

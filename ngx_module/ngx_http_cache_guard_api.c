@@ -22,17 +22,17 @@
 #define NGX_HTTP_CACHE_GUARD_ADMIN_ERROR  256
 
 
-static void ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r);
-static void ngx_http_cache_guard_admin_body_read(ngx_http_request_t *r);
-static void ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab);
-static ngx_http_cache_guard_admin_body_t *ngx_http_cache_guard_admin_body_find(
+static void ngx_http_cache_guard_api_body_ready(ngx_http_request_t *r);
+static void ngx_http_cache_guard_api_body_read(ngx_http_request_t *r);
+static void ngx_http_cache_guard_api_body_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_api_body_t *ab);
+static ngx_http_cache_guard_api_body_t *ngx_http_cache_guard_api_body_find(
     ngx_http_request_t *r);
-static void ngx_http_cache_guard_admin_body_cleanup(void *data);
+static void ngx_http_cache_guard_api_body_cleanup(void *data);
 
 
 ngx_int_t
-ngx_http_cache_guard_admin_allow(ngx_http_request_t *r, const char *methods)
+ngx_http_cache_guard_api_allow(ngx_http_request_t *r, const char *methods)
 {
     ngx_table_elt_t  *h;
 
@@ -46,16 +46,16 @@ ngx_http_cache_guard_admin_allow(ngx_http_request_t *r, const char *methods)
     h->value.data = (u_char *) methods;
     h->value.len = ngx_strlen(methods);
 
-    return ngx_http_cache_guard_admin_error(r, NGX_HTTP_NOT_ALLOWED,
-                                            "method not allowed, use %s",
-                                            methods);
+    return ngx_http_cache_guard_api_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          "method not allowed, use %s",
+                                          methods);
 }
 
 
 /* {"error": "..."} with a 4xx status */
 
 ngx_int_t
-ngx_http_cache_guard_admin_error(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_cache_guard_api_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *fmt, ...)
 {
     u_char     msg[NGX_HTTP_CACHE_GUARD_ADMIN_ERROR], *p, *start;
@@ -83,12 +83,12 @@ ngx_http_cache_guard_admin_error(ngx_http_request_t *r, ngx_uint_t status,
     *p++ = '}';
     *p++ = LF;
 
-    return ngx_http_cache_guard_admin_send(r, status, start, p - start);
+    return ngx_http_cache_guard_api_send(r, status, start, p - start);
 }
 
 
 ngx_int_t
-ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_cache_guard_api_send(ngx_http_request_t *r, ngx_uint_t status,
     u_char *p, size_t len)
 {
     return ngx_http_cache_guard_send_buf(r, status, "application/json", p,
@@ -105,8 +105,8 @@ ngx_http_cache_guard_admin_send(ngx_http_request_t *r, ngx_uint_t status,
  */
 
 ngx_int_t
-ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab)
+ngx_http_cache_guard_api_read_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_api_body_t *ab)
 {
     ngx_int_t            rc;
     ngx_pool_cleanup_t  *cln;
@@ -115,7 +115,7 @@ ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
         /* refused unread: no "100 Continue" */
         r->expect_tested = 1;
 
-        return ngx_http_cache_guard_admin_error(r,
+        return ngx_http_cache_guard_api_error(r,
                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                          ab->too_large, ab->limit);
     }
@@ -136,13 +136,13 @@ ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cln->handler = ngx_http_cache_guard_admin_body_cleanup;
+    cln->handler = ngx_http_cache_guard_api_body_cleanup;
     cln->data = ab;
 
     r->request_body_no_buffering = 1;
 
     rc = ngx_http_read_client_request_body(r,
-                                       ngx_http_cache_guard_admin_body_ready);
+                                       ngx_http_cache_guard_api_body_ready);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -155,11 +155,11 @@ ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
 /* the first part of the body, or all of it, is there */
 
 static void
-ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r)
+ngx_http_cache_guard_api_body_ready(ngx_http_request_t *r)
 {
-    ngx_http_cache_guard_admin_body_t  *ab;
+    ngx_http_cache_guard_api_body_t  *ab;
 
-    ab = ngx_http_cache_guard_admin_body_find(r);
+    ab = ngx_http_cache_guard_api_body_find(r);
 
     if (ab == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -167,32 +167,32 @@ ngx_http_cache_guard_admin_body_ready(ngx_http_request_t *r)
     }
 
     if (r->reading_body) {
-        r->read_event_handler = ngx_http_cache_guard_admin_body_read;
+        r->read_event_handler = ngx_http_cache_guard_api_body_read;
     }
 
-    ngx_http_cache_guard_admin_body_step(r, ab);
+    ngx_http_cache_guard_api_body_step(r, ab);
 }
 
 
 static void
-ngx_http_cache_guard_admin_body_read(ngx_http_request_t *r)
+ngx_http_cache_guard_api_body_read(ngx_http_request_t *r)
 {
-    ngx_http_cache_guard_admin_body_t  *ab;
+    ngx_http_cache_guard_api_body_t  *ab;
 
-    ab = ngx_http_cache_guard_admin_body_find(r);
+    ab = ngx_http_cache_guard_api_body_find(r);
 
     if (ab == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
 
-    ngx_http_cache_guard_admin_body_step(r, ab);
+    ngx_http_cache_guard_api_body_step(r, ab);
 }
 
 
 static void
-ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab)
+ngx_http_cache_guard_api_body_step(ngx_http_request_t *r,
+    ngx_http_cache_guard_api_body_t *ab)
 {
     size_t                    size, step;
     ngx_int_t                 rc;
@@ -230,7 +230,7 @@ ngx_http_cache_guard_admin_body_step(ngx_http_request_t *r,
                 r->read_event_handler = ngx_http_block_reading;
 
                 ngx_http_finalize_request(r,
-                    ngx_http_cache_guard_admin_error(r,
+                    ngx_http_cache_guard_api_error(r,
                                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                          ab->too_large, ab->limit));
                 return;
@@ -287,13 +287,13 @@ done:
 }
 
 
-static ngx_http_cache_guard_admin_body_t *
-ngx_http_cache_guard_admin_body_find(ngx_http_request_t *r)
+static ngx_http_cache_guard_api_body_t *
+ngx_http_cache_guard_api_body_find(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t  *cln;
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_cache_guard_admin_body_cleanup) {
+        if (cln->handler == ngx_http_cache_guard_api_body_cleanup) {
             return cln->data;
         }
     }
@@ -305,6 +305,6 @@ ngx_http_cache_guard_admin_body_find(ngx_http_request_t *r)
 /* a mark only: the state lives in the request's pool */
 
 static void
-ngx_http_cache_guard_admin_body_cleanup(void *data)
+ngx_http_cache_guard_api_body_cleanup(void *data)
 {
 }

@@ -15,36 +15,36 @@
 #include "ngx_http_cache_guard_lines.h"
 
 
-typedef struct ngx_http_cache_guard_admin_body_s
-    ngx_http_cache_guard_admin_body_t;
+typedef struct ngx_http_cache_guard_api_body_s
+    ngx_http_cache_guard_api_body_t;
 
 /*
  * Called once the body is split into lines, or was refused: NGX_OK,
  * NGX_DECLINED (line lines.line is bad), NGX_ERROR or the line handler's
  * own code; it answers the request.
  */
-typedef void (*ngx_http_cache_guard_admin_body_pt)(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
+typedef void (*ngx_http_cache_guard_api_body_pt)(ngx_http_request_t *r,
+    ngx_http_cache_guard_api_body_t *ab, ngx_int_t rc);
 
 /* a request body read as it comes and split into lines, never stored */
-struct ngx_http_cache_guard_admin_body_s {
+struct ngx_http_cache_guard_api_body_s {
     ngx_http_cache_guard_lines_t    lines;       /* handler, data: set */
     off_t                           limit;       /* bytes */
     off_t                           received;
     const char                     *too_large;   /* "...%O..." the limit */
-    ngx_http_cache_guard_admin_body_pt  done;
+    ngx_http_cache_guard_api_body_pt  done;
     ngx_uint_t                      finished;    /* unsigned:1 */
 };
 
 
-ngx_int_t ngx_http_cache_guard_admin_error(ngx_http_request_t *r,
+ngx_int_t ngx_http_cache_guard_api_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *fmt, ...);
-ngx_int_t ngx_http_cache_guard_admin_send(ngx_http_request_t *r,
+ngx_int_t ngx_http_cache_guard_api_send(ngx_http_request_t *r,
     ngx_uint_t status, u_char *p, size_t len);
-ngx_int_t ngx_http_cache_guard_admin_allow(ngx_http_request_t *r,
+ngx_int_t ngx_http_cache_guard_api_allow(ngx_http_request_t *r,
     const char *methods);
-ngx_int_t ngx_http_cache_guard_admin_read_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab);
+ngx_int_t ngx_http_cache_guard_api_read_body(ngx_http_request_t *r,
+    ngx_http_cache_guard_api_body_t *ab);
 
 
 #endif /* _NGX_HTTP_CACHE_GUARD_API_H_INCLUDED_ */

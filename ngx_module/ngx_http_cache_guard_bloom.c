@@ -245,8 +245,8 @@ ngx_http_cache_guard_bloom_conf(ngx_conf_t *cf, ngx_command_t *cmd,
         bf->sync = NGX_HTTP_CACHE_GUARD_BLOOM_SYNC;
     }
 
-    bf->nblocks = ngx_http_cache_guard_bloom_blocks(bf->capacity,
-                                                    bf->error_rate);
+    bf->nblocks = ngx_http_cache_guard_sbbf_blocks(bf->capacity,
+                                                   bf->error_rate);
     if (bf->nblocks == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "cache guard: bloom \"%V\": error_rate %V is "
@@ -578,8 +578,8 @@ ngx_http_cache_guard_bloom_load_line(ngx_http_cache_guard_lines_t *ls,
     bf = ld->bf;
 
     ld->items++;
-    ld->added += ngx_http_cache_guard_bloom_set(bf->bits, bf->nblocks,
-                                 ngx_http_cache_guard_bloom_hash(item, len));
+    ld->added += ngx_http_cache_guard_sbbf_set(bf->bits, bf->nblocks,
+                                 ngx_http_cache_guard_sbbf_hash(item, len));
 
     return NGX_OK;
 }
@@ -603,8 +603,8 @@ ngx_http_cache_guard_bloom_test(ngx_http_cache_guard_bloom_t *bf,
         return NGX_AGAIN;
     }
 
-    if (ngx_http_cache_guard_bloom_has(bf->bits, bf->nblocks,
-                                   ngx_http_cache_guard_bloom_hash(item, len)))
+    if (ngx_http_cache_guard_sbbf_has(bf->bits, bf->nblocks,
+                                   ngx_http_cache_guard_sbbf_hash(item, len)))
     {
         return NGX_OK;
     }
@@ -638,8 +638,8 @@ ngx_uint_t
 ngx_http_cache_guard_bloom_contains(ngx_http_cache_guard_bloom_t *bf,
     u_char *item, size_t len)
 {
-    return ngx_http_cache_guard_bloom_has(bf->bits, bf->nblocks,
-                                   ngx_http_cache_guard_bloom_hash(item, len));
+    return ngx_http_cache_guard_sbbf_has(bf->bits, bf->nblocks,
+                                   ngx_http_cache_guard_sbbf_hash(item, len));
 }
 
 
@@ -652,8 +652,8 @@ ngx_http_cache_guard_bloom_add(ngx_http_cache_guard_bloom_t *bf,
     added = 0;
 
     for (i = 0; i < n; i++) {
-        added += ngx_http_cache_guard_bloom_set(bf->bits, bf->nblocks,
-                                                hashes[i]);
+        added += ngx_http_cache_guard_sbbf_set(bf->bits, bf->nblocks,
+                                               hashes[i]);
     }
 
     ngx_http_cache_guard_bloom_count(bf, added);

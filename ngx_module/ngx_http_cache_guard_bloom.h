@@ -4,7 +4,10 @@
  */
 
 
-/* Bloom filters: directive, zone, request-time test and what the admin API and metrics ask */
+/*
+ * Bloom filters: directive, zone, request-time test and what the admin API
+ * and metrics ask
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_BLOOM_H_INCLUDED_
@@ -104,7 +107,7 @@ ngx_http_cache_guard_bloom_t *ngx_http_cache_guard_bloom_get(
     ngx_http_request_t *r, ngx_str_t *name);
 ngx_uint_t ngx_http_cache_guard_bloom_contains(
     ngx_http_cache_guard_bloom_t *bf, u_char *item, size_t len);
-/* hashes: of ngx_http_cache_guard_bloom_hash() (sbbf.h) */
+/* hashes: of ngx_http_cache_guard_sbbf_hash() (sbbf.h) */
 void ngx_http_cache_guard_bloom_add(ngx_http_cache_guard_bloom_t *bf,
     uint64_t *hashes, ngx_uint_t n);
 void ngx_http_cache_guard_bloom_info(ngx_http_cache_guard_bloom_t *bf,

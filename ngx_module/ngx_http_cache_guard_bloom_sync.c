@@ -78,7 +78,7 @@ static const char  ngx_http_cache_guard_bloom_one[] = "1";
  */
 
 ngx_int_t
-ngx_http_cache_guard_bloom_init_worker(ngx_cycle_t *cycle)
+ngx_http_cache_guard_bloom_sync_init_worker(ngx_cycle_t *cycle)
 {
     ngx_uint_t                         i;
     ngx_http_cache_guard_bloom_t     **bfp, *bf;
@@ -381,7 +381,7 @@ ngx_http_cache_guard_bloom_merge(u_char *dst, u_char *src, size_t len)
  */
 
 ngx_int_t
-ngx_http_cache_guard_bloom_push(ngx_http_cache_guard_bloom_t *bf,
+ngx_http_cache_guard_bloom_sync_push(ngx_http_cache_guard_bloom_t *bf,
     ngx_pool_t *pool, uint64_t *hashes, ngx_uint_t n,
     ngx_http_cache_guard_bloom_done_pt done, void *data)
 {
@@ -450,8 +450,8 @@ ngx_http_cache_guard_bloom_push_next(ngx_http_cache_guard_bloom_push_t *ps)
     last = ngx_min(ps->n, ps->next + NGX_HTTP_CACHE_GUARD_BLOOM_BATCH);
 
     for (i = ps->next; i < last; i++) {
-        ngx_http_cache_guard_bloom_bit_offsets(bf->nblocks, ps->hashes[i],
-                                               bits);
+        ngx_http_cache_guard_sbbf_bit_offsets(bf->nblocks, ps->hashes[i],
+                                              bits);
 
         for (j = 0; j < 8; j++) {
             ps->argv[argc] = ngx_http_cache_guard_bloom_set_op;

@@ -4,7 +4,10 @@
  */
 
 
-/* Bloom filters and Redis: the per-worker merge of the shared bitmap, the write-through of added items */
+/*
+ * Bloom filters and Redis: the per-worker merge of the shared bitmap, the
+ * write-through of added items
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_BLOOM_SYNC_H_INCLUDED_
@@ -18,9 +21,9 @@
 typedef void (*ngx_http_cache_guard_bloom_done_pt)(void *data, ngx_int_t rc);
 
 
-ngx_int_t ngx_http_cache_guard_bloom_init_worker(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_cache_guard_bloom_sync_init_worker(ngx_cycle_t *cycle);
 /* NGX_AGAIN: done() follows; NGX_OK: n is 0; NGX_DECLINED: no redis_key */
-ngx_int_t ngx_http_cache_guard_bloom_push(ngx_http_cache_guard_bloom_t *bf,
+ngx_int_t ngx_http_cache_guard_bloom_sync_push(ngx_http_cache_guard_bloom_t *bf,
     ngx_pool_t *pool, uint64_t *hashes, ngx_uint_t n,
     ngx_http_cache_guard_bloom_done_pt done, void *data);
 

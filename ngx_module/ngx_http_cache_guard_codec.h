@@ -4,7 +4,10 @@
  */
 
 
-/* the entry codec, hashes and request-independent parsing: pure code, unit tested without nginx running */
+/*
+ * the entry codec, hashes and request-independent parsing: pure code, unit
+ * tested without nginx running
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_CODEC_H_INCLUDED_

@@ -728,15 +728,15 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
              ? &gzip : &none;
 
     if (pl->key_fn == LUA_NOREF) {
-        rc = ngx_http_cache_guard_policy_eval_key(r, pl->key, prefix, suffix,
-                                                  &ctx->rkey);
+        rc = ngx_http_cache_guard_key_eval(r, pl->key, prefix, suffix,
+                                           &ctx->rkey);
 
     } else {
         /* the hook's string, framed like a template's result */
 
-        hrc = ngx_http_cache_guard_policy_call(r, pl,
-                                               NGX_HTTP_CACHE_GUARD_HOOK_KEY,
-                                               &val, NULL);
+        hrc = ngx_http_cache_guard_lua_call(r, pl,
+                                            NGX_HTTP_CACHE_GUARD_HOOK_KEY,
+                                            &val, NULL);
         if (hrc == NGX_HTTP_CACHE_GUARD_HOOK_ERROR) {
             /* "pass": bypass the cache */
             return (pl->on_hook_error == NGX_HTTP_CACHE_GUARD_ON_HOOK_PASS)
@@ -753,8 +753,8 @@ ngx_http_cache_guard_make_key(ngx_http_request_t *r,
         parts.elts = &part;
         parts.nelts = 1;
 
-        rc = ngx_http_cache_guard_policy_eval_key(r, &parts, prefix, suffix,
-                                                  &ctx->rkey);
+        rc = ngx_http_cache_guard_key_eval(r, &parts, prefix, suffix,
+                                           &ctx->rkey);
     }
 
     if (rc != NGX_OK) {

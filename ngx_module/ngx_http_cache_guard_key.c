@@ -221,7 +221,7 @@ ngx_http_cache_guard_key_known_variable(ngx_http_core_main_conf_t *cmcf,
 
 
 ngx_int_t
-ngx_http_cache_guard_policy_eval_key(ngx_http_request_t *r,
+ngx_http_cache_guard_key_eval(ngx_http_request_t *r,
     ngx_array_t *parts, ngx_str_t *prefix, ngx_str_t *suffix,
     ngx_str_t *out)
 {

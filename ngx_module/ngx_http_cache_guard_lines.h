@@ -4,7 +4,10 @@
  */
 
 
-/* a stream of bytes split into items, one per line; pure code, unit tested without nginx running */
+/*
+ * a stream of bytes split into items, one per line; pure code, unit tested
+ * without nginx running
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_LINES_H_INCLUDED_

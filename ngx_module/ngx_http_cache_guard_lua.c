@@ -319,7 +319,7 @@ ngx_http_cache_guard_hook_trampoline(lua_State *L)
  */
 
 ngx_http_cache_guard_hook_rc_t
-ngx_http_cache_guard_policy_call(ngx_http_request_t *r,
+ngx_http_cache_guard_lua_call(ngx_http_request_t *r,
     ngx_http_cache_guard_policy_t *pl, ngx_uint_t hook, ngx_str_t *str,
     ngx_uint_t *status)
 {

@@ -33,7 +33,7 @@ ngx_int_t ngx_http_cache_guard_lua_run(lua_State *L, ngx_str_t *file,
     size_t dir);
 ngx_int_t ngx_http_cache_guard_lua_keep(ngx_conf_t *cf,
     ngx_http_cache_guard_policy_t *pl, lua_State *L);
-ngx_http_cache_guard_hook_rc_t ngx_http_cache_guard_policy_call(
+ngx_http_cache_guard_hook_rc_t ngx_http_cache_guard_lua_call(
     ngx_http_request_t *r, ngx_http_cache_guard_policy_t *pl,
     ngx_uint_t hook, ngx_str_t *str, ngx_uint_t *status);
 

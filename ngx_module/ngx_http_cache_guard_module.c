@@ -686,7 +686,7 @@ ngx_http_cache_guard_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_cache_guard_bloom_init_worker(cycle);
+    return ngx_http_cache_guard_bloom_sync_init_worker(cycle);
 }
 
 

@@ -103,7 +103,7 @@ ngx_http_cache_guard_purge_handler(ngx_http_request_t *r)
     ngx_http_cache_guard_main_conf_t  *mcf;
 
     if (r->method != NGX_HTTP_DELETE) {
-        return ngx_http_cache_guard_admin_allow(r, "DELETE");
+        return ngx_http_cache_guard_api_allow(r, "DELETE");
     }
 
     pu = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_purge_t));
@@ -120,17 +120,17 @@ ngx_http_cache_guard_purge_handler(ngx_http_request_t *r)
         is_key = 1;
 
     } else if (ngx_http_arg(r, (u_char *) "pattern", 7, &value) != NGX_OK) {
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "key=K or pattern=GLOB "
-                                                "is missing");
+        return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "key=K or pattern=GLOB "
+                                              "is missing");
     }
 
     /* arguments are URI-encoded: %2F, %2A, %23 are decoded */
 
     if (value.len == 0 || value.len > NGX_HTTP_CACHE_GUARD_MAX_KEY * 3) {
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "the key or pattern is empty "
-                                                "or too long");
+        return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "the key or pattern is empty "
+                                              "or too long");
     }
 
     arg.data = ngx_pnalloc(r->pool, value.len);
@@ -144,10 +144,10 @@ ngx_http_cache_guard_purge_handler(ngx_http_request_t *r)
     arg.len = dst - arg.data;
 
     if (arg.len == 0 || arg.len > NGX_HTTP_CACHE_GUARD_MAX_KEY) {
-        return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "the key or pattern is empty "
-                                                "or over %d bytes",
-                                                NGX_HTTP_CACHE_GUARD_MAX_KEY);
+        return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                              "the key or pattern is empty "
+                                              "or over %d bytes",
+                                              NGX_HTTP_CACHE_GUARD_MAX_KEY);
     }
 
     if (is_key) {
@@ -161,9 +161,9 @@ ngx_http_cache_guard_purge_handler(ngx_http_request_t *r)
         && !(value.len == 1 && value.data[0] == '0'))
     {
         if (pu->pattern.len) {
-            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                                    "a soft purge takes one "
-                                                    "key");
+            return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                                  "a soft purge takes one "
+                                                  "key");
         }
 
         pu->soft = 1;
@@ -728,10 +728,10 @@ ngx_http_cache_guard_purge_send(ngx_http_cache_guard_purge_t *pu)
 
     /* Redis failed: the other nodes and Redis may still hold the key */
 
-    return ngx_http_cache_guard_admin_send(r, pu->failed
+    return ngx_http_cache_guard_api_send(r, pu->failed
                                               ? NGX_HTTP_SERVICE_UNAVAILABLE
                                               : NGX_HTTP_OK,
-                                           start, p - start);
+                                         start, p - start);
 }
 
 

@@ -71,7 +71,7 @@ ngx_http_cache_guard_xxh_merge(uint64_t acc, uint64_t v)
 
 
 uint64_t
-ngx_http_cache_guard_bloom_hash(u_char *p, size_t len)
+ngx_http_cache_guard_sbbf_hash(u_char *p, size_t len)
 {
     u_char    *end, *limit;
     uint64_t   h, v1, v2, v3, v4;
@@ -155,7 +155,7 @@ ngx_http_cache_guard_bloom_hash(u_char *p, size_t len)
  */
 
 double
-ngx_http_cache_guard_bloom_fp_rate(double lambda)
+ngx_http_cache_guard_sbbf_fp_rate(double lambda)
 {
     double      p, fp;
     ngx_uint_t  k, kmax;
@@ -180,7 +180,7 @@ ngx_http_cache_guard_bloom_fp_rate(double lambda)
 /* the fewest blocks whose false positive rate at capacity is error_rate */
 
 uint32_t
-ngx_http_cache_guard_bloom_blocks(uint64_t capacity, double error_rate)
+ngx_http_cache_guard_sbbf_blocks(uint64_t capacity, double error_rate)
 {
     double      lo, hi, mid, nblocks;
     ngx_uint_t  i;
@@ -190,14 +190,14 @@ ngx_http_cache_guard_bloom_blocks(uint64_t capacity, double error_rate)
     lo = 0.001;
     hi = 256.0;
 
-    if (ngx_http_cache_guard_bloom_fp_rate(lo) > error_rate) {
+    if (ngx_http_cache_guard_sbbf_fp_rate(lo) > error_rate) {
         return 0;
     }
 
     for (i = 0; i < 60; i++) {
         mid = (lo + hi) / 2;
 
-        if (ngx_http_cache_guard_bloom_fp_rate(mid) <= error_rate) {
+        if (ngx_http_cache_guard_sbbf_fp_rate(mid) <= error_rate) {
             lo = mid;
 
         } else {
@@ -218,7 +218,7 @@ ngx_http_cache_guard_bloom_blocks(uint64_t capacity, double error_rate)
 /* bit j (0..31) of word i of block b is filter bit 256 b + 32 i + j */
 
 ngx_uint_t
-ngx_http_cache_guard_bloom_set(u_char *bits, uint32_t nblocks, uint64_t hash)
+ngx_http_cache_guard_sbbf_set(u_char *bits, uint32_t nblocks, uint64_t hash)
 {
     u_char      *block, *p, m;
     uint32_t     key, j;
@@ -247,7 +247,7 @@ ngx_http_cache_guard_bloom_set(u_char *bits, uint32_t nblocks, uint64_t hash)
 
 
 ngx_uint_t
-ngx_http_cache_guard_bloom_has(u_char *bits, uint32_t nblocks, uint64_t hash)
+ngx_http_cache_guard_sbbf_has(u_char *bits, uint32_t nblocks, uint64_t hash)
 {
     u_char      *block;
     uint32_t     key, j;
@@ -270,7 +270,7 @@ ngx_http_cache_guard_bloom_has(u_char *bits, uint32_t nblocks, uint64_t hash)
 
 
 void
-ngx_http_cache_guard_bloom_bit_offsets(uint32_t nblocks, uint64_t hash,
+ngx_http_cache_guard_sbbf_bit_offsets(uint32_t nblocks, uint64_t hash,
     uint64_t *offsets)
 {
     uint64_t    block;

@@ -4,7 +4,10 @@
  */
 
 
-/* the split-block Bloom filter's maths: hash, sizing, bit layout; pure code, unit tested without nginx running */
+/*
+ * the split-block Bloom filter's maths: hash, sizing, bit layout; pure code,
+ * unit tested without nginx running
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_SBBF_H_INCLUDED_
@@ -21,15 +24,15 @@
 #define NGX_HTTP_CACHE_GUARD_BLOOM_BLOCK         32
 
 
-uint64_t ngx_http_cache_guard_bloom_hash(u_char *p, size_t len);
-double ngx_http_cache_guard_bloom_fp_rate(double items_per_block);
-uint32_t ngx_http_cache_guard_bloom_blocks(uint64_t capacity,
+uint64_t ngx_http_cache_guard_sbbf_hash(u_char *p, size_t len);
+double ngx_http_cache_guard_sbbf_fp_rate(double items_per_block);
+uint32_t ngx_http_cache_guard_sbbf_blocks(uint64_t capacity,
     double error_rate);
-ngx_uint_t ngx_http_cache_guard_bloom_set(u_char *bits, uint32_t nblocks,
+ngx_uint_t ngx_http_cache_guard_sbbf_set(u_char *bits, uint32_t nblocks,
     uint64_t hash);
-ngx_uint_t ngx_http_cache_guard_bloom_has(u_char *bits, uint32_t nblocks,
+ngx_uint_t ngx_http_cache_guard_sbbf_has(u_char *bits, uint32_t nblocks,
     uint64_t hash);
-void ngx_http_cache_guard_bloom_bit_offsets(uint32_t nblocks, uint64_t hash,
+void ngx_http_cache_guard_sbbf_bit_offsets(uint32_t nblocks, uint64_t hash,
     uint64_t *offsets);
 
 

@@ -4,7 +4,10 @@
  */
 
 
-/* the cache zone: L1 entries, node lock slots, and the write path to L1 and Redis */
+/*
+ * the cache zone: L1 entries, node lock slots, and the write path to L1 and
+ * Redis
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_STORE_H_INCLUDED_

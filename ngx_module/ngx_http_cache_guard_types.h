@@ -4,7 +4,10 @@
  */
 
 
-/* the data every layer passes around: configuration, policies, cache entries and a request's state; types only */
+/*
+ * the data every layer passes around: configuration, policies, cache entries
+ * and a request's state; types only
+ */
 
 
 #ifndef _NGX_HTTP_CACHE_GUARD_TYPES_H_INCLUDED_
@@ -246,7 +249,7 @@ typedef struct {
     ngx_http_cache_guard_entry_t    stale;        /* a stale copy */
     ngx_str_t                       stale_blob;
 
-    uint64_t                        hash;         /* keyed, for locks; 0: none */
+    uint64_t                        hash;         /* keyed, locks; 0: none */
     uint64_t                        check;        /* confirms a slot's key */
     ngx_int_t                       slot;         /* node lock, or -1 */
     uint32_t                        gen;

@@ -49,7 +49,7 @@ struct ngx_http_cache_guard_warm_uri_s {
 
 
 struct ngx_http_cache_guard_warm_s {
-    ngx_http_cache_guard_admin_body_t   body;
+    ngx_http_cache_guard_api_body_t   body;
     ngx_http_request_t             *request;
     ngx_array_t                     uris;         /* ngx_str_t */
     ngx_uint_t                      next;
@@ -67,7 +67,7 @@ struct ngx_http_cache_guard_warm_s {
 
 
 static void ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc);
+    ngx_http_cache_guard_api_body_t *ab, ngx_int_t rc);
 static ngx_int_t ngx_http_cache_guard_warm_line(
     ngx_http_cache_guard_lines_t *ls, u_char *item, size_t len);
 static ngx_int_t ngx_http_cache_guard_warm_start(
@@ -97,7 +97,7 @@ ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
     }
 
     if (r->method != NGX_HTTP_POST) {
-        return ngx_http_cache_guard_admin_allow(r, "GET, HEAD, POST");
+        return ngx_http_cache_guard_api_allow(r, "GET, HEAD, POST");
     }
 
     w = ngx_pcalloc(r->pool, sizeof(ngx_http_cache_guard_warm_t));
@@ -114,7 +114,7 @@ ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
         n = ngx_atoi(arg.data, arg.len);
 
         if (n < 1 || n > NGX_HTTP_CACHE_GUARD_WARM_MAX) {
-            return ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
+            return ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
                                                "concurrency must be 1 to %d",
                                                NGX_HTTP_CACHE_GUARD_WARM_MAX);
         }
@@ -131,13 +131,13 @@ ngx_http_cache_guard_warm_handler(ngx_http_request_t *r)
                         "nothing was warmed";
     w->body.done = ngx_http_cache_guard_warm_body;
 
-    return ngx_http_cache_guard_admin_read_body(r, &w->body);
+    return ngx_http_cache_guard_api_read_body(r, &w->body);
 }
 
 
 static void
 ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
-    ngx_http_cache_guard_admin_body_t *ab, ngx_int_t rc)
+    ngx_http_cache_guard_api_body_t *ab, ngx_int_t rc)
 {
     ngx_pool_cleanup_t                 *cln;
     ngx_http_cache_guard_warm_t        *w = (void *) ab;
@@ -145,21 +145,21 @@ ngx_http_cache_guard_warm_body(ngx_http_request_t *r,
 
     if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r,
-            ngx_http_cache_guard_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                                             "line %ui is not a URI path "
-                                             "(\"/...\", 4096 bytes at most, "
-                                             "no spaces), nothing was warmed",
-                                             ab->lines.line));
+            ngx_http_cache_guard_api_error(r, NGX_HTTP_BAD_REQUEST,
+                                           "line %ui is not a URI path "
+                                           "(\"/...\", 4096 bytes at most, "
+                                           "no spaces), nothing was warmed",
+                                           ab->lines.line));
         return;
     }
 
     if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
         ngx_http_finalize_request(r,
-            ngx_http_cache_guard_admin_error(r,
-                                             NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                             "%d URIs at most per call, "
-                                             "nothing was warmed",
-                                             NGX_HTTP_CACHE_GUARD_WARM_LINES));
+            ngx_http_cache_guard_api_error(r,
+                                           NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                           "%d URIs at most per call, "
+                                           "nothing was warmed",
+                                           NGX_HTTP_CACHE_GUARD_WARM_LINES));
         return;
     }
 
@@ -708,9 +708,9 @@ ngx_http_cache_guard_warm_finish(ngx_event_t *ev)
                     w->concurrency);
 
     ngx_http_finalize_request(r,
-                              ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK,
-                                                              start,
-                                                              p - start));
+                              ngx_http_cache_guard_api_send(r, NGX_HTTP_OK,
+                                                            start,
+                                                            p - start));
     ngx_http_run_posted_requests(c);
 }
 
@@ -738,5 +738,5 @@ ngx_http_cache_guard_warm_progress(ngx_http_request_t *r)
                         ws->filled, ws->hits, ws->failed, ws->started);
     }
 
-    return ngx_http_cache_guard_admin_send(r, NGX_HTTP_OK, start, p - start);
+    return ngx_http_cache_guard_api_send(r, NGX_HTTP_OK, start, p - start);
 }

@@ -37,7 +37,7 @@ ok(int cond, const char *what)
 static uint64_t
 hash_str(const char *s)
 {
-    return ngx_http_cache_guard_bloom_hash((u_char *) s, strlen(s));
+    return ngx_http_cache_guard_sbbf_hash((u_char *) s, strlen(s));
 }
 
 
@@ -75,14 +75,14 @@ test_hash(void)
         ngx_memcpy(buf + i * 3, "abc", 3);
     }
 
-    ok(ngx_http_cache_guard_bloom_hash(buf, 2997) == 0x933EB85613976467ULL,
+    ok(ngx_http_cache_guard_sbbf_hash(buf, 2997) == 0x933EB85613976467ULL,
        "XXH64 of \"abc\" x 999");
 
     for (i = 0; i < 1000; i++) {
         ngx_memcpy(buf + i * 4, "abcd", 4);
     }
 
-    ok(ngx_http_cache_guard_bloom_hash(buf, 4000) == 0x205219D38E8898BCULL,
+    ok(ngx_http_cache_guard_sbbf_hash(buf, 4000) == 0x205219D38E8898BCULL,
        "XXH64 of \"abcd\" x 1000");
 }
 
@@ -93,9 +93,9 @@ test_sizing(void)
     char      what[160];
     uint32_t  n1, n2, n3;
 
-    n1 = ngx_http_cache_guard_bloom_blocks(1000000, 0.01);
-    n2 = ngx_http_cache_guard_bloom_blocks(1000000, 0.001);
-    n3 = ngx_http_cache_guard_bloom_blocks(2000000, 0.01);
+    n1 = ngx_http_cache_guard_sbbf_blocks(1000000, 0.01);
+    n2 = ngx_http_cache_guard_sbbf_blocks(1000000, 0.001);
+    n3 = ngx_http_cache_guard_sbbf_blocks(2000000, 0.01);
 
     printf("# 1M items at 0.01: %u blocks, %.2f bits per item\n",
            n1, n1 * 256.0 / 1000000);
@@ -113,18 +113,18 @@ test_sizing(void)
     ok(n3 >= 2 * n1 - 1 && n3 <= 2 * n1 + 1, "twice the items, twice "
        "the blocks");
 
-    ok(ngx_http_cache_guard_bloom_fp_rate(1000000.0 / n1) <= 0.01,
+    ok(ngx_http_cache_guard_sbbf_fp_rate(1000000.0 / n1) <= 0.01,
        "the predicted rate at capacity is within error_rate");
 
-    ok(ngx_http_cache_guard_bloom_fp_rate(1000000.0 / (n1 - n1 / 50))
+    ok(ngx_http_cache_guard_sbbf_fp_rate(1000000.0 / (n1 - n1 / 50))
        > 0.01, "2% fewer blocks would not do");
 
-    ok(ngx_http_cache_guard_bloom_blocks(1, 0.4) == 1, "one item, one block");
+    ok(ngx_http_cache_guard_sbbf_blocks(1, 0.4) == 1, "one item, one block");
 
-    ok(ngx_http_cache_guard_bloom_blocks(1000, 1e-17) == 0,
+    ok(ngx_http_cache_guard_sbbf_blocks(1000, 1e-17) == 0,
        "an unattainable error_rate is refused");
 
-    ok(ngx_http_cache_guard_bloom_blocks(1000000000, 1e-13) == 0,
+    ok(ngx_http_cache_guard_sbbf_blocks(1000000000, 1e-13) == 0,
        "more than 2^32 blocks is refused");
 }
 
@@ -144,12 +144,12 @@ test_layout(void)
 
     hash = hash_str("42");
 
-    ngx_http_cache_guard_bloom_bit_offsets(64, hash, off);
+    ngx_http_cache_guard_sbbf_bit_offsets(64, hash, off);
 
     ngx_memzero(bits, sizeof(bits));
-    ok(ngx_http_cache_guard_bloom_set(bits, 64, hash) == 1,
+    ok(ngx_http_cache_guard_sbbf_set(bits, 64, hash) == 1,
        "the first add sets new bits");
-    ok(ngx_http_cache_guard_bloom_set(bits, 64, hash) == 0,
+    ok(ngx_http_cache_guard_sbbf_set(bits, 64, hash) == 0,
        "the second sets none");
 
     nset = 0;
@@ -174,22 +174,22 @@ test_layout(void)
     ok(inplace, "at its offsets, SETBIT numbering, one bit per word of "
        "one block");
 
-    ok(ngx_http_cache_guard_bloom_has(bits, 64, hash), "it is present");
+    ok(ngx_http_cache_guard_sbbf_has(bits, 64, hash), "it is present");
 
     /* the bits Redis must hold after adding "42" to t/051's filter */
 
-    ngx_http_cache_guard_bloom_bit_offsets(
-        ngx_http_cache_guard_bloom_blocks(1000, 0.01), hash, off);
+    ngx_http_cache_guard_sbbf_bit_offsets(
+        ngx_http_cache_guard_sbbf_blocks(1000, 0.01), hash, off);
 
     snprintf(what, sizeof(what), "\"42\" in 1000 items at 0.01 (%u blocks) "
              "is at bits %llu %llu %llu %llu %llu %llu %llu %llu",
-             ngx_http_cache_guard_bloom_blocks(1000, 0.01),
+             ngx_http_cache_guard_sbbf_blocks(1000, 0.01),
              (unsigned long long) off[0], (unsigned long long) off[1],
              (unsigned long long) off[2], (unsigned long long) off[3],
              (unsigned long long) off[4], (unsigned long long) off[5],
              (unsigned long long) off[6], (unsigned long long) off[7]);
 
-    ok(ngx_http_cache_guard_bloom_blocks(1000, 0.01) == 42
+    ok(ngx_http_cache_guard_sbbf_blocks(1000, 0.01) == 42
        && off[0] == 4634 && off[1] == 4657 && off[2] == 4684
        && off[3] == 4713 && off[4] == 4751 && off[5] == 4788
        && off[6] == 4806 && off[7] == 4837, what);
@@ -207,7 +207,7 @@ test_rate(uint32_t capacity, double error_rate)
     uint32_t    nblocks, i, missing, fp;
     ngx_uint_t  tests;
 
-    nblocks = ngx_http_cache_guard_bloom_blocks(capacity, error_rate);
+    nblocks = ngx_http_cache_guard_sbbf_blocks(capacity, error_rate);
 
     bits = calloc(nblocks, 32);
     if (bits == NULL) {
@@ -217,18 +217,18 @@ test_rate(uint32_t capacity, double error_rate)
 
     for (i = 0; i < capacity; i++) {
         len = snprintf(item, sizeof(item), "user:%u", i);
-        ngx_http_cache_guard_bloom_set(bits, nblocks,
-                              ngx_http_cache_guard_bloom_hash((u_char *) item,
-                                                              len));
+        ngx_http_cache_guard_sbbf_set(bits, nblocks,
+                              ngx_http_cache_guard_sbbf_hash((u_char *) item,
+                                                             len));
     }
 
     missing = 0;
 
     for (i = 0; i < capacity; i++) {
         len = snprintf(item, sizeof(item), "user:%u", i);
-        missing += !ngx_http_cache_guard_bloom_has(bits, nblocks,
-                              ngx_http_cache_guard_bloom_hash((u_char *) item,
-                                                              len));
+        missing += !ngx_http_cache_guard_sbbf_has(bits, nblocks,
+                              ngx_http_cache_guard_sbbf_hash((u_char *) item,
+                                                             len));
     }
 
     snprintf(what, sizeof(what), "no false negative among %u items at %g",
@@ -240,9 +240,9 @@ test_rate(uint32_t capacity, double error_rate)
 
     for (i = 0; i < tests; i++) {
         len = snprintf(item, sizeof(item), "other:%u", i);
-        fp += ngx_http_cache_guard_bloom_has(bits, nblocks,
-                              ngx_http_cache_guard_bloom_hash((u_char *) item,
-                                                              len));
+        fp += ngx_http_cache_guard_sbbf_has(bits, nblocks,
+                              ngx_http_cache_guard_sbbf_hash((u_char *) item,
+                                                             len));
     }
 
     printf("# capacity %u, error_rate %g: %.2f bits per item, "
@@ -250,7 +250,7 @@ test_rate(uint32_t capacity, double error_rate)
            "predicted %.5f\n",
            capacity, error_rate, nblocks * 256.0 / capacity,
            (double) fp / tests, fp, (unsigned long) tests,
-           ngx_http_cache_guard_bloom_fp_rate((double) capacity / nblocks));
+           ngx_http_cache_guard_sbbf_fp_rate((double) capacity / nblocks));
 
     snprintf(what, sizeof(what), "false positives at capacity %u within "
              "1.3 x %g: %.5f", capacity, error_rate, (double) fp / tests);

@@ -13,13 +13,7 @@ use IO::Socket::INET;
 use List::Util qw(max min);
 use Time::HiRes qw(time sleep);
 
-guard_preamble(
-    zone     => '8m',
-    redis    => 'timeout=1s',
-    upstream => 1,
-    config   => guard_location(),
-    init     => 'origin_reset(); redis_flush();',
-);
+standard_preamble();
 
 # How many responses have an X-Guard matching $re.
 sub with_guard {

@@ -10,13 +10,7 @@ use Test::CacheGuard::Preset;
 use List::Util qw(max);
 use Time::HiRes qw(time sleep);
 
-guard_preamble(
-    zone     => '8m',
-    redis    => 'timeout=1s',
-    upstream => 1,
-    config   => guard_location(),
-    init     => 'origin_reset(); redis_flush();',
-);
+standard_preamble();
 
 
 

@@ -20,13 +20,7 @@ use POSIX ();
 use IO::Socket::INET;
 use Socket ();
 
-guard_preamble(
-    zone     => '8m',
-    redis    => 'timeout=1s',
-    upstream => 1,
-    config   => guard_location(x_guard => '$cache_guard_status'),
-    init     => 'origin_reset(); redis_flush();',
-);
+standard_preamble(config => guard_location(x_guard => '$cache_guard_status'));
 
 sub same_body {
     my ($res) = @_;

@@ -18,13 +18,7 @@ use Time::HiRes qw(time sleep);
 use Test::CacheGuard::Util qw(child_pids process_cmdline);
 use IO::Socket::INET;
 
-guard_preamble(
-    zone     => '8m',
-    redis    => 'timeout=1s',
-    upstream => 1,
-    config   => guard_location() . admin_location(),
-    init     => 'origin_reset(); redis_flush();',
-);
+standard_preamble(config => guard_location() . admin_location());
 
 sub breakers {
     my $r = http_get('/admin/breaker');

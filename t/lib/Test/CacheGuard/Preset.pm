@@ -20,8 +20,8 @@ use warnings;
 use Exporter 'import';
 use Test::CacheGuard ();    # its import plans the tests: call it by name
 
-our @EXPORT = qw(guard_preamble guard_http_config guard_location
-                 admin_location startup_redis_timeout);
+our @EXPORT = qw(guard_preamble standard_preamble guard_http_config
+                 guard_location admin_location startup_redis_timeout);
 
 # http {} lines.  zone => SIZE: cache_guard_zone main size=SIZE;
 # redis => ARGS: cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT ARGS;
@@ -114,6 +114,21 @@ sub guard_preamble {
         }
     });
     return;
+}
+
+# The behaviour tests' usual preamble: an 8 MiB zone "main", Redis with a
+# 1 s time-out, the upstream "origin", guard_location() as the block's
+# config when it has none, and the resets in init; any option overrides.
+sub standard_preamble {
+    my (%opt) = @_;
+    return guard_preamble(
+        zone     => '8m',
+        redis    => 'timeout=1s',
+        upstream => 1,
+        config   => guard_location(),
+        init     => 'origin_reset(); redis_flush();',
+        %opt,
+    );
 }
 
 1;

@@ -20,7 +20,6 @@
 #include "ngx_http_cache_guard_bloom_sync.h"
 #include "ngx_http_cache_guard_sbbf.h"
 #include "ngx_http_cache_guard_breaker.h"
-#include "ngx_http_cache_guard_codec.h"
 #include "ngx_http_cache_guard_redis.h"
 #include "ngx_http_cache_guard_purge.h"
 #include "ngx_http_cache_guard_warm.h"

@@ -5,8 +5,8 @@
 
 
 /*
- * Bloom filters and Redis: the per-worker merge of the shared bitmap, the
- * write-through of added items
+ * Bloom filters and Redis: one worker per node merges the shared bitmap;
+ * added items are written through
  */
 
 

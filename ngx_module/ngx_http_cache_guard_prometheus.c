@@ -10,7 +10,6 @@
 
 #include "ngx_http_cache_guard_prometheus.h"
 #include "ngx_http_cache_guard_metrics.h"
-#include "ngx_http_cache_guard_policy.h"
 
 
 /* a counter or gauge of a policy, one sample per policy */

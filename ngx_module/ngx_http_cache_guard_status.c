@@ -11,7 +11,6 @@
 
 #include "ngx_http_cache_guard_status.h"
 #include "ngx_http_cache_guard_metrics.h"
-#include "ngx_http_cache_guard_policy.h"
 
 
 /* the dashboard page, made a C string by the build (config) */

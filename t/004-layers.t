@@ -54,14 +54,15 @@ for my $f (@files) {
     my $me = $base_of{$f};
     next unless defined $rank{$me};
     my @bad;
-    while ($src{$f} =~ /^#include\s+"\Q$P\E(\w+)\.h"/mg) {
+    while ($src{$f} =~ /^#\s*include\s+"\Q$P\E(\w+)\.h"/mg) {
         my $to = $1;
         next if $to eq 'dashboard' || $to eq $me;
         if (!defined $rank{$to}) {
             push @bad, "$to.h (no layer)";
-        } elsif ($rank{$to} >= $rank{$me}) {
-            push @bad, "$to.h ($layer{$to}, not below $me in "
-                       . "$layer{$me})";
+        } elsif ($layer{$to} eq $layer{$me} && $rank{$to} > $rank{$me}) {
+            push @bad, "$to.h (it comes after $me in the $layer{$me} layer)";
+        } elsif ($rank{$to} > $rank{$me}) {
+            push @bad, "$to.h (the $layer{$to} layer, above $layer{$me})";
         }
     }
     is(join(', ', @bad), '', "$f includes only headers of files below it");
@@ -103,6 +104,15 @@ for my $c (grep { /\.c$/ } @files) {
     }
     is(join('; ', @wrong), '',
        "what $c offers is declared in its own header only");
+
+    # a call upward must not hide behind a prototype written in the .c
+    my @protos;
+    while ($s =~ /^(?:extern\s+)?(?!static\b|return\b)[a-z_][\w ]*?[\s*]+(\Q$P\E\w+)\s*\([^;{]*\)\s*;/mg) {
+        push @protos, $1;
+    }
+    is(join(', ', @protos), '',
+       "$c declares no other file's function (use its header, or pass a "
+       . "callback down)");
 }
 
 # 3. sizes
@@ -127,13 +137,22 @@ for my $c (grep { /\.c$/ } @files) {
     is(join(', ', @long), '', "no function of $c is over 150 lines");
 }
 
-# 4. the README shows the layout
+# 4. the README's table and config's list show the layers as they are
 my $readme = slurp("$root/README.md");
 my ($layout) = $readme =~ /^## Source layout\n(.*?)(?=^## |\z)/ms;
 ok(defined $layout, 'the README has a "Source layout" section');
+my %readme_layer = ($layout // '') =~ /^\| `(\w+)\.[ch]` \| (\w+) \|/mg;
 for my $f (grep { /\.c$/ } @files) {
-    like($layout // '', qr/\Q$f\E|\b\Q$base_of{$f}\E\.c\b/,
-         "the README's Source layout names $f");
+    my $me = $base_of{$f};
+    is($readme_layer{$me} // 'missing', $layer{$me} // '?',
+       "the README's Source layout puts $me.c in its layer");
 }
+
+my ($srcs) = slurp("$root/config") =~ /^cg_srcs="(.*?)"/ms;
+my @listed = ($srcs // '') =~ /\Q$P\E(\w+)\.c/g;
+my @want = grep { -f "$dir/$P$_.c" }
+           sort { $rank{$a} <=> $rank{$b} } grep { defined $rank{$_} }
+           map { $base_of{$_} } grep { /\.c$/ } @files;
+is("@listed", "@want", 'config lists every source, in layer order');
 
 done_testing();

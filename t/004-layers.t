@@ -115,8 +115,11 @@ for my $c (grep { /\.c$/ } @files) {
        . "callback down)");
 }
 
-# 3. sizes
+# 3. sizes, and an opening comment that says what the file owns
 for my $c (grep { /\.c$/ } @files) {
+    like($src{$c}, qr{\A\s*/\*\n \* Copyright[^\n]*\n \*\n \* \S},
+         "$c opens with what it owns");
+
     my $lines = () = $src{$c} =~ /\n/g;
     cmp_ok($lines, '<=', 1000, "$c has at most 1,000 lines");
 

@@ -186,3 +186,36 @@ is(origin_count('/after'), 1, 'it reached the origin');
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 6: requests that bypass the cache (Authorization, a nil key hook) are outside the cap and hold no slot
+--- user_files
+>>> p.lua
+return {
+  key = function(r)
+    if r:arg("nocache") then return nil end
+    return r.uri
+  end,
+  ttl = 60, jitter = 0,
+  origin = { max_concurrent = 1, on_overload = "fallback" },
+}
+--- check
+my $delay = 1 * slow();
+my @req = ("/fill?delay=$delay",
+           map({ { path => "/auth$_?delay=$delay",
+                   headers => { Authorization => "Bearer u$_" } } } 1 .. 2),
+           map({ "/nc$_?nocache=1&delay=$delay" } 1 .. 2));
+my $res = http_concurrent(scalar @req, sub { $req[$_[0]] });
+is(scalar(grep { $_->{status} == 200 } @$res), 5, 'all five answered 200')
+    or diag(tally($res));
+is(guard($res->[0]), 'MISS', 'the fill got the only slot');
+is(scalar(grep { guard($_) eq 'BYPASS' } @$res[1 .. 4]), 4,
+   'the four bypasses went to the origin beside it') or diag(tally($res));
+is(origin_peak(), 5, 'five origin requests in flight at once');
+my $r = http_get('/after');
+is(guard($r) . " $r->{status}", 'MISS 200',
+   'afterwards a new key still gets the slot: no bypass kept one');
+--- no_error_log
+[alert]
+[crit]

@@ -246,3 +246,40 @@ return { key = "$uri$is_args$args", bloom = { filter = "users", item = "$arg_id"
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 8: a bloom.item hook: nil skips the filter (not a rejection), an item not in it is refused, one in it passes
+--- http_config
+    cache_guard_bloom users capacity=1000 error_rate=0.01
+                      file=$TEST_NGINX_HTML_DIR/users.txt;
+--- config
+    location /hook {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/users.lua;
+        proxy_pass http://origin;
+        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
+    }
+--- user_files
+>>> users.lua
+return {
+  key = "$uri$is_args$args",
+  bloom = { filter = "users", item = function(r) return r:arg("id") end },
+}
+>>> users.txt
+7
+--- request eval
+["GET /hook?id=7", "GET /hook?id=8", "GET /hook?other=1", "GET /hook?other=1"]
+--- error_code eval
+[200,    # in the filter
+ 404,    # not in it: refused
+ 200,    # nil from the hook: nothing to test, looked up and filled
+ 200]
+--- response_headers eval
+["X-Guard: MISS", "X-Guard: BLOOM_REJECT", "X-Guard: MISS", "X-Guard: HIT l1"]
+--- check
+is(origin_total(), 2, 'the item in the filter and the nil one reached the origin');
+is(bloom_info('users')->{rejected}, 1, 'one rejection counted: nil is not one');
+--- no_error_log
+[error]
+[alert]

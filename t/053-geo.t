@@ -377,3 +377,40 @@ return { geo = { deny_countries = { "XX" } } }
 --- must_die
 --- error_log eval
 qr{cache guard: policy .*/p\.lua:\d+: geo needs a database}
+
+
+
+=== TEST 14: a corrupt database: after the 10 s quiet interval the next failure is logged again, with the same text
+Needs the policy's geo field and the access-phase handler that applies it.
+The warning of a later failure is the first one's line: nothing is added
+to it (issue 11 must not change the log).
+--- setup
+install_corrupt_mmdb();
+--- http_config
+    cache_guard_geoip $TEST_NGINX_HTML_DIR/geo.mmdb;
+--- config
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Forwarded-For;
+
+    location /x/ {
+        cache_guard main;
+        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
+        proxy_pass http://origin;
+    }
+--- user_files
+>>> p.lua
+return { geo = { deny_countries = { "XX" } } }
+--- timeout: 30
+--- check
+my $h = { 'X-Forwarded-For' => '10.1.2.3' };
+is(http_get("/x/$_", headers => $h)->{status}, 200, "failure $_: served")
+    for 1 .. 2;
+sleep 11;
+is(http_get('/x/3', headers => $h)->{status}, 200, 'failure 3: served');
+my @lines = error_log_since_block() =~ /^(.*\[warn\].*geoip lookup failed.*)$/mg;
+is(scalar @lines, 2, 'the first failure and the one after the interval logged');
+like($_, qr/geoip lookup failed: [^,(]*search tree is corrupt[^,(]*, client: /,
+     'the warning as before: the error, then the client') for @lines;
+--- no_error_log
+[error]
+[alert]

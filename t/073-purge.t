@@ -467,3 +467,32 @@ is(body_n($r), 3, 'and gets a new answer from the origin');
 --- no_error_log
 [error]
 [alert]
+
+
+
+=== TEST 10: the subscriber's connection is its own: when Redis drops it, it subscribes again, and the data path's Redis errors and breaker count nothing of it
+--- config eval
+main::purge_server() . "    location = /status {\n        cache_guard_status;\n    }\n"
+--- user_files
+>>> p.lua
+return { key = "$uri", ttl = 60, jitter = 0 }
+--- check
+ok(main::subscribed(1), 'the node listens on cg:purge');
+is(guard(http_get('/a')), 'MISS', 'the data path works');
+my $errors = status_json()->{redis}{errors};
+my $b = breaker('redis');
+is(redis('CLIENT', 'KILL', 'TYPE', 'pubsub'), 1, 'Redis dropped the subscriber');
+ok(wait_for(sub { main::subscribers() == 0 }, 5, 'the subscription gone'),
+   'the subscription is gone');
+ok(main::subscribed(1), 'the node subscribed again');
+is_deeply(status_json()->{redis}{errors}, $errors,
+          'no Redis error counted for the data path (the subscriber lost its connection)')
+    or diag(Test::More::explain(status_json()->{redis}{errors}));
+my $b2 = breaker('redis');
+is("$b2->{state} $b2->{failures}", "closed $b->{failures}",
+   'the Redis breaker saw no failure') or diag(Test::More::explain($b2));
+my $r = http_get('/a');
+is(guard($r), 'HIT l1', 'the data path still serves');
+is(json_of(purge('key=/a'))->{found}, JSON::PP::true, 'and a purge works');
+--- no_error_log
+[alert]

@@ -38,6 +38,7 @@ static const char *const  ngx_http_cache_guard_geo_asn[] =
 static const char *const  ngx_http_cache_guard_geo_asn_org[] =
     { "autonomous_system_organization", NULL };
 
+/* a broken database's warnings: as they come, one per interval */
 static ngx_http_cache_guard_log_limit_t  ngx_http_cache_guard_geo_log_limit;
 
 

@@ -32,7 +32,7 @@ ngx_http_cache_guard_log_limited(ngx_http_cache_guard_log_limit_t *lim,
         return;
     }
 
-    if (lim->suppressed) {
+    if (lim->suppressed && lim->count) {
         ngx_log_error(level, log, 0,
                       "%*s (%ui similar errors in the last %T s not logged)",
                       (size_t) (p - buf), buf, lim->suppressed,

@@ -17,12 +17,14 @@
 typedef struct {
     time_t                          last;         /* 0: none logged yet */
     ngx_uint_t                      suppressed;   /* since then */
+    ngx_uint_t                      count;        /* tell "suppressed" */
 } ngx_http_cache_guard_log_limit_t;
 
 
 /*
  * Logs at most one message per "interval" seconds at "level"; the others
- * go to the debug log, and the next one logged says how many there were.
+ * go to the debug log, and with "count" set the next one logged says how
+ * many there were.
  */
 void ngx_http_cache_guard_log_limited(ngx_http_cache_guard_log_limit_t *lim,
     time_t interval, ngx_uint_t level, ngx_log_t *log, const char *fmt, ...);

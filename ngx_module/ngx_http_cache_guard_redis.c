@@ -71,6 +71,7 @@ ngx_http_cache_guard_redis_init_worker(ngx_http_cache_guard_redis_t *rd,
 {
     rd->log = cycle->log;
     rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
+    rd->log_limit.count = 1;
 
     /* neither timer holds a request: a graceful shutdown need not wait */
 

@@ -81,3 +81,27 @@ is(origin_total(), 50, 'all reached the origin');
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 4: Redis answers errors: one logged per 10 s, and the next one says how many were not logged
+--- timeout: 60
+--- check
+my $wrong = sub {
+    redis('DEL', 'cg:/wrong');
+    redis('RPUSH', 'cg:/wrong', 'x');     # GET answers WRONGTYPE
+    return http_get('/wrong');
+};
+$wrong->() for 1 .. 3;
+my @logged = error_log_since_block() =~ /\[error\].*WRONGTYPE/g;
+is(scalar @logged, 1, 'three error replies at once: one logged');
+ok(wait_for(sub {
+       $wrong->();
+       error_log_since_block()
+           =~ /\[error\].*WRONGTYPE.*\((\d+) similar errors in the last \d+ s not logged\)/
+           && $1 >= 2;
+   }, 40, 'the next error after the interval'),
+   'the next one, past the interval, says how many were not logged');
+--- no_error_log
+[alert]
+[crit]

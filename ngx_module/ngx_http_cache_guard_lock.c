@@ -60,7 +60,7 @@ static ngx_str_t  ngx_http_cache_guard_release_script = ngx_string(
 
 /* per worker: the requests waiting for a node lock */
 static ngx_queue_t  ngx_http_cache_guard_waiters;
-static ngx_event_t  ngx_http_cache_guard_tick;
+static ngx_event_t  ngx_http_cache_guard_lock_tick;
 static ngx_uint_t   ngx_http_cache_guard_ticks;
 
 /* nginx's debug log reads a timer's data as a connection */
@@ -452,7 +452,7 @@ ngx_http_cache_guard_lock_wait(ngx_http_cache_guard_ctx_t *ctx)
 {
     ngx_event_t  *ev;
 
-    ev = &ngx_http_cache_guard_tick;
+    ev = &ngx_http_cache_guard_lock_tick;
 
     if (ev->handler == NULL) {
         ngx_queue_init(&ngx_http_cache_guard_waiters);
@@ -493,7 +493,7 @@ ngx_http_cache_guard_kick(void)
 {
     ngx_event_t  *ev;
 
-    ev = &ngx_http_cache_guard_tick;
+    ev = &ngx_http_cache_guard_lock_tick;
 
     if (ev->handler && !ev->posted
         && !ngx_queue_empty(&ngx_http_cache_guard_waiters))

@@ -736,7 +736,7 @@ ngx_http_cache_guard_release_send(ngx_http_cache_guard_release_t *rl)
     ngx_str_set(&sha, NGX_HTTP_CACHE_GUARD_RELEASE_SHA);
 
     /* a lock held is released on a live connection, whatever the breaker */
-    rl->redis->force = (rl->redis->ac != NULL);
+    rl->redis->force = (rl->redis->conn.c != NULL);
 
     if (ngx_http_cache_guard_redis_script(rl->redis,
                                       rl->eval ? "EVAL" : "EVALSHA",

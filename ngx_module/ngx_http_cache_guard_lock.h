@@ -35,7 +35,7 @@ void ngx_http_cache_guard_fill_end(ngx_http_cache_guard_ctx_t *ctx,
  * A parked request is woken by posting ctx->wake, whose handler the
  * request flow set when it parked the request: the locks call no code of
  * the layers above them.  The request runs again from the event loop,
- * never inside a hiredis callback.
+ * never inside a Redis reply handler.
  */
 
 static ngx_inline void

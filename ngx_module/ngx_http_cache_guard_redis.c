@@ -2,8 +2,10 @@
 /*
  * Copyright (C) nginx-cache-guard authors
  *
- * The Redis client: one hiredis asynchronous context per worker, driven by
- * nginx's event loop, with per-command time-outs and a reconnect backoff.
+ * The Redis client of a worker: commands pipelined in order on one
+ * connection (redis_conn.c), each reply given to its command's handler;
+ * the handshake (AUTH, SELECT), per-command time-outs, a reconnect
+ * backoff, the Redis breaker, subscriptions and scripts.
  */
 
 
@@ -22,31 +24,30 @@
 static ngx_int_t ngx_http_cache_guard_redis_connect(
     ngx_http_cache_guard_redis_t *rd);
 static ngx_int_t ngx_http_cache_guard_redis_handshake(
-    ngx_http_cache_guard_redis_t *rd, redisAsyncContext *ac);
+    ngx_http_cache_guard_redis_t *rd);
+static ngx_int_t ngx_http_cache_guard_redis_queue(
+    ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_cmd_t *cmd,
+    int argc, const char **argv, const size_t *argvlen);
+static ngx_http_cache_guard_redis_cmd_t *ngx_http_cache_guard_redis_cmd_get(
+    ngx_http_cache_guard_redis_t *rd);
+static void ngx_http_cache_guard_redis_cmd_free(
+    ngx_http_cache_guard_redis_t *rd, ngx_http_cache_guard_redis_cmd_t *cmd);
 static void ngx_http_cache_guard_redis_close(ngx_http_cache_guard_redis_t *rd);
 static void ngx_http_cache_guard_redis_backoff(
     ngx_http_cache_guard_redis_t *rd);
-static void ngx_http_cache_guard_redis_lost(ngx_http_cache_guard_redis_t *rd,
-    redisAsyncContext *ac);
+static void ngx_http_cache_guard_redis_lost(void *data, ngx_uint_t kind,
+    const char *why);
+static void ngx_http_cache_guard_redis_up(void *data);
 static void ngx_http_cache_guard_redis_ready(ngx_http_cache_guard_redis_t *rd);
-static void ngx_http_cache_guard_redis_connected(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_cache_guard_redis_handshake_done(redisAsyncContext *ac,
-    void *r, void *privdata);
-static void ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
-    void *privdata);
+static void ngx_http_cache_guard_redis_handshake_done(
+    ngx_http_cache_guard_redis_t *rd, redisReply *reply, const char *name);
+static void ngx_http_cache_guard_redis_reply(ngx_http_cache_guard_redis_t *rd,
+    ngx_http_cache_guard_redis_cmd_t *cmd, redisReply *reply);
+static void ngx_http_cache_guard_redis_dispatch(void *data,
+    redisReply *reply);
 static void ngx_http_cache_guard_redis_cmd_timeout(ngx_event_t *ev);
 static void ngx_http_cache_guard_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev);
-static void ngx_http_cache_guard_redis_read_handler(ngx_event_t *rev);
-static void ngx_http_cache_guard_redis_write_handler(ngx_event_t *wev);
-static void ngx_http_cache_guard_redis_event(ngx_event_t *ev, ngx_int_t event,
-    ngx_uint_t add);
-static void ngx_http_cache_guard_redis_add_read(void *privdata);
-static void ngx_http_cache_guard_redis_del_read(void *privdata);
-static void ngx_http_cache_guard_redis_add_write(void *privdata);
-static void ngx_http_cache_guard_redis_del_write(void *privdata);
-static void ngx_http_cache_guard_redis_cleanup(void *privdata);
 
 
 /* one more error of this kind, in the breaker record's counters */
@@ -72,6 +73,16 @@ ngx_http_cache_guard_redis_init_worker(ngx_http_cache_guard_redis_t *rd,
     rd->log = cycle->log;
     rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
     rd->log_limit.count = 1;
+
+    rd->conn.peer = rd->peer;
+    rd->conn.name = &rd->addr_text;
+    rd->conn.max_reply = rd->max_reply;
+    rd->conn.keepalive = rd->lazy;
+    rd->conn.log = rd->log;
+    rd->conn.data = rd;
+    rd->conn.reply = ngx_http_cache_guard_redis_dispatch;
+    rd->conn.up = ngx_http_cache_guard_redis_up;
+    rd->conn.lost = ngx_http_cache_guard_redis_lost;
 
     /* neither timer holds a request: a graceful shutdown need not wait */
 
@@ -110,7 +121,7 @@ ngx_http_cache_guard_redis_exit_worker(ngx_http_cache_guard_redis_t *rd)
 
     rd->exiting = 1;
 
-    if (rd->ac) {
+    if (rd->conn.c) {
         ngx_http_cache_guard_redis_close(rd);
     }
 
@@ -118,11 +129,7 @@ ngx_http_cache_guard_redis_exit_worker(ngx_http_cache_guard_redis_t *rd)
         ngx_del_timer(&rd->backoff_timer);
     }
 
-    if (rd->out) {
-        ngx_free(rd->out);
-        rd->out = NULL;
-        rd->out_size = 0;
-    }
+    ngx_http_cache_guard_redis_conn_free(&rd->conn);
 
     while (rd->free) {
         cmd = rd->free;
@@ -137,7 +144,6 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
     ngx_http_cache_guard_redis_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen)
 {
-    size_t                             len;
     ngx_int_t                          rc;
     ngx_http_cache_guard_redis_cmd_t  *cmd;
 
@@ -161,7 +167,7 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
         return NULL;
     }
 
-    if (rd->ac == NULL) {
+    if (rd->conn.c == NULL) {
 
         /* a probe does not wait for the backoff: open_for was its wait */
 
@@ -185,49 +191,22 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
         }
     }
 
-    cmd = rd->free;
-
-    if (cmd) {
-        rd->free = cmd->next;
-
-    } else {
-        cmd = ngx_calloc(sizeof(ngx_http_cache_guard_redis_cmd_t), rd->log);
-        if (cmd == NULL) {
-            return NULL;
-        }
-
-        /*
-         * the timer is not cancelable: a request waiting for the reply may
-         * have no timer of its own, and a graceful shutdown must not drop
-         * it; the wait is bounded by the time-out
-         */
-
-        cmd->redis = rd;
-        cmd->timer.handler = ngx_http_cache_guard_redis_cmd_timeout;
-        cmd->timer.data = cmd;
-        cmd->timer.log = rd->log;
+    cmd = ngx_http_cache_guard_redis_cmd_get(rd);
+    if (cmd == NULL) {
+        return NULL;
     }
 
     cmd->handler = handler;
     cmd->data = data;
 
-    len = ngx_http_cache_guard_resp_format(&rd->out, &rd->out_size, rd->log,
-                                          argc, argv, argvlen);
-
-    if (len == 0
-        || redisAsyncFormattedCommand(rd->ac, ngx_http_cache_guard_redis_reply,
-                                      cmd, (const char *) rd->out, len)
-           != REDIS_OK)
+    if (ngx_http_cache_guard_redis_queue(rd, cmd, argc, argv, argvlen)
+        != NGX_OK)
     {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                        "cache guard: redis \"%V\" refused a command",
                        &rd->addr_text);
 
-        cmd->handler = NULL;
-        cmd->data = NULL;
-        cmd->next = rd->free;
-        rd->free = cmd;
-
+        ngx_http_cache_guard_redis_cmd_free(rd, cmd);
         return NULL;
     }
 
@@ -251,94 +230,113 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
 void
 ngx_http_cache_guard_redis_cancel(ngx_http_cache_guard_redis_cmd_t *cmd)
 {
-    /* the struct goes back to the free list when hiredis is done with it */
+    /*
+     * the struct goes back to the free list when its reply comes or the
+     * connection ends
+     */
 
     cmd->handler = NULL;
     cmd->data = NULL;
 }
 
 
+static ngx_http_cache_guard_redis_cmd_t *
+ngx_http_cache_guard_redis_cmd_get(ngx_http_cache_guard_redis_t *rd)
+{
+    ngx_http_cache_guard_redis_cmd_t  *cmd;
+
+    cmd = rd->free;
+
+    if (cmd) {
+        rd->free = cmd->next;
+        cmd->next = NULL;
+        return cmd;
+    }
+
+    cmd = ngx_calloc(sizeof(ngx_http_cache_guard_redis_cmd_t), rd->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    /*
+     * the timer is not cancelable: a request waiting for the reply may
+     * have no timer of its own, and a graceful shutdown must not drop
+     * it; the wait is bounded by the time-out
+     */
+
+    cmd->redis = rd;
+    cmd->timer.handler = ngx_http_cache_guard_redis_cmd_timeout;
+    cmd->timer.data = cmd;
+    cmd->timer.log = rd->log;
+
+    return cmd;
+}
+
+
+static void
+ngx_http_cache_guard_redis_cmd_free(ngx_http_cache_guard_redis_t *rd,
+    ngx_http_cache_guard_redis_cmd_t *cmd)
+{
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+
+    cmd->handler = NULL;
+    cmd->data = NULL;
+    cmd->persistent = 0;
+    cmd->confirmed = 0;
+    cmd->handshake = 0;
+    cmd->next = rd->free;
+    rd->free = cmd;
+}
+
+
+/* the command sent, and its reply's place at the end of the queue */
+
+static ngx_int_t
+ngx_http_cache_guard_redis_queue(ngx_http_cache_guard_redis_t *rd,
+    ngx_http_cache_guard_redis_cmd_t *cmd, int argc, const char **argv,
+    const size_t *argvlen)
+{
+    if (ngx_http_cache_guard_redis_conn_send(&rd->conn, argc, argv, argvlen)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cmd->next = NULL;
+
+    if (rd->tail) {
+        rd->tail->next = cmd;
+
+    } else {
+        rd->head = cmd;
+    }
+
+    rd->tail = cmd;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
 {
-    ngx_connection_t   *c;
-    redisAsyncContext  *ac;
+    const char  *why;
 
-    if (rd->unix_path.len) {
-        ac = redisAsyncConnectUnix((const char *) rd->unix_path.data);
+    rd->head = NULL;
+    rd->tail = NULL;
 
-    } else {
-        ac = redisAsyncConnect((const char *) rd->host.data, rd->port);
-    }
-
-    if (ac == NULL) {
-        ngx_http_cache_guard_redis_error(rd,
-                            "cache guard: redis \"%V\" connect failed: "
-                            "out of memory", &rd->addr_text);
-        ngx_http_cache_guard_redis_backoff(rd);
-        return NGX_ERROR;
-    }
-
-    if (ac->err) {
+    if (ngx_http_cache_guard_redis_conn_open(&rd->conn, &why) != NGX_OK) {
         ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" connect failed: %s",
-                            &rd->addr_text, ac->errstr);
-        redisAsyncFree(ac);
+                            &rd->addr_text, why);
         ngx_http_cache_guard_redis_backoff(rd);
         return NGX_ERROR;
     }
 
-    /* a connection that only listens learns of a dead peer this way */
-
-    if (rd->lazy && rd->unix_path.len == 0) {
-        (void) redisEnableKeepAlive(&ac->c);
-    }
-
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_http_cache_guard_redis_backoff(rd);
-        return NGX_ERROR;
-    }
-
-    /* ngx_close_connection() is never used: hiredis owns the socket */
-
-    c->data = ac;
-    c->type = SOCK_STREAM;
-    c->log = rd->log;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-    c->read->handler = ngx_http_cache_guard_redis_read_handler;
-    c->write->handler = ngx_http_cache_guard_redis_write_handler;
-
-    ngx_http_cache_guard_resp_reader(ac->c.reader, rd->max_reply);
-
-    ac->data = rd;
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_cache_guard_redis_add_read;
-    ac->ev.delRead = ngx_http_cache_guard_redis_del_read;
-    ac->ev.addWrite = ngx_http_cache_guard_redis_add_write;
-    ac->ev.delWrite = ngx_http_cache_guard_redis_del_write;
-    ac->ev.cleanup = ngx_http_cache_guard_redis_cleanup;
-
-    rd->ac = ac;
-    rd->conn = c;
-    rd->connected = 0;
-
-    /*
-     * every end of a context, failed connects included, goes through the
-     * cleanup hook, so no disconnect callback is needed
-     */
-
-    (void) redisAsyncSetConnectCallback(ac,
-                                        ngx_http_cache_guard_redis_connected);
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                   "cache guard: redis \"%V\" connecting, fd:%d backoff:%M",
-                   &rd->addr_text, c->fd, rd->backoff);
-
-    if (ngx_http_cache_guard_redis_handshake(rd, ac) != NGX_OK) {
+    if (ngx_http_cache_guard_redis_handshake(rd) != NGX_OK) {
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" could not queue "
                             "the handshake", &rd->addr_text);
@@ -356,15 +354,15 @@ ngx_http_cache_guard_redis_connect(ngx_http_cache_guard_redis_t *rd)
 
 
 static ngx_int_t
-ngx_http_cache_guard_redis_handshake(ngx_http_cache_guard_redis_t *rd,
-    redisAsyncContext *ac)
+ngx_http_cache_guard_redis_handshake(ngx_http_cache_guard_redis_t *rd)
 {
-    int          argc;
-    u_char       db[NGX_INT_T_LEN];
-    size_t       argvlen[3];
-    const char  *argv[3];
+    int                                argc;
+    u_char                             db[NGX_INT_T_LEN];
+    size_t                             argvlen[3];
+    const char                        *argv[3];
+    ngx_http_cache_guard_redis_cmd_t  *cmd;
 
-    /* hiredis buffers these until connected; they go before any command */
+    /* queued first: they go before any command */
 
     if (rd->password.len) {
         argc = 0;
@@ -380,11 +378,18 @@ ngx_http_cache_guard_redis_handshake(ngx_http_cache_guard_redis_t *rd,
         argv[argc] = (const char *) rd->password.data;
         argvlen[argc++] = rd->password.len;
 
-        if (redisAsyncCommandArgv(ac, ngx_http_cache_guard_redis_handshake_done,
-                                  (void *) ngx_http_cache_guard_redis_auth,
-                                  argc, argv, argvlen)
-            != REDIS_OK)
+        cmd = ngx_http_cache_guard_redis_cmd_get(rd);
+        if (cmd == NULL) {
+            return NGX_ERROR;
+        }
+
+        cmd->handshake = 1;
+        cmd->data = (void *) ngx_http_cache_guard_redis_auth;
+
+        if (ngx_http_cache_guard_redis_queue(rd, cmd, argc, argv, argvlen)
+            != NGX_OK)
         {
+            ngx_http_cache_guard_redis_cmd_free(rd, cmd);
             return NGX_ERROR;
         }
     }
@@ -395,11 +400,18 @@ ngx_http_cache_guard_redis_handshake(ngx_http_cache_guard_redis_t *rd,
         argv[1] = (const char *) db;
         argvlen[1] = ngx_sprintf(db, "%i", rd->db) - db;
 
-        if (redisAsyncCommandArgv(ac, ngx_http_cache_guard_redis_handshake_done,
-                                  (void *) ngx_http_cache_guard_redis_select,
-                                  2, argv, argvlen)
-            != REDIS_OK)
+        cmd = ngx_http_cache_guard_redis_cmd_get(rd);
+        if (cmd == NULL) {
+            return NGX_ERROR;
+        }
+
+        cmd->handshake = 1;
+        cmd->data = (void *) ngx_http_cache_guard_redis_select;
+
+        if (ngx_http_cache_guard_redis_queue(rd, cmd, 2, argv, argvlen)
+            != NGX_OK)
         {
+            ngx_http_cache_guard_redis_cmd_free(rd, cmd);
             return NGX_ERROR;
         }
     }
@@ -408,19 +420,21 @@ ngx_http_cache_guard_redis_handshake(ngx_http_cache_guard_redis_t *rd,
 }
 
 
+/*
+ * Ends the connection: every command still queued gets its NULL reply,
+ * after the connection is detached, so that a handler's new command
+ * does not go onto the dying one.
+ */
+
 static void
 ngx_http_cache_guard_redis_close(ngx_http_cache_guard_redis_t *rd)
 {
-    redisAsyncContext  *ac;
+    ngx_http_cache_guard_redis_cmd_t  *cmd, *next;
 
-    /*
-     * detach first: handlers run inside redisAsyncFree() with NULL replies
-     * and must not queue onto the dying context
-     */
+    cmd = rd->head;
 
-    ac = rd->ac;
-    rd->ac = NULL;
-    rd->connected = 0;
+    rd->head = NULL;
+    rd->tail = NULL;
 
     if (rd->connect_timer.timer_set) {
         ngx_del_timer(&rd->connect_timer);
@@ -429,7 +443,20 @@ ngx_http_cache_guard_redis_close(ngx_http_cache_guard_redis_t *rd)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "cache guard: redis \"%V\" closing", &rd->addr_text);
 
-    redisAsyncFree(ac);
+    ngx_http_cache_guard_redis_conn_close(&rd->conn);
+
+    while (cmd) {
+        next = cmd->next;
+
+        if (cmd->handshake) {
+            ngx_http_cache_guard_redis_cmd_free(rd, cmd);
+
+        } else {
+            ngx_http_cache_guard_redis_reply(rd, cmd, NULL);
+        }
+
+        cmd = next;
+    }
 }
 
 
@@ -456,58 +483,46 @@ ngx_http_cache_guard_redis_backoff(ngx_http_cache_guard_redis_t *rd)
 }
 
 
-static void
-ngx_http_cache_guard_redis_lost(ngx_http_cache_guard_redis_t *rd,
-    redisAsyncContext *ac)
-{
-    /* a context that hiredis ends itself: an I/O error or a failed connect */
+/*
+ * The connection failed or was lost (kind: a RERR_ kind, or -1: lost or
+ * connect, by whether it was connected); why: what happened, for the log
+ */
 
-    if (rd->ac != ac) {
+static void
+ngx_http_cache_guard_redis_lost(void *data, ngx_uint_t kind, const char *why)
+{
+    ngx_http_cache_guard_redis_t  *rd = data;
+
+    if (rd->conn.c == NULL) {
         return;
     }
 
-    rd->ac = NULL;
-
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
+    if (kind == (ngx_uint_t) -1) {
+        kind = rd->conn.connected ? NGX_HTTP_CACHE_GUARD_RERR_LOST
+                                  : NGX_HTTP_CACHE_GUARD_RERR_CONNECT;
     }
 
-    if (ac->c.err == REDIS_ERR_OOM) {
-        /* our reply budget said no */
-        ngx_http_cache_guard_redis_count(rd,
-                                         NGX_HTTP_CACHE_GUARD_RERR_OVERSIZE);
+    ngx_http_cache_guard_redis_count(rd, kind);
 
-    } else if (ac->c.err == REDIS_ERR_PROTOCOL) {
-        ngx_http_cache_guard_redis_count(rd,
-                                         NGX_HTTP_CACHE_GUARD_RERR_PROTOCOL);
-
-    } else if (rd->connected) {
-        ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_LOST);
-
-    } else {
-        ngx_http_cache_guard_redis_count(rd, NGX_HTTP_CACHE_GUARD_RERR_CONNECT);
-    }
-
-    if (ac->c.err == REDIS_ERR_OOM) {
-        rd->connected = 0;
+    if (kind == NGX_HTTP_CACHE_GUARD_RERR_OVERSIZE) {
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" sent a reply over "
                             "%uz bytes, connection dropped",
                             &rd->addr_text, rd->max_reply);
 
-    } else if (rd->connected) {
-        rd->connected = 0;
+    } else if (rd->conn.connected) {
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" connection lost: %s",
-                            &rd->addr_text, ac->c.errstr);
+                            &rd->addr_text, why);
 
     } else {
         ngx_http_cache_guard_redis_error(rd,
                             "cache guard: redis \"%V\" connect failed: %s",
-                            &rd->addr_text, ac->c.errstr);
+                            &rd->addr_text, why);
     }
 
     ngx_http_cache_guard_redis_backoff(rd);
+    ngx_http_cache_guard_redis_close(rd);
 }
 
 
@@ -519,6 +534,19 @@ ngx_http_cache_guard_redis_ready(ngx_http_cache_guard_redis_t *rd)
 
     if (rd->connect_timer.timer_set) {
         ngx_del_timer(&rd->connect_timer);
+    }
+}
+
+
+/* the connect completed: without a handshake, it is ready */
+
+static void
+ngx_http_cache_guard_redis_up(void *data)
+{
+    ngx_http_cache_guard_redis_t  *rd = data;
+
+    if (rd->password.len == 0 && rd->db == 0) {
+        ngx_http_cache_guard_redis_ready(rd);
     }
 }
 
@@ -570,7 +598,7 @@ ngx_http_cache_guard_redis_clone(ngx_http_cache_guard_redis_t *rd,
 
     /* the configuration: the fields before the per-worker state */
 
-    ngx_memcpy(copy, rd, offsetof(ngx_http_cache_guard_redis_t, ac));
+    ngx_memcpy(copy, rd, offsetof(ngx_http_cache_guard_redis_t, conn));
 
     return copy;
 }
@@ -597,40 +625,9 @@ ngx_http_cache_guard_redis_error(ngx_http_cache_guard_redis_t *rd,
 
 
 static void
-ngx_http_cache_guard_redis_connected(const redisAsyncContext *ac, int status)
+ngx_http_cache_guard_redis_handshake_done(ngx_http_cache_guard_redis_t *rd,
+    redisReply *reply, const char *name)
 {
-    ngx_http_cache_guard_redis_t  *rd = ac->data;
-
-    /* a failed connect is reported by the cleanup hook */
-
-    if (status != REDIS_OK) {
-        return;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                   "cache guard: redis \"%V\" connected", &rd->addr_text);
-
-    rd->connected = 1;
-
-    if (rd->password.len == 0 && rd->db == 0) {
-        ngx_http_cache_guard_redis_ready(rd);
-    }
-}
-
-
-static void
-ngx_http_cache_guard_redis_handshake_done(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    const char                    *name = privdata;
-    redisReply                    *reply = r;
-    ngx_http_cache_guard_redis_t  *rd = ac->data;
-
-    if (reply == NULL) {
-        ngx_http_cache_guard_redis_lost(rd, ac);
-        return;
-    }
-
     if (reply->type != REDIS_REPLY_STATUS
         || reply->len != 2
         || ngx_strncmp(reply->str, "OK", 2) != 0)
@@ -640,8 +637,6 @@ ngx_http_cache_guard_redis_handshake_done(redisAsyncContext *ac, void *r,
                             &rd->addr_text, name,
                             (size_t) ngx_min(reply->len, 256),
                             reply->str ? reply->str : "");
-
-        /* hiredis frees the context when this callback returns */
 
         ngx_http_cache_guard_redis_backoff(rd);
         ngx_http_cache_guard_redis_close(rd);
@@ -661,17 +656,13 @@ ngx_http_cache_guard_redis_handshake_done(redisAsyncContext *ac, void *r,
 }
 
 
+/* a reply, or NULL when the connection ends, for a command of the queue */
+
 static void
-ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_cache_guard_redis_reply(ngx_http_cache_guard_redis_t *rd,
+    ngx_http_cache_guard_redis_cmd_t *cmd, redisReply *reply)
 {
-    ngx_http_cache_guard_redis_cmd_t *cmd = privdata;
-
-    redisReply                    *reply = r;
-    ngx_uint_t                     unwell;
-    ngx_http_cache_guard_redis_t  *rd;
-
-    rd = cmd->redis;
+    ngx_uint_t  unwell;
 
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
@@ -692,7 +683,7 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
     }
 
     if (cmd->persistent && reply) {
-        /* the subscription is confirmed; its callback stays in hiredis */
+        /* the subscription is confirmed; it stays at the queue's head */
 
         cmd->confirmed = 1;
 
@@ -708,15 +699,11 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
     }
 
     /*
-     * NULL replies come only from a context being freed; any other reply
-     * proves the backend healthy, a TCP connect alone does not: a stopped
-     * server still completes handshakes from its listen queue
+     * any reply proves the backend healthy, a TCP connect alone does not:
+     * a stopped server still completes handshakes from its listen queue
      */
 
-    if (reply == NULL) {
-        ngx_http_cache_guard_redis_lost(rd, ac);
-
-    } else {
+    if (reply) {
         rd->backoff = NGX_HTTP_CACHE_GUARD_REDIS_BACKOFF_MIN;
     }
 
@@ -746,12 +733,47 @@ ngx_http_cache_guard_redis_reply(redisAsyncContext *ac, void *r,
         cmd->handler(reply, cmd->data);
     }
 
-    cmd->handler = NULL;
-    cmd->data = NULL;
-    cmd->persistent = 0;
-    cmd->confirmed = 0;
-    cmd->next = rd->free;
-    rd->free = cmd;
+    ngx_http_cache_guard_redis_cmd_free(rd, cmd);
+}
+
+
+/* a reply read: it belongs to the queue's head */
+
+static void
+ngx_http_cache_guard_redis_dispatch(void *data, redisReply *reply)
+{
+    ngx_http_cache_guard_redis_t  *rd = data;
+
+    ngx_http_cache_guard_redis_cmd_t  *cmd;
+
+    cmd = rd->head;
+
+    if (cmd == NULL) {
+        /* nothing asked: a server that talks out of turn is dropped */
+        ngx_http_cache_guard_redis_lost(rd, NGX_HTTP_CACHE_GUARD_RERR_PROTOCOL,
+                                        "a reply nothing asked for");
+        return;
+    }
+
+    /* a subscription stays at the head: every message is its own */
+
+    if (!cmd->persistent) {
+        rd->head = cmd->next;
+
+        if (rd->head == NULL) {
+            rd->tail = NULL;
+        }
+
+        cmd->next = NULL;
+    }
+
+    if (cmd->handshake) {
+        ngx_http_cache_guard_redis_handshake_done(rd, reply, cmd->data);
+        ngx_http_cache_guard_redis_cmd_free(rd, cmd);
+        return;
+    }
+
+    ngx_http_cache_guard_redis_reply(rd, cmd, reply);
 }
 
 
@@ -826,7 +848,7 @@ ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev)
 
     /* connect ahead of the next command, unless a command already did */
 
-    if (rd->ac == NULL && !ngx_exiting && !rd->lazy
+    if (rd->conn.c == NULL && !ngx_exiting && !rd->lazy
         && ngx_http_cache_guard_breaker_state(rd->rec, &rd->breaker)
            == NGX_HTTP_CACHE_GUARD_CLOSED)
     {
@@ -835,150 +857,6 @@ ngx_http_cache_guard_redis_backoff_expired(ngx_event_t *ev)
 }
 
 
-static void
-ngx_http_cache_guard_redis_read_handler(ngx_event_t *rev)
-{
-    ngx_connection_t  *c = rev->data;
-
-    redisReader                   *reader;
-    redisAsyncContext             *ac;
-    ngx_http_cache_guard_redis_t  *rd;
-
-    ac = c->data;
-    rd = ac->data;
-
-    /* the context and the connection may be gone when this returns */
-
-    redisAsyncHandleRead(ac);
-
-    if (rd->ac != ac) {
-        return;
-    }
-
-    /*
-     * what is left unparsed is one reply still arriving: a bulk string
-     * longer than any entry is not buffered to its end
-     */
-
-    reader = ac->c.reader;
-
-    if (reader->len - reader->pos > rd->max_reply + 4096) {
-        ngx_http_cache_guard_redis_count(rd,
-                                         NGX_HTTP_CACHE_GUARD_RERR_OVERSIZE);
-        ngx_http_cache_guard_redis_error(rd,
-                            "cache guard: redis \"%V\" sent a reply over "
-                            "%uz bytes, connection dropped",
-                            &rd->addr_text, rd->max_reply);
-        ngx_http_cache_guard_redis_backoff(rd);
-        ngx_http_cache_guard_redis_close(rd);
-    }
-}
 
 
-static void
-ngx_http_cache_guard_redis_write_handler(ngx_event_t *wev)
-{
-    ngx_connection_t  *c = wev->data;
-
-    redisAsyncHandleWrite(c->data);
-}
-
-
-static void
-ngx_http_cache_guard_redis_event(ngx_event_t *ev, ngx_int_t event,
-    ngx_uint_t add)
-{
-    /*
-     * level-triggered: hiredis reads at most 16 KiB per call and would
-     * miss the rest of a large reply with edge-triggered epoll;
-     * a failure is logged by the event module and caught by the time-outs
-     */
-
-    if (add) {
-        if (!ev->active) {
-            (void) ngx_add_event(ev, event, NGX_LEVEL_EVENT);
-        }
-
-    } else if (ev->active) {
-        (void) ngx_del_event(ev, event, 0);
-    }
-}
-
-
-static void
-ngx_http_cache_guard_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_http_cache_guard_redis_event(c->read, NGX_READ_EVENT, 1);
-}
-
-
-static void
-ngx_http_cache_guard_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_http_cache_guard_redis_event(c->read, NGX_READ_EVENT, 0);
-}
-
-
-static void
-ngx_http_cache_guard_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_http_cache_guard_redis_event(c->write, NGX_WRITE_EVENT, 1);
-}
-
-
-static void
-ngx_http_cache_guard_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_http_cache_guard_redis_event(c->write, NGX_WRITE_EVENT, 0);
-}
-
-
-static void
-ngx_http_cache_guard_redis_cleanup(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    redisAsyncContext             *ac;
-    ngx_http_cache_guard_redis_t  *rd;
-
-    ac = c->data;
-    rd = ac->data;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                   "cache guard: redis \"%V\" context freed, fd:%d",
-                   &rd->addr_text, c->fd);
-
-    /* hiredis closes the socket itself right after this hook */
-
-    ngx_http_cache_guard_redis_event(c->read, NGX_READ_EVENT, 0);
-    ngx_http_cache_guard_redis_event(c->write, NGX_WRITE_EVENT, 0);
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-
-    /* the exit check for open sockets looks at fd */
-
-    c->fd = (ngx_socket_t) -1;
-
-    if (rd->conn == c) {
-        rd->conn = NULL;
-    }
-
-    ngx_http_cache_guard_redis_lost(rd, ac);
-}
 

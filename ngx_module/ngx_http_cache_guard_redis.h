@@ -14,9 +14,9 @@
 #include "ngx_http_cache_guard_types.h"
 #include "ngx_http_cache_guard_breaker.h"
 #include "ngx_http_cache_guard_log.h"
+#include "ngx_http_cache_guard_redis_conn.h"
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 
 
 /*
@@ -33,18 +33,17 @@ struct ngx_http_cache_guard_redis_cmd_s {
     ngx_http_cache_guard_redis_pt   handler;     /* NULL: cancelled */
     void                           *data;
     ngx_http_cache_guard_redis_t   *redis;
-    ngx_http_cache_guard_redis_cmd_t  *next;     /* free list */
+    ngx_http_cache_guard_redis_cmd_t  *next;     /* queue or free list */
     unsigned                        persistent:1; /* SUBSCRIBE */
     unsigned                        confirmed:1;
+    unsigned                        handshake:1;  /* AUTH, SELECT */
 };
 
 
 struct ngx_http_cache_guard_redis_s {
     /* configuration */
     ngx_str_t                       addr_text;   /* as written */
-    ngx_str_t                       host;        /* numeric, NUL-ended */
-    in_port_t                       port;
-    ngx_str_t                       unix_path;   /* NUL-ended, or empty */
+    ngx_addr_t                     *peer;        /* resolved, or unix: */
     ngx_msec_t                      timeout;
     ngx_msec_t                      connect_timeout;
     ngx_str_t                       password;
@@ -56,17 +55,15 @@ struct ngx_http_cache_guard_redis_s {
     size_t                          max_reply;   /* the largest we read */
 
     /* per worker state, from here on (see redis_clone) */
-    redisAsyncContext              *ac;
-    ngx_connection_t               *conn;
-    ngx_uint_t                      connected;   /* unsigned:1 */
+    ngx_http_cache_guard_redis_conn_t  conn;
+    ngx_http_cache_guard_redis_cmd_t  *head;     /* sent or to send, FIFO */
+    ngx_http_cache_guard_redis_cmd_t  *tail;
     ngx_event_t                     connect_timer;
     ngx_event_t                     backoff_timer;
     ngx_msec_t                      backoff;
     ngx_msec_t                      retry_at;    /* ngx_current_msec */
     ngx_uint_t                      pending;
     ngx_http_cache_guard_redis_cmd_t  *free;
-    u_char                         *out;          /* RESP of one command */
-    size_t                          out_size;
     ngx_http_cache_guard_log_limit_t  log_limit;
     ngx_uint_t                      exiting;     /* unsigned:1 */
     ngx_uint_t                      force;       /* next: past the breaker */

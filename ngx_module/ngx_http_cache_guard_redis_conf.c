@@ -201,9 +201,7 @@ static char *
 ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
     ngx_http_cache_guard_redis_t *rd, ngx_str_t *addr)
 {
-    size_t               len;
-    ngx_url_t            u;
-    struct sockaddr_un  *saun;
+    ngx_url_t  u;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
@@ -222,27 +220,9 @@ ngx_http_cache_guard_redis_parse_addr(ngx_conf_t *cf,
 
     rd->addr_text = *addr;
 
-    if (u.family == AF_UNIX) {
-        /* sun_path is NUL-terminated and lives as long as the cycle */
-        saun = (struct sockaddr_un *) u.addrs[0].sockaddr;
-        rd->unix_path.data = (u_char *) saun->sun_path;
-        rd->unix_path.len = ngx_strlen(saun->sun_path);
+    /* names are resolved here, once: a worker never blocks on DNS */
 
-        return NGX_CONF_OK;
-    }
-
-    /* hiredis resolves names synchronously: give it a numeric address */
-
-    rd->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (rd->host.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen,
-                        rd->host.data, NGX_SOCKADDR_STRLEN, 0);
-    rd->host.data[len] = '\0';
-    rd->host.len = len;
-    rd->port = u.port;
+    rd->peer = &u.addrs[0];
 
     return NGX_CONF_OK;
 }

@@ -17,7 +17,7 @@ my $P = 'ngx_http_cache_guard_';
 # it.  A new file goes here and in the README's "Source layout".
 my @layers = (
     [core       => qw(types codec json log resp sbbf lines stats)],
-    [services   => qw(breaker redis redis_conf geo bloom bloom_sync key lua
+    [services   => qw(breaker redis_conn redis redis_conf geo bloom bloom_sync key lua
                       policy_fields policy_rules policy store lock)],
     [request    => qw(respond ctx origin handler access filter variables)],
     [operations => qw(api metrics prometheus status purge warm admin)],

@@ -34,6 +34,8 @@ subtest 'the PKI is made once and reused' => sub {
     my $again = tls_certs();
     is_deeply($again, $pki, 'same paths');
     is((stat $again->{server})[9], $mtime, 'server.crt not made again');
+    is("$ENV{TEST_NGINX_TLS_DIR}/ca.crt", $pki->{ca},
+       '$TEST_NGINX_TLS_DIR names the PKI directory');
 };
 
 sub x509 {

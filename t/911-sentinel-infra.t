@@ -31,6 +31,9 @@ diag sprintf 'master, 2 replicas and 3 sentinels ready in %.2f s', time - $t0;
 %all_pids = sentinel_pids();
 is($master, $first, 'the first node is the master');
 is(scalar keys %all_pids, 6, 'six processes');
+is($ENV{TEST_NGINX_SENTINEL_ADDRS},
+   join(' ', map { "127.0.0.1:$_" } sentinel_ports()),
+   '$TEST_NGINX_SENTINEL_ADDRS lists the sentinels');
 
 subtest 'the sentinels know the topology' => sub {
     for my $i (0 .. 2) {

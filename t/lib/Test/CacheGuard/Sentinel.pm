@@ -9,7 +9,10 @@ package Test::CacheGuard::Sentinel;
 #
 # Ports: redis nodes $TEST_NGINX_SENTINEL_REDIS_PORT (6440 by default)
 # + 0 (the first master), + 1, + 2; sentinels $TEST_NGINX_SENTINEL_PORT
-# (6450 by default) + 0, + 1, + 2.
+# (6450 by default) + 0, + 1, + 2.  $TEST_NGINX_SENTINEL_ADDRS is set to
+# "127.0.0.1:S0 127.0.0.1:S1 127.0.0.1:S2" when this module loads, for a
+# block's configuration (cache_guard_redis mode=sentinel master=cg
+# $TEST_NGINX_SENTINEL_ADDRS ...).
 #
 #   sentinel_start()      start all six, wait until both replicas report
 #                    master_link_status:up and every sentinel sees the
@@ -72,6 +75,9 @@ for my $default ([TEST_NGINX_SENTINEL_REDIS_PORT => 6440],
     my ($name, $port) = @$default;
     $ENV{$name} = $port unless defined $ENV{$name} && length $ENV{$name};
 }
+
+$ENV{TEST_NGINX_SENTINEL_ADDRS} = join ' ', map { "127.0.0.1:$_" }
+    sentinel_ports();
 
 my $NAME = 'cg';
 my $START_TIMEOUT = 30;

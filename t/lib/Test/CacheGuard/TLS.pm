@@ -50,6 +50,9 @@ package Test::CacheGuard::TLS;
 #                    cert and key for a client certificate
 #
 # Each server's directory (its log, redis.log) is t/servroot-tls/redis-PORT/.
+# $TEST_NGINX_TLS_DIR is set to the PKI's directory when this module loads,
+# so that a block's configuration can name the files
+# (tls_ca=$TEST_NGINX_TLS_DIR/ca.crt); call tls_certs() before nginx starts.
 
 use strict;
 use warnings;
@@ -69,6 +72,8 @@ our @EXPORT = qw(
 
 $ENV{TEST_NGINX_TLS_PORT} = 6420
     unless defined $ENV{TEST_NGINX_TLS_PORT} && length $ENV{TEST_NGINX_TLS_PORT};
+
+$ENV{TEST_NGINX_TLS_DIR} = tls_dir() . '/pki';
 
 # Bump when the recipe below changes: a cached PKI of another recipe is
 # made again.

@@ -27,7 +27,7 @@ my $pki = tls_certs();
 my $made = time - $t0;
 ok(!grep({ !-s $pki->{$_} } keys %$pki), 'every PKI file is there')
     or diag explain $pki;
-diag sprintf 'PKI ready in %.2f s', $made;
+note sprintf 'PKI ready in %.2f s', $made;
 
 subtest 'the PKI is made once and reused' => sub {
     my $mtime = (stat $pki->{server})[9];
@@ -72,7 +72,7 @@ my %pid = (
     $mutual    => tls_redis_start(port => $mutual, auth_clients => 'yes'),
     $untrusted => tls_redis_start(port => $untrusted, cert => 'untrusted'),
 );
-diag sprintf 'five TLS servers up in %.2f s', time - $t0;
+note sprintf 'five TLS servers up in %.2f s', time - $t0;
 
 my %client = (cert => $pki->{client}, key => $pki->{client_key});
 
@@ -183,7 +183,7 @@ subtest 'stopping the servers' => sub {
     tls_redis_stop($good);
     ok(!port_accepts($good), 'port refuses at once after tls_redis_stop');
     tls_redis_stop_all();
-    diag sprintf 'stopped in %.2f s', time - $t0;
+    note sprintf 'stopped in %.2f s', time - $t0;
     for my $port (sort keys %pid) {
         ok(!kill(0, $pid{$port}), "redis-server on $port is gone (kill 0)");
         ok(!port_accepts($port), "port $port refuses");

@@ -122,7 +122,7 @@ subtest 'SENTINEL FAILOVER; the killed master back as it was' => sub {
 subtest 'stop_all leaves nothing behind' => sub {
     $t0 = time;
     sentinel_stop_all();
-    diag sprintf 'stopped in %.2f s', time - $t0;
+    note sprintf 'stopped in %.2f s', time - $t0;
     ok(!kill(0, $all_pids{$_}), "pid $all_pids{$_} ($_) is gone (kill 0)")
         for sort keys %all_pids;
     ok(!port_accepts($_), "port $_ refuses")

@@ -38,6 +38,11 @@ subtest 'the PKI is made once and reused' => sub {
        '$TEST_NGINX_TLS_DIR names the PKI directory');
 };
 
+sub verify {
+    my ($ca, $leaf) = @_;
+    return scalar qx{openssl verify -CAfile '$ca' '$leaf' 2>&1};
+}
+
 sub x509 {
     my ($cert, @what) = @_;
     return scalar qx{openssl x509 -in '$cert' -noout @what 2>&1};
@@ -56,11 +61,11 @@ subtest 'the certificates hold what the tests need' => sub {
     for my $pair ([server => 'ca'], [client => 'ca'], [wrong_name => 'ca'],
                   [untrusted => 'other_ca'], [other_client => 'other_ca']) {
         my ($leaf, $ca) = @$pair;
-        like(scalar qx{openssl verify -CAfile '$pki->{$ca}' '$pki->{$leaf}' 2>&1},
-             qr/: OK$/, "$leaf is signed by $ca");
+        like(verify($pki->{$ca}, $pki->{$leaf}), qr/: OK$/,
+             "$leaf is signed by $ca");
     }
-    unlike(scalar qx{openssl verify -CAfile '$pki->{ca}' '$pki->{untrusted}' 2>&1},
-           qr/: OK$/, 'untrusted is not signed by the test CA');
+    unlike(verify($pki->{ca}, $pki->{untrusted}), qr/: OK$/,
+           'untrusted is not signed by the test CA');
 };
 
 my ($good, $wrong, $expired, $mutual, $untrusted) = map { tls_port($_) } 0 .. 4;

@@ -72,7 +72,8 @@ subtest 'kill -9 of the master: a replica is promoted' => sub {
     is_deeply([master_addr($_)], ['127.0.0.1', $new], "sentinel $_ agrees")
         for 0 .. 2;
     is(redis_at($new, 'GET', 'k1'), 'v1', 'the data is there');
-    is(redis_at($new, 'SET', 'k2', 'v2'), 'OK', 'writes work on the new master');
+    is(redis_at($new, 'SET', 'k2', 'v2'), 'OK',
+       'writes work on the new master');
     my ($other) = grep { $_ != $new } @replicas;
     ok(eval { wait_for_replica($other, $new, $BOUND) },
        "the other replica follows the new master") or diag $@;

@@ -120,7 +120,8 @@ sub recorder_connections {
 sub resp_in_clear {
     my ($bytes) = @_;
     return 1 if $bytes =~ /\*\d+\r\n\$\d+\r\n/;
-    return 1 if $bytes =~ /(?:\A|\n)(?:PING|GET|SET|AUTH|HELLO|SELECT|EVALSHA)\b/i;
+    return 1
+        if $bytes =~ /(?:\A|\n)(?:PING|GET|SET|AUTH|HELLO|SELECT|EVALSHA)\b/i;
     return 0;
 }
 

@@ -89,8 +89,14 @@ my %first;     # redis port => replicaof port at the first start (or undef)
 
 sub sentinel_dir     { return repo_root() . '/t/servroot-sentinel' }
 sub sentinel_name    { return $NAME }
-sub redis_node_ports { return map { $ENV{TEST_NGINX_SENTINEL_REDIS_PORT} + $_ } 0 .. 2 }
-sub sentinel_ports   { return map { $ENV{TEST_NGINX_SENTINEL_PORT} + $_ } 0 .. 2 }
+sub redis_node_ports {
+    return map { $ENV{TEST_NGINX_SENTINEL_REDIS_PORT} + $_ } 0 .. 2;
+}
+
+sub sentinel_ports {
+    return map { $ENV{TEST_NGINX_SENTINEL_PORT} + $_ } 0 .. 2;
+}
+
 sub sentinel_pids    { return %pids }
 
 sub sentinel_cmd {

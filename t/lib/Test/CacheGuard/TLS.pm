@@ -71,7 +71,8 @@ our @EXPORT = qw(
 );
 
 $ENV{TEST_NGINX_TLS_PORT} = 6420
-    unless defined $ENV{TEST_NGINX_TLS_PORT} && length $ENV{TEST_NGINX_TLS_PORT};
+    unless defined $ENV{TEST_NGINX_TLS_PORT}
+           && length $ENV{TEST_NGINX_TLS_PORT};
 
 $ENV{TEST_NGINX_TLS_DIR} = tls_dir() . '/pki';
 

@@ -8,7 +8,8 @@ SRCS      := $(wildcard ngx_module/*.c ngx_module/*.h) config
 
 DEB_BUILD := gcc make nginx nginx-dev libhiredis-dev libluajit2-5.1-dev \
              libmaxminddb-dev
-DEB_TEST  := redis-server libtest-base-perl libmaxmind-db-writer-perl curl \
+DEB_TEST  := redis-server redis-sentinel redis-tools openssl \
+             libtest-base-perl libmaxmind-db-writer-perl curl \
              libyaml-libyaml-perl valgrind chromium
 
 export TEST_NGINX_MODULE ?= $(CURDIR)/$(MODULE)
@@ -51,4 +52,5 @@ demo-stop:
 	@docs/demo/demo.sh stop
 
 clean:
-	rm -rf build t/servroot t/servroot2 t/servroot-redis
+	rm -rf build t/servroot t/servroot2 t/servroot-redis t/servroot-tls \
+	    t/servroot-recorder t/servroot-sentinel t/servroot-fake-redis

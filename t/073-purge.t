@@ -492,7 +492,8 @@ my $b2 = breaker('redis');
 is("$b2->{state} $b2->{failures}", "closed $b->{failures}",
    'the Redis breaker saw no failure') or diag(Test::More::explain($b2));
 my $r = http_get('/a');
-is(guard($r), 'HIT l1', 'the data path still serves');
+like(guard($r), qr/^HIT l[12]$/,
+     'the data path still serves (from L2 once L1 expired, under valgrind)');
 is(json_of(purge('key=/a'))->{found}, JSON::PP::true, 'and a purge works');
 --- no_error_log
 [alert]

@@ -25,6 +25,10 @@ package Test::CacheGuard::Redis;
 #   redis_pause()    SIGSTOP;  redis_resume(): SIGCONT
 #   redis_running()  true when the server answers PING within a second
 #   redis_pid()      pid from the pid file, if that process is alive
+#   redis_at($port, @args)  one command to another server, 127.0.0.1:$port,
+#                    on a connection of its own (closed after the reply);
+#                    reply decoded as redis() does, an error reply dies
+#                    the same way
 #
 # Files (redis-PORT.pid, redis-PORT.log; it is also the working dir) live
 # in <repo>/t/servroot-redis/.
@@ -44,7 +48,7 @@ use Test::CacheGuard::Util qw(
 
 our @EXPORT_OK = qw(
     redis redis_flush redis_start redis_stop redis_pause redis_resume
-    redis_running redis_pid redis_dir redis_disconnect
+    redis_running redis_pid redis_dir redis_disconnect redis_at
 );
 
 our $TIMEOUT = 5;
@@ -114,8 +118,8 @@ sub _read_reply {
 }
 
 sub _connect {
-    my ($timeout) = @_;
-    my $port = redis_port();
+    my ($timeout, $port) = @_;
+    $port //= redis_port();
     my $sock = IO::Socket::INET->new(
         PeerAddr => '127.0.0.1',
         PeerPort => $port,
@@ -168,6 +172,19 @@ sub redis {
 }
 
 sub redis_flush { return redis('FLUSHALL') }
+
+sub redis_at {
+    my ($port, @args) = @_;
+    die "redis: no command given\n" unless @args;
+    my $conn = _connect($TIMEOUT, $port);
+    my $reply = eval { _call($conn, $TIMEOUT, @args) };
+    my $error = $@;
+    close $conn->{sock};
+    die $error if $error;
+    die "redis error: " . $reply->message . "\n"
+        if ref $reply eq 'Test::CacheGuard::Redis::Error';
+    return $reply;
+}
 
 # On a connection of its own; a server asking for a password (NOAUTH)
 # does answer.

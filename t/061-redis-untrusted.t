@@ -13,6 +13,7 @@ use Test::CacheGuard::Status;
 use Test::CacheGuard::FakeRedis;
 
 use JSON::PP qw(decode_json);
+use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
 # Every request is asked of Redis (no L1), and the Redis breaker is off
@@ -355,6 +356,78 @@ ok(@closed >= 4, 'the module closed each connection in the middle of its stream 
                  . @closed . ')') or diag(join "\n", fake_redis_log());
 --- error_log
 reply over
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 10: the purge subscription flooded with messages: the worker reads them by turns and goes on answering requests meanwhile
+--- setup
+fake_redis_start('flood');
+--- check
+ok(wait_for(sub { grep { /^SUBSCRIBER / } fake_redis_log() }, 10,
+            'the purge listener to subscribe'),
+   'the purge listener subscribed, and the flood began');
+sleep 0.5;
+my @res;
+for my $i (1 .. 5) {
+    push @res, http_get("/flood$i");
+    sleep 0.1;
+}
+is(scalar(grep { $_->{status} == 200 } @res), 5,
+   'five requests during the flood answered 200') or diag(tally(\@res));
+my $max = max_elapsed(\@res);
+ok($max < 1 * slow(), "none waited behind the flood (slowest ${max}s)");
+is(scalar(grep { /^CLOSE / } fake_redis_log()), 0,
+   'the subscription was not dropped for it');
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 11: a command behind one not yet answered goes at once, not held back (Nagle) until the server's delayed ACK
+--- setup
+fake_redis_start('stall-slow');
+--- check
+# Answered at once for a while, the fake's socket acknowledges lazily
+# (up to 40 ms later, unless a reply carries the ACK).  Then one command
+# is never answered, and each of five more, 10 ms apart, must reach the
+# fake about when its request is made, not at the next delayed ACK.
+http_get("/warm$_") for 1 .. 10;
+my @socks;
+my $send = sub {
+    my $s = IO::Socket::INET->new("127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}")
+        or die "connect: $!";
+    print {$s} "GET $_[0] HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    push @socks, $s;
+    return Time::HiRes::time();
+};
+$send->('/slow');
+ok(wait_for(sub { grep { m{^GET cg:/slow$} } fake_redis_log() }, 5,
+            'the GET of /slow at the fake'), 'the GET of /slow reached the fake');
+Time::HiRes::sleep(0.002);
+my (%sent, %seen);
+my $look = sub {
+    my $now = Time::HiRes::time();
+    for my $line (fake_redis_log()) {
+        $seen{$1} //= $now if $line =~ m{^GET cg:/fast(\d)$};
+    }
+    Time::HiRes::sleep(0.0005);
+};
+for my $i (1 .. 5) {
+    $sent{$i} = $send->("/fast$i");
+    $look->() while Time::HiRes::time() < $sent{$i} + 0.01;
+}
+$look->() while keys %seen < 5 && Time::HiRes::time() < $sent{5} + 1;
+my @late = grep { ($seen{$_} // 9e9) - $sent{$_} > 0.008 * slow() } 1 .. 5;
+is("@late", '', 'each GET reached the fake within 8 ms of its request')
+    or diag(join ' ', map { sprintf '%.1fms', 1000 * (($seen{$_} // 9e9) - $sent{$_}) } 1 .. 5);
 --- no_error_log
 [alert]
 [crit]

@@ -99,6 +99,14 @@ ngx_http_cache_guard_redis_conn_open(ngx_http_cache_guard_redis_conn_t *rc,
     c->read->handler = ngx_http_cache_guard_redis_conn_read;
     c->write->handler = ngx_http_cache_guard_redis_conn_write;
 
+    /*
+     * commands are small and pipelined: one must not wait (Nagle) for
+     * the ACK of the one before, which a server that has not answered yet
+     * delays; hiredis set it too (a unix socket: nothing to do)
+     */
+
+    (void) ngx_tcp_nodelay(c);
+
     rc->c = c;
     rc->connected = 0;
     rc->spos = 0;

@@ -134,6 +134,24 @@ sub worker_peak_kb {
     return $kb // die "no VmHWM in /proc/$pid/status\n";
 }
 
+# The worker's largest private anonymous mapping in MB (glibc gives a
+# large malloc one of its own); under valgrind, whose own memory that
+# would be, 0.
+sub largest_private_mb {
+    return 0 if $ENV{TEST_NGINX_USE_VALGRIND};
+    my ($pid) = worker_pids();
+    open my $fh, '<', "/proc/$pid/maps" or die "no /proc/$pid/maps: $!\n";
+    my $max = 0;
+    while (<$fh>) {
+        my ($from, $to, $perms, $path) =
+            /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/ or next;
+        next unless $perms eq 'rw-p' && $path eq '';
+        my $mb = (hex($to) - hex($from)) / (1024 * 1024);
+        $max = $mb if $mb > $max;
+    }
+    return sprintf '%.1f', $max;
+}
+
 run_tests();
 
 __DATA__
@@ -428,6 +446,33 @@ $look->() while keys %seen < 5 && Time::HiRes::time() < $sent{5} + 1;
 my @late = grep { ($seen{$_} // 9e9) - $sent{$_} > 0.008 * slow() } 1 .. 5;
 is("@late", '', 'each GET reached the fake within 8 ms of its request')
     or diag(join ' ', map { sprintf '%.1fms', 1000 * (($seen{$_} // 9e9) - $sent{$_}) } 1 .. 5);
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 12: a server that stops reading: the commands queued meanwhile are dropped with the connection, and their buffer is not kept
+--- setup
+fake_redis_start('deaf-big');
+--- user_files
+>>> p.lua
+return { key = "$uri", l1 = false, max_entry_size = "4m", breaker = { redis = false } }
+--- timeout: 60
+--- check
+my $res = http_concurrent(12, sub { "/deaf$_[0]?size=3900000" });
+is(scalar(grep { $_->{status} == 200 && length($_->{body} // '') == 3900000 } @$res),
+   12, 'twelve responses of 3.9 MB answered whole') or diag(tally($res));
+ok(wait_for(sub { grep { m{^SET cg:/deaf} } fake_redis_log() }, 10,
+            'an entry stored'),
+   'an entry of 3.9 MB reached the fake, which then stopped reading');
+ok(wait_for(sub { error_log_since_block() =~ /redis "[^"]+" timed out/ }, 10,
+            'the time-out'), 'the command not read timed out, the connection was dropped');
+sleep 0.5;
+my $mb = largest_private_mb();
+ok($mb < 24, "no buffer of those commands left in the worker (largest private mapping ${mb} MB)");
 --- no_error_log
 [alert]
 [crit]

@@ -38,6 +38,9 @@
 #   nil              GET: nil; others: +OK (a well-behaved empty cache)
 #   stall-slow       as nil, but a GET of a key with "slow" in it is never
 #                    answered (the commands after it are still logged)
+#   deaf-big         as nil, but after a SET of a value over 100 kB, it
+#                    reads nothing more from that connection (a server
+#                    that stopped reading: the sender's buffers fill)
 #   flood            as nil, but a SUBSCRIBE, once confirmed, gets
 #                    --stream-bytes bytes (256 MiB by default) of ":1"
 #                    replies (valid RESP, ignored by the purge listener),
@@ -62,6 +65,7 @@ my ($port, $mode, $log_file, $pid_file) = @ARGV;
 my %MODES = map { $_ => 1 } qw(
     loading oom garbage truncated truncated-close wrongtype wrongtype-array
     huge hugearray nil flood stall-slow
+    deaf-big
 );
 usage("unknown mode '$mode'") unless $MODES{$mode};
 usage("bad port '$port'") unless $port =~ /^\d+$/ && $port > 0 && $port < 65536;
@@ -290,6 +294,14 @@ sub answer {
              @$command > 1 ? printable($command->[1]) : ());
     return if $conn->{stalled} || $conn->{close_after};
 
+    if ($mode eq 'deaf-big' && uc $name eq 'SET' && @$command > 2
+        && length $command->[2] > 100_000)
+    {
+        $conn->{stalled} = 1;
+        $readers->remove($conn->{sock});
+        return;
+    }
+
     my $is_get = $name eq 'GET';
     if ($mode eq 'loading') {
         $conn->{out} .= $LOADING;
@@ -303,7 +315,7 @@ sub answer {
         $conn->{out} .= $OK;
     } elsif ($mode eq 'stall-slow' && $command->[1] =~ /slow/) {
         $conn->{stalled} = 1;
-    } elsif ($mode eq 'nil' || $mode eq 'flood' || $mode eq 'stall-slow') {
+    } elsif ($mode =~ /^(?:nil|flood|stall-slow|deaf-big)$/) {
         $conn->{out} .= $NIL;
     } elsif ($mode eq 'truncated' || $mode eq 'truncated-close') {
         $conn->{out} .= "\$100\r\nabc";

@@ -21,6 +21,8 @@
 /* read per wake before the other connections get their turn */
 #define NGX_HTTP_CACHE_GUARD_REDIS_READ_BUDGET   (1024 * 1024)
 #define NGX_HTTP_CACHE_GUARD_REDIS_BUF           16384
+/* a send buffer larger than this is freed once empty */
+#define NGX_HTTP_CACHE_GUARD_REDIS_SBUF_KEEP     65536
 
 
 static void ngx_http_cache_guard_redis_conn_keepalive(ngx_socket_t fd);
@@ -28,6 +30,8 @@ static void ngx_http_cache_guard_redis_conn_read(ngx_event_t *rev);
 static ngx_int_t ngx_http_cache_guard_redis_conn_parse(
     ngx_http_cache_guard_redis_conn_t *rc, ngx_connection_t *c);
 static void ngx_http_cache_guard_redis_conn_write(ngx_event_t *wev);
+static void ngx_http_cache_guard_redis_conn_drained(
+    ngx_http_cache_guard_redis_conn_t *rc);
 
 
 ngx_int_t
@@ -98,6 +102,14 @@ ngx_http_cache_guard_redis_conn_open(ngx_http_cache_guard_redis_conn_t *rc,
     c->write->log = rc->log;
     c->read->handler = ngx_http_cache_guard_redis_conn_read;
     c->write->handler = ngx_http_cache_guard_redis_conn_write;
+
+    /*
+     * commands are small and pipelined: one must not wait (Nagle) for
+     * the ACK of the one before, which a server that has not answered yet
+     * delays; hiredis set it too (a unix socket: nothing to do)
+     */
+
+    (void) ngx_tcp_nodelay(c);
 
     rc->c = c;
     rc->connected = 0;
@@ -211,8 +223,8 @@ ngx_http_cache_guard_redis_conn_close(ngx_http_cache_guard_redis_conn_t *rc)
 
     rc->c = NULL;
     rc->connected = 0;
-    rc->spos = 0;
-    rc->slast = 0;
+
+    ngx_http_cache_guard_redis_conn_drained(rc);
 
     if (rc->reader) {
         redisReaderFree(rc->reader);
@@ -420,6 +432,21 @@ ngx_http_cache_guard_redis_conn_write(ngx_event_t *wev)
         rc->spos += n;
     }
 
+    ngx_http_cache_guard_redis_conn_drained(rc);
+}
+
+
+/* nothing left to send: a buffer grown by a burst is not kept */
+
+static void
+ngx_http_cache_guard_redis_conn_drained(ngx_http_cache_guard_redis_conn_t *rc)
+{
     rc->spos = 0;
     rc->slast = 0;
+
+    if (rc->ssize > NGX_HTTP_CACHE_GUARD_REDIS_SBUF_KEEP) {
+        ngx_free(rc->sbuf);
+        rc->sbuf = NULL;
+        rc->ssize = 0;
+    }
 }

@@ -13,6 +13,7 @@ use Test::CacheGuard::Status;
 use Test::CacheGuard::FakeRedis;
 
 use JSON::PP qw(decode_json);
+use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
 # Every request is asked of Redis (no L1), and the Redis breaker is off
@@ -131,6 +132,24 @@ sub worker_peak_kb {
     open my $fh, '<', "/proc/$pid/status" or die "no /proc/$pid/status: $!\n";
     my ($kb) = map { /^VmHWM:\s+(\d+)\s+kB/ ? $1 : () } <$fh>;
     return $kb // die "no VmHWM in /proc/$pid/status\n";
+}
+
+# The worker's largest private anonymous mapping in MB (glibc gives a
+# large malloc one of its own); under valgrind, whose own memory that
+# would be, 0.
+sub largest_private_mb {
+    return 0 if $ENV{TEST_NGINX_USE_VALGRIND};
+    my ($pid) = worker_pids();
+    open my $fh, '<', "/proc/$pid/maps" or die "no /proc/$pid/maps: $!\n";
+    my $max = 0;
+    while (<$fh>) {
+        my ($from, $to, $perms, $path) =
+            /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/ or next;
+        next unless $perms eq 'rw-p' && $path eq '';
+        my $mb = (hex($to) - hex($from)) / (1024 * 1024);
+        $max = $mb if $mb > $max;
+    }
+    return sprintf '%.1f', $max;
 }
 
 run_tests();
@@ -355,6 +374,108 @@ ok(@closed >= 4, 'the module closed each connection in the middle of its stream 
                  . @closed . ')') or diag(join "\n", fake_redis_log());
 --- error_log
 reply over
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 10: the purge subscription flooded with messages: the worker reads them by turns and goes on answering requests meanwhile
+--- setup
+fake_redis_start('flood');
+--- check
+ok(wait_for(sub { grep { /^SUBSCRIBER / } fake_redis_log() }, 10,
+            'the purge listener to subscribe'),
+   'the purge listener subscribed, and the flood began');
+sleep 0.5;
+my @res;
+for my $i (1 .. 5) {
+    push @res, http_get("/flood$i");
+    sleep 0.1;
+}
+is(scalar(grep { $_->{status} == 200 } @res), 5,
+   'five requests during the flood answered 200') or diag(tally(\@res));
+my $max = max_elapsed(\@res);
+ok($max < 1 * slow(), "none waited behind the flood (slowest ${max}s)");
+is(scalar(grep { /^CLOSE / } fake_redis_log()), 0,
+   'the subscription was not dropped for it');
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 11: a command behind one not yet answered goes at once, not held back (Nagle) until the server's delayed ACK
+--- setup
+fake_redis_start('stall-slow');
+--- check
+# Answered at once for a while, the fake's socket acknowledges lazily
+# (up to 40 ms later, unless a reply carries the ACK).  Then one command
+# is never answered, and each of five more, 2 ms apart, must reach the
+# fake about when its request is made, not at the next delayed ACK.
+http_get("/warm$_") for 1 .. 10;
+my @socks;
+my $send = sub {
+    my $s = IO::Socket::INET->new("127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}")
+        or die "connect: $!";
+    print {$s} "GET $_[0] HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    push @socks, $s;
+    return Time::HiRes::time();
+};
+my $t0 = $send->('/slow');
+Time::HiRes::sleep(0.0005)
+    until grep { m{^GET cg:/slow$} } fake_redis_log()
+          or Time::HiRes::time() > $t0 + 5;
+ok(scalar(grep { m{^GET cg:/slow$} } fake_redis_log()),
+   'the GET of /slow reached the fake');
+Time::HiRes::sleep(0.002);
+my (%sent, %seen);
+my $look = sub {
+    my $now = Time::HiRes::time();
+    for my $line (fake_redis_log()) {
+        $seen{$1} //= $now if $line =~ m{^GET cg:/fast(\d)$};
+    }
+    Time::HiRes::sleep(0.0005);
+};
+for my $i (1 .. 5) {
+    $sent{$i} = $send->("/fast$i");
+    $look->() while Time::HiRes::time() < $sent{$i} + 0.002;
+}
+$look->() while keys %seen < 5 && Time::HiRes::time() < $sent{5} + 1;
+my @late = grep { ($seen{$_} // 9e9) - $sent{$_} > 0.015 * slow() } 1 .. 5;
+is("@late", '', 'each GET reached the fake within 15 ms of its request')
+    or diag(join ' ', map { sprintf '%.1fms', 1000 * (($seen{$_} // 9e9) - $sent{$_}) } 1 .. 5);
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 12: a server that stops reading: the commands queued meanwhile are dropped with the connection, and their buffer is not kept
+--- setup
+fake_redis_start('deaf-big');
+--- user_files
+>>> p.lua
+return { key = "$uri", l1 = false, max_entry_size = "4m", breaker = { redis = false } }
+--- timeout: 60
+--- check
+my $res = http_concurrent(12, sub { "/deaf$_[0]?size=3900000" });
+is(scalar(grep { $_->{status} == 200 && length($_->{body} // '') == 3900000 } @$res),
+   12, 'twelve responses of 3.9 MB answered whole') or diag(tally($res));
+ok(wait_for(sub { grep { m{^SET cg:/deaf} } fake_redis_log() }, 10,
+            'an entry stored'),
+   'an entry of 3.9 MB reached the fake, which then stopped reading');
+ok(wait_for(sub { error_log_since_block() =~ /redis "[^"]+" timed out/ }, 10,
+            'the time-out'), 'the command not read timed out, the connection was dropped');
+sleep 0.5;
+my $mb = largest_private_mb();
+ok($mb < 24, "no buffer of those commands left in the worker (largest private mapping ${mb} MB)");
 --- no_error_log
 [alert]
 [crit]

@@ -36,6 +36,17 @@
 #                    ":1\r\n" elements (8 MiB by default), then nothing
 #                    more; others: +OK
 #   nil              GET: nil; others: +OK (a well-behaved empty cache)
+#   stall-slow       as nil, but a GET of a key with "slow" in it is never
+#                    answered (the commands after it are still logged)
+#   deaf-big         as nil, but after a SET of a value over 100 kB, it
+#                    reads nothing more from that connection (a server
+#                    that stopped reading: the sender's buffers fill)
+#   flood            as nil, but a SUBSCRIBE, once confirmed, gets
+#                    --stream-bytes bytes (256 MiB by default) of ":1"
+#                    replies (valid RESP, ignored by the purge listener),
+#                    written by a child process as fast as the socket
+#                    takes them (not counted in CLOSE's bytes); the child
+#                    gives up after 60 s
 
 use strict;
 use warnings;
@@ -44,6 +55,7 @@ use Errno qw(EAGAIN EINTR EWOULDBLOCK);
 use Getopt::Long;
 use IO::Select;
 use IO::Socket::INET;
+use POSIX ();
 
 my %opt = (host => '127.0.0.1');
 GetOptions(\%opt, 'host=s', 'parent-pid=i', 'stream-bytes=i')
@@ -52,13 +64,16 @@ my ($port, $mode, $log_file, $pid_file) = @ARGV;
 
 my %MODES = map { $_ => 1 } qw(
     loading oom garbage truncated truncated-close wrongtype wrongtype-array
-    huge hugearray nil
+    huge hugearray nil flood stall-slow
+    deaf-big
 );
 usage("unknown mode '$mode'") unless $MODES{$mode};
 usage("bad port '$port'") unless $port =~ /^\d+$/ && $port > 0 && $port < 65536;
 
 my $stream_bytes = $opt{'stream-bytes'}
-    // ($mode eq 'huge' ? 32 * 1024 * 1024 : 8 * 1024 * 1024);
+    // ($mode eq 'huge'  ? 32 * 1024 * 1024
+      : $mode eq 'flood' ? 256 * 1024 * 1024
+      :                    8 * 1024 * 1024);
 
 my $LOADING = "-LOADING Redis is loading the dataset in memory\r\n";
 my $OOM     = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
@@ -88,6 +103,7 @@ write_file($pid_file, "$$\n");
 my %conns;    # fileno => { sock, id, in, out, stream_left, stream_unit,
               #             stalled, close_after, sent }
 my $accepted = 0;
+my @children;  # flood writers
 my $readers = IO::Select->new($listener);
 
 until ($stop) {
@@ -112,6 +128,7 @@ until ($stop) {
 }
 
 close_conn($_, 'server') for values %conns;
+kill 'KILL', @children if @children;
 unlink $pid_file;
 exit 0;
 
@@ -269,12 +286,21 @@ sub answer {
         my $ch = $command->[1];
         $conn->{out} .= "*3\r\n\$9\r\nsubscribe\r\n\$" . length($ch)
                       . "\r\n$ch\r\n:1\r\n";
+        flood($conn) if $mode eq 'flood';
         return;
     }
 
     log_line(join ' ', printable($name),
              @$command > 1 ? printable($command->[1]) : ());
     return if $conn->{stalled} || $conn->{close_after};
+
+    if ($mode eq 'deaf-big' && uc $name eq 'SET' && @$command > 2
+        && length $command->[2] > 100_000)
+    {
+        $conn->{stalled} = 1;
+        $readers->remove($conn->{sock});
+        return;
+    }
 
     my $is_get = $name eq 'GET';
     if ($mode eq 'loading') {
@@ -287,7 +313,9 @@ sub answer {
         $conn->{out} .= $GARBAGE;
     } elsif (!$is_get) {
         $conn->{out} .= $OK;
-    } elsif ($mode eq 'nil') {
+    } elsif ($mode eq 'stall-slow' && $command->[1] =~ /slow/) {
+        $conn->{stalled} = 1;
+    } elsif ($mode =~ /^(?:nil|flood|stall-slow|deaf-big)$/) {
         $conn->{out} .= $NIL;
     } elsif ($mode eq 'truncated' || $mode eq 'truncated-close') {
         $conn->{out} .= "\$100\r\nabc";
@@ -305,6 +333,39 @@ sub answer {
         start_stream($conn, ":1\r\n" x ($CHUNK / 4));
     }
     return;
+}
+
+# The confirmation out first, then a child writes the flood on the same
+# socket, faster than this select loop could, while the parent goes on
+# answering the other connections.
+sub flood {
+    my ($conn) = @_;
+    flush($conn);
+    my $pid = fork;
+    die "fake-redis: fork: $!\n" unless defined $pid;
+    if ($pid) {
+        push @children, $pid;
+        return;
+    }
+    $SIG{TERM} = $SIG{INT} = 'DEFAULT';
+    alarm 60;
+    my $unit = ":1\r\n" x 262144;
+    my ($left, $off) = ($stream_bytes, 0);
+    my $sel = IO::Select->new($conn->{sock});
+    while ($left > 0) {
+        last if $opt{'parent-pid'} && !kill 0, $opt{'parent-pid'};
+        next unless $sel->can_write(1);
+        my $len = length($unit) - $off;
+        $len = $left if $left < $len;
+        my $n = syswrite $conn->{sock}, $unit, $len, $off;
+        if (!defined $n) {
+            next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+            last;
+        }
+        $left -= $n;
+        $off = ($off + $n) % length $unit;
+    }
+    POSIX::_exit(0);
 }
 
 sub start_stream {

@@ -18,8 +18,17 @@
 #include <netinet/tcp.h>
 
 
+/*
+ * Whether the connection is still the one a handler started with: a
+ * callback may close it, and a reconnect in the same call may get the same
+ * struct back (nginx reuses the last freed), with another number.
+ */
+#define ngx_http_cache_guard_redis_conn_same(rc, c, n)                       \
+    ((rc)->c == (c) && (c)->number == (n))
+
+
 /* read per wake before the other connections get their turn */
-#define NGX_HTTP_CACHE_GUARD_REDIS_READ_BUDGET   (1024 * 1024)
+#define NGX_HTTP_CACHE_GUARD_REDIS_READ_BUDGET   65536
 #define NGX_HTTP_CACHE_GUARD_REDIS_BUF           16384
 /* a send buffer larger than this is freed once empty */
 #define NGX_HTTP_CACHE_GUARD_REDIS_SBUF_KEEP     65536
@@ -258,8 +267,8 @@ ngx_http_cache_guard_redis_conn_free(ngx_http_cache_guard_redis_conn_t *rc)
 
 /*
  * Edge-triggered: read until EAGAIN, or until the budget of a wake is
- * spent (then the read goes on in this turn's posted events, after the
- * other connections).
+ * spent (then the read goes on in the next turn of the event loop, after
+ * the other connections and the timers).
  */
 
 static void
@@ -269,16 +278,20 @@ ngx_http_cache_guard_redis_conn_read(ngx_event_t *rev)
 
     size_t                              total;
     ssize_t                             n;
+    ngx_atomic_uint_t                   number;
     ngx_http_cache_guard_redis_conn_t  *rc;
     u_char                              buf[NGX_HTTP_CACHE_GUARD_REDIS_BUF];
 
     rc = c->data;
+    number = c->number;
 
     if (!rc->connected) {
         /* a refused or reset connect shows here first */
         ngx_http_cache_guard_redis_conn_write(c->write);
 
-        if (rc->c != c || !rc->connected) {
+        if (!ngx_http_cache_guard_redis_conn_same(rc, c, number)
+            || !rc->connected)
+        {
             return;
         }
     }
@@ -317,9 +330,9 @@ ngx_http_cache_guard_redis_conn_read(ngx_event_t *rev)
         }
     }
 
-    /* the budget is spent: the rest after the other connections */
+    /* the budget is spent: the rest in the next turn, after the others */
 
-    ngx_post_event(rev, &ngx_posted_events);
+    ngx_post_event(rev, &ngx_posted_next_events);
 }
 
 
@@ -329,8 +342,11 @@ static ngx_int_t
 ngx_http_cache_guard_redis_conn_parse(ngx_http_cache_guard_redis_conn_t *rc,
     ngx_connection_t *c)
 {
-    void         *reply;
-    redisReader  *reader;
+    void               *reply;
+    redisReader        *reader;
+    ngx_atomic_uint_t   number;
+
+    number = c->number;
 
     for ( ;; ) {
         reader = rc->reader;
@@ -355,7 +371,7 @@ ngx_http_cache_guard_redis_conn_parse(ngx_http_cache_guard_redis_conn_t *rc,
 
         freeReplyObject(reply);
 
-        if (rc->c != c) {
+        if (!ngx_http_cache_guard_redis_conn_same(rc, c, number)) {
             return NGX_DONE;
         }
     }
@@ -382,9 +398,11 @@ ngx_http_cache_guard_redis_conn_write(ngx_event_t *wev)
     int                                 err;
     ssize_t                             n;
     socklen_t                           len;
+    ngx_atomic_uint_t                   number;
     ngx_http_cache_guard_redis_conn_t  *rc;
 
     rc = c->data;
+    number = c->number;
 
     if (!rc->connected) {
         err = 0;
@@ -408,7 +426,7 @@ ngx_http_cache_guard_redis_conn_write(ngx_event_t *wev)
         rc->connected = 1;
         rc->up(rc->data);
 
-        if (rc->c != c) {
+        if (!ngx_http_cache_guard_redis_conn_same(rc, c, number)) {
             return;
         }
     }

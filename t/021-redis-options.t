@@ -93,13 +93,8 @@ wait_for(sub { -S "$dir/redis.sock"
 --- http_config
     cache_guard_zone main size=1m;
     cache_guard_redis unix:$TEST_NGINX_SERVROOT-unix/redis.sock;
---- config
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
+--- config eval
+guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT')
 --- user_files
 >>> p.lua
 return { key = "$uri", l1 = false }
@@ -123,13 +118,8 @@ system("kill \$(cat $dir/redis.pid) 2>/dev/null");
 --- http_config
     cache_guard_zone main size=1m;
     cache_guard_redis localhost:$TEST_NGINX_REDIS_PORT;
---- config
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
+--- config eval
+guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT')
 --- user_files
 >>> p.lua
 return { key = "$uri", l1 = false }
@@ -146,13 +136,8 @@ is(http_get('/h')->{headers}{'x-guard'}, 'HIT l2', 'and read back');
 --- http_config
     cache_guard_zone main size=1m;
     cache_guard_redis 127.0.0.1:$TEST_NGINX_REDIS_PORT timeout=5s;
---- config
-    location / {
-        cache_guard main;
-        cache_guard_policy $TEST_NGINX_HTML_DIR/p.lua;
-        proxy_pass http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT;
-        add_header X-Guard "$cache_guard_status $cache_guard_level" always;
-    }
+--- config eval
+guard_location(pass => 'http://127.0.0.1:$TEST_NGINX_ORIGIN_PORT')
 --- user_files
 >>> p.lua
 return { key = "$uri", l1 = false, max_entry_size = "4m" }

@@ -34,7 +34,8 @@ use Exporter qw(import);
 use File::Path qw(make_path);
 
 use Test::CacheGuard::Util qw(repo_root wait_until port_listening slurp);
-use Test::CacheGuard::Spawn qw(spawn reap_kill exited port_free);
+use Test::CacheGuard::Spawn qw(spawn reap_kill exited port_free
+                               stop_listener);
 
 our @EXPORT = qw(
     recorder_port recorder_start recorder_stop recorder_stop_all
@@ -87,9 +88,7 @@ sub recorder_start {
 sub recorder_stop {
     my ($port) = @_;
     my $pid = delete $recorders{$port} or return 1;
-    reap_kill($pid) or die "recorder (pid $pid) survived SIGKILL\n";
-    port_free($port) or die "port $port still listens after the recorder\n";
-    return 1;
+    return stop_listener($pid, $port, 'recorder');
 }
 
 sub recorder_stop_all {

@@ -60,7 +60,8 @@ use Exporter qw(import);
 use File::Path qw(make_path remove_tree);
 
 use Test::CacheGuard::Util qw(repo_root wait_until port_accepts);
-use Test::CacheGuard::Spawn qw(spawn reap_kill exited port_free);
+use Test::CacheGuard::Spawn qw(spawn reap_kill exited port_free
+                               stop_listener);
 use Test::CacheGuard::Redis qw(redis_at);
 
 our @EXPORT = qw(
@@ -227,11 +228,7 @@ sub _fail {
 sub stop_node {
     my ($port) = @_;
     my $pid = delete $pids{$port} or return 1;
-    reap_kill($pid, $STOP_TIMEOUT)
-        or die "pid $pid (port $port) survived SIGKILL\n";
-    port_free($port, $STOP_TIMEOUT)
-        or die "port $port still accepts after its process died\n";
-    return 1;
+    return stop_listener($pid, $port, 'redis node', $STOP_TIMEOUT);
 }
 
 sub kill_master {

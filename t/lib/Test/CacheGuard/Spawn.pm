@@ -22,7 +22,7 @@ use POSIX ();
 
 use Test::CacheGuard::Util qw(wait_until port_accepts port_listening);
 
-our @EXPORT_OK = qw(spawn reap_kill exited port_free);
+our @EXPORT_OK = qw(spawn reap_kill exited port_free stop_listener);
 
 sub spawn {
     my ($cmd, %opt) = @_;
@@ -57,6 +57,17 @@ sub port_free {
     my ($port, $timeout) = @_;
     return wait_until(sub { !port_listening($port) && !port_accepts($port) },
         $timeout // 10);
+}
+
+# Kills the child $what (pid $pid) that listens on $port, reaps it and
+# waits until the port refuses; dies if either does not happen in time.
+sub stop_listener {
+    my ($pid, $port, $what, $timeout) = @_;
+    reap_kill($pid, $timeout)
+        or die "$what (pid $pid) on port $port survived SIGKILL\n";
+    port_free($port, $timeout)
+        or die "port $port still accepts after its $what died\n";
+    return 1;
 }
 
 1;

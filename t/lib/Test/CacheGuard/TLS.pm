@@ -63,7 +63,8 @@ use File::Path qw(make_path remove_tree);
 use POSIX ();
 
 use Test::CacheGuard::Util qw(repo_root wait_until port_accepts);
-use Test::CacheGuard::Spawn qw(spawn reap_kill exited port_free);
+use Test::CacheGuard::Spawn qw(spawn reap_kill exited port_free
+                               stop_listener);
 
 our @EXPORT = qw(
     tls_certs tls_port tls_redis_start tls_redis_stop tls_redis_stop_all
@@ -329,11 +330,7 @@ sub tls_redis_start {
 sub tls_redis_stop {
     my ($port) = @_;
     my $pid = delete $servers{$port} or return 1;
-    reap_kill($pid, $STOP_TIMEOUT)
-        or die "redis-server (pid $pid) on port $port survived SIGKILL\n";
-    port_free($port, $STOP_TIMEOUT)
-        or die "port $port still accepts after its redis-server died\n";
-    return 1;
+    return stop_listener($pid, $port, 'redis-server', $STOP_TIMEOUT);
 }
 
 sub tls_redis_stop_all {

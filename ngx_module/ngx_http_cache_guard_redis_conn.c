@@ -171,48 +171,26 @@ ngx_int_t
 ngx_http_cache_guard_redis_conn_send(ngx_http_cache_guard_redis_conn_t *rc,
     int argc, const char **argv, const size_t *argvlen)
 {
-    size_t   len, size;
-    u_char  *p;
+    size_t  len;
 
-    len = ngx_http_cache_guard_resp_format(&rc->out, &rc->out_size, rc->log,
-                                          argc, argv, argvlen);
-    if (len == 0) {
-        return NGX_ERROR;
-    }
+    /* what a short write left goes to the start first */
 
     if (rc->spos == rc->slast) {
         rc->spos = 0;
         rc->slast = 0;
-    }
 
-    if (rc->slast + len > rc->ssize) {
-        size = rc->slast - rc->spos + len;
-
-        if (size > rc->ssize) {
-            size = ngx_max(ngx_max(size, 4096), rc->ssize * 2);
-
-            p = ngx_alloc(size, rc->log);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            if (rc->sbuf) {
-                ngx_memcpy(p, rc->sbuf + rc->spos, rc->slast - rc->spos);
-                ngx_free(rc->sbuf);
-            }
-
-            rc->sbuf = p;
-            rc->ssize = size;
-
-        } else {
-            ngx_memmove(rc->sbuf, rc->sbuf + rc->spos, rc->slast - rc->spos);
-        }
-
+    } else if (rc->spos) {
+        ngx_memmove(rc->sbuf, rc->sbuf + rc->spos, rc->slast - rc->spos);
         rc->slast -= rc->spos;
         rc->spos = 0;
     }
 
-    ngx_memcpy(rc->sbuf + rc->slast, rc->out, len);
+    len = ngx_http_cache_guard_resp_format(&rc->sbuf, &rc->ssize, rc->slast,
+                                          rc->log, argc, argv, argvlen);
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
     rc->slast += len;
 
     if (rc->connected && !rc->c->write->posted) {
@@ -250,12 +228,6 @@ void
 ngx_http_cache_guard_redis_conn_free(ngx_http_cache_guard_redis_conn_t *rc)
 {
     ngx_http_cache_guard_redis_conn_close(rc);
-
-    if (rc->out) {
-        ngx_free(rc->out);
-        rc->out = NULL;
-        rc->out_size = 0;
-    }
 
     if (rc->sbuf) {
         ngx_free(rc->sbuf);

@@ -39,8 +39,6 @@ struct ngx_http_cache_guard_redis_conn_s {
     size_t                          spos;
     size_t                          slast;
     size_t                          ssize;
-    u_char                         *out;         /* one command, formatted */
-    size_t                          out_size;
     ngx_uint_t                      connected;   /* unsigned:1 */
 
     /* set by the owner */

@@ -70,41 +70,43 @@ ngx_http_cache_guard_resp_reader(redisReader *reader, size_t max_reply)
 
 
 /*
- * The command in RESP, in a buffer the worker keeps: hiredis' own argv
+ * The command in RESP, appended to the bytes [0, used) of a buffer the
+ * caller keeps (grown, its bytes kept, as needed): hiredis' own argv
  * formatting costs more than the rest of an L2 hit's Redis work.
  */
 
 size_t
-ngx_http_cache_guard_resp_format(u_char **out, size_t *size, ngx_log_t *log,
-    int argc, const char **argv, const size_t *argvlen)
+ngx_http_cache_guard_resp_format(u_char **buf, size_t *size, size_t used,
+    ngx_log_t *log, int argc, const char **argv, const size_t *argvlen)
 {
     int      i;
     u_char  *p;
     size_t   len;
 
-    /* and a NUL: hiredis looks at the bytes after a command's name */
-
-    len = 1 + NGX_SIZE_T_LEN + 2 + 1;
+    len = 1 + NGX_SIZE_T_LEN + 2;
 
     for (i = 0; i < argc; i++) {
         len += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
     }
 
-    if (len > *size) {
-        if (*out) {
-            ngx_free(*out);
-        }
+    if (used + len > *size) {
+        len = ngx_max(ngx_max(used + len, 4096), *size * 2);
 
-        *size = ngx_max(len, 4096);
-        *out = ngx_alloc(*size, log);
-
-        if (*out == NULL) {
-            *size = 0;
+        p = ngx_alloc(len, log);
+        if (p == NULL) {
             return 0;
         }
+
+        if (*buf) {
+            ngx_memcpy(p, *buf, used);
+            ngx_free(*buf);
+        }
+
+        *buf = p;
+        *size = len;
     }
 
-    p = ngx_http_cache_guard_resp_number(*out, '*', argc);
+    p = ngx_http_cache_guard_resp_number(*buf + used, '*', argc);
 
     for (i = 0; i < argc; i++) {
         p = ngx_http_cache_guard_resp_number(p, '$', argvlen[i]);
@@ -113,9 +115,7 @@ ngx_http_cache_guard_resp_format(u_char **out, size_t *size, ngx_log_t *log,
         *p++ = LF;
     }
 
-    *p = '\0';
-
-    return p - *out;
+    return p - (*buf + used);
 }
 
 

@@ -17,11 +17,12 @@
 
 
 /*
- * The command in *out (grown as needed, kept by the caller), NUL-ended;
- * its length, 0 if out of memory
+ * The command appended to the "used" bytes of *buf (grown as needed, kept
+ * by the caller); its length, 0 if out of memory
  */
-size_t ngx_http_cache_guard_resp_format(u_char **out, size_t *size,
-    ngx_log_t *log, int argc, const char **argv, const size_t *argvlen);
+size_t ngx_http_cache_guard_resp_format(u_char **buf, size_t *size,
+    size_t used, ngx_log_t *log, int argc, const char **argv,
+    const size_t *argvlen);
 /* an error reply that says the server itself is unwell (LOADING, OOM...) */
 ngx_uint_t ngx_http_cache_guard_resp_unhealthy(redisReply *reply);
 /* the reader's replies are built within max_reply bytes, or refused */

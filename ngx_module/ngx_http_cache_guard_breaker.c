@@ -165,10 +165,6 @@ ngx_http_cache_guard_state_add(ngx_conf_t *cf)
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_cache_guard_module);
 
-    if (mcf->wants.nelts == 0) {
-        return NGX_OK;
-    }
-
     /* fixed, whatever the configuration: a reload keeps the segment */
 
     size = ngx_align(sizeof(ngx_http_cache_guard_state_t), ngx_pagesize)

@@ -148,6 +148,7 @@ ngx_http_cache_guard_redis_command(ngx_http_cache_guard_redis_t *rd,
     ngx_http_cache_guard_redis_cmd_t  *cmd;
 
     if (rd->exiting) {
+        rd->force = 0;
         return NULL;
     }
 

@@ -94,7 +94,8 @@ ngx_http_cache_guard_redis_conn_open(ngx_http_cache_guard_redis_conn_t *rc,
         return NGX_ERROR;
     }
 
-    ngx_http_cache_guard_resp_reader(rc->reader, rc->max_reply);
+    rc->budget.max = rc->max_reply;
+    ngx_http_cache_guard_resp_reader(rc->reader, &rc->budget);
 
     /* a connection that only listens learns of a dead peer this way */
 

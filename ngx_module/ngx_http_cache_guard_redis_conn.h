@@ -12,6 +12,7 @@
 
 
 #include "ngx_http_cache_guard_types.h"
+#include "ngx_http_cache_guard_resp.h"
 
 #include <hiredis/hiredis.h>
 
@@ -35,6 +36,7 @@ typedef void (*ngx_http_cache_guard_redis_conn_lost_pt)(void *data,
 struct ngx_http_cache_guard_redis_conn_s {
     ngx_connection_t               *c;           /* NULL: none */
     redisReader                    *reader;      /* RESP parser only */
+    ngx_http_cache_guard_resp_budget_t  budget;  /* of its replies */
     u_char                         *sbuf;        /* bytes to send */
     size_t                          spos;
     size_t                          slast;

@@ -27,8 +27,6 @@ static void *ngx_http_cache_guard_resp_nil(const redisReadTask *task);
 
 
 static redisReplyObjectFunctions  *ngx_http_cache_guard_resp_default_fn;
-static ssize_t                     ngx_http_cache_guard_resp_budget;
-static size_t                      ngx_http_cache_guard_resp_max_reply;
 
 static redisReplyObjectFunctions  ngx_http_cache_guard_resp_fn = {
     ngx_http_cache_guard_resp_string,
@@ -55,17 +53,22 @@ static ngx_str_t  ngx_http_cache_guard_resp_unwell[] = {
 };
 
 
-/* replies of this reader are built within max_reply bytes (and some) */
+/*
+ * Each reply of this reader is built within budget->max bytes (and some);
+ * the budget is the reader's own, so that a reply read in pieces on one
+ * connection is not given a fresh budget by another connection's reply.
+ */
 
 void
-ngx_http_cache_guard_resp_reader(redisReader *reader, size_t max_reply)
+ngx_http_cache_guard_resp_reader(redisReader *reader,
+    ngx_http_cache_guard_resp_budget_t *budget)
 {
     if (ngx_http_cache_guard_resp_default_fn == NULL) {
         ngx_http_cache_guard_resp_default_fn = reader->fn;
     }
 
     reader->fn = &ngx_http_cache_guard_resp_fn;
-    ngx_http_cache_guard_resp_max_reply = max_reply;
+    reader->privdata = budget;
 }
 
 
@@ -166,16 +169,17 @@ ngx_http_cache_guard_resp_unhealthy(redisReply *reply)
 static ngx_int_t
 ngx_http_cache_guard_resp_spend(const redisReadTask *task, size_t bytes)
 {
+    ngx_http_cache_guard_resp_budget_t  *budget = task->privdata;
+
     /* a reply starts with its outermost object */
 
     if (task->parent == NULL) {
-        ngx_http_cache_guard_resp_budget =
-                      (ssize_t) ngx_http_cache_guard_resp_max_reply + 65536;
+        budget->left = (ssize_t) budget->max + 65536;
     }
 
-    ngx_http_cache_guard_resp_budget -= (ssize_t) bytes + 32;
+    budget->left -= (ssize_t) bytes + 32;
 
-    if (ngx_http_cache_guard_resp_budget < 0) {
+    if (budget->left < 0) {
         /*
          * hiredis takes NULL for no memory: the connection is dropped,
          * and logged as such (REDIS_ERR_OOM)

@@ -25,8 +25,15 @@ size_t ngx_http_cache_guard_resp_format(u_char **buf, size_t *size,
     const size_t *argvlen);
 /* an error reply that says the server itself is unwell (LOADING, OOM...) */
 ngx_uint_t ngx_http_cache_guard_resp_unhealthy(redisReply *reply);
-/* the reader's replies are built within max_reply bytes, or refused */
-void ngx_http_cache_guard_resp_reader(redisReader *reader, size_t max_reply);
+/* what the reply being read may still allocate, per reader */
+typedef struct {
+    size_t                          max;          /* max_reply */
+    ssize_t                         left;
+} ngx_http_cache_guard_resp_budget_t;
+
+/* the reader's replies are built within budget->max bytes, or refused */
+void ngx_http_cache_guard_resp_reader(redisReader *reader,
+    ngx_http_cache_guard_resp_budget_t *budget);
 
 
 #endif /* _NGX_HTTP_CACHE_GUARD_RESP_H_INCLUDED_ */
